@@ -1,0 +1,51 @@
+/* Command-line pieces shared by the programs in apps/. */
+#include "cli.h"
+
+#include <errno.h>
+#include <string.h>
+
+void cli_list_backends(FILE *out) {
+  aloop_backend_info info[8];
+  size_t n = aloop_list_backends(info, 8);
+  for (size_t i = 0; i < n && i < 8; i++) {
+    fprintf(out, "%-9s %s", info[i].name, info[i].available ? "available" : "unavailable");
+    if (!info[i].available) fprintf(out, ": %s", info[i].reason);
+    if (info[i].max_fd) fprintf(out, " (fds below %d)", info[i].max_fd);
+    fputc('\n', out);
+  }
+}
+
+int cli_take_backend(int *argc, char **argv, const char *prog, const char **backend) {
+  int kept = 1;
+  *backend = NULL;
+  for (int i = 1; i < *argc; i++) {
+    const char *a = argv[i];
+    if (strcmp(a, "--list-backends") == 0) {
+      cli_list_backends(stdout);
+      return CLI_EXIT_OK;
+    }
+    if (strcmp(a, "--backend") == 0) {
+      if (i + 1 >= *argc) {
+        fprintf(stderr, "%s: --backend needs a name: select, libev, io_uring or auto\n", prog);
+        return CLI_EXIT_USAGE;
+      }
+      *backend = argv[++i];
+    } else if (strncmp(a, "--backend=", 10) == 0) {
+      *backend = a + 10;
+    } else {
+      argv[kept++] = argv[i];
+    }
+  }
+  *argc = kept;
+  argv[kept] = NULL;
+  return CLI_CONTINUE;
+}
+
+aloop_loop *cli_new_loop(const char *prog, const char *backend) {
+  char why[256] = "";
+  aloop_options opts = {.size = sizeof opts, .backend = backend, .error = why,
+                        .error_size = sizeof why};
+  aloop_loop *loop = aloop_new(&opts);
+  if (!loop) fprintf(stderr, "%s: %s\n", prog, why[0] ? why : aloop_strerror(errno));
+  return loop;
+}

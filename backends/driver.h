@@ -1,0 +1,62 @@
+/* The driver vtable: the only thing the core knows about a driver, and the only core functions a
+ * driver may call. A driver waits for readiness and reports it; it never runs user code, never owns
+ * timers or the ready queue, and never decides what a callback means. */
+#ifndef ALOOP_DRIVER_H
+#define ALOOP_DRIVER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "aloop.h"
+
+/* Interest and readiness bits exchanged between the core and the drivers. */
+enum { ALOOP__READ = 1u, ALOOP__WRITE = 2u };
+
+struct aloop__driver {
+  const char *name;
+  int max_fd;           /* fds >= max_fd cannot be watched (0: no limit of the driver's own) */
+  size_t state_size;    /* bytes the core allocates (zeroed) for the driver's per-loop state */
+  size_t fd_priv_size;  /* bytes the core keeps (zeroed, never moved) per fd for the driver */
+
+  /* Can this driver work here? 0, or a negative errno with the reason in words in `why`. */
+  int (*probe)(char *why, size_t n);
+  /* Set up `state`. 0, or a negative errno with the reason in words. */
+  int (*init)(aloop_loop *loop, void *state, char *why, size_t n);
+  void (*fini)(aloop_loop *loop, void *state);
+  /* Interest in fd changes from old_ev to new_ev (ALOOP__READ|ALOOP__WRITE bits; new_ev may be 0).
+   * Called only from the core's change list, once per fd per iteration at most. */
+  int (*watch)(aloop_loop *loop, void *state, int fd, void *fd_priv, unsigned old_ev,
+               unsigned new_ev);
+  /* Wait once for readiness, at most timeout_ns (-1: until something happens), reporting ready fds
+   * with aloop__fd_event(). Returns 0 or a negative errno (EINTR is not an error: return 0). */
+  int (*poll)(aloop_loop *loop, void *state, int64_t timeout_ns);
+  /* Optional: a word for the kernel mechanism in use (libev: "epoll"), or NULL. */
+  const char *(*detail)(aloop_loop *loop, void *state);
+};
+
+/* Readiness in: fd is ready for `revents`. Cheap; callbacks run after poll returns. */
+void aloop__fd_event(aloop_loop *loop, int fd, unsigned revents);
+/* fd is no longer valid (closed while watched): the core reports it and drops its watchers. */
+void aloop__fd_invalid(aloop_loop *loop, int fd, int err);
+/* The per-fd bytes the core keeps for the driver (fd_priv_size of them), or NULL if fd is unknown. */
+void *aloop__fd_priv(aloop_loop *loop, int fd);
+/* Report through the loop's error handler. */
+void aloop__report(aloop_loop *loop, int code, int fd, const char *source, const char *fmt, ...)
+    ALOOP_PRINTF(5, 6);
+
+/* The drivers compiled in, in `auto` preference order (backends/registry.c). */
+extern const struct aloop__driver *const aloop__drivers[];
+extern const size_t aloop__ndrivers;
+
+extern const struct aloop__driver aloop__driver_select;
+#ifdef ALOOP_HAVE_LIBEV
+extern const struct aloop__driver aloop__driver_libev;
+#endif
+#ifdef ALOOP_HAVE_LIBURING
+extern const struct aloop__driver aloop__driver_io_uring;
+#endif
+
+/* Nanoseconds to a timeval/timespec-style pair, rounded up so that a wait never ends early. */
+static inline int64_t aloop__ns_to_us_ceil(int64_t ns) { return (ns + 999) / 1000; }
+
+#endif /* ALOOP_DRIVER_H */

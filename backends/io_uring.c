@@ -1,0 +1,285 @@
+/* The io_uring driver: readiness through poll requests on a ring, one submission per iteration.
+ *
+ * What the interface costs and where it breaks:
+ *  a) It may be missing or forbidden: old kernels (ENOSYS), kernel.io_uring_disabled, seccomp
+ *     filters in containers (EPERM). The probe creates a small ring and says which in words.
+ *  b) A poll request holds its own reference to the file: closing the fd does not end it. A poll
+ *     armed on a closed fd fails with EBADF, which the core hears as "invalid".
+ *  c) Multishot poll reports edges (a new CQE per wake-up of the file), but aloop's readers and
+ *     writers are level-triggered like asyncio's: a reader that leaves data behind must run again.
+ *     So each poll is one-shot and re-armed after its callback ran, in the next batch of
+ *     submissions: level semantics for one SQE per event and no extra syscall.
+ *  d) A completion may arrive for a request we already replaced or removed. user_data carries the
+ *     fd and a generation; a CQE whose generation is not the fd's current one is ignored.
+ *  e) SINGLE_ISSUER|DEFER_TASKRUN (6.1+) suits a single-threaded loop best, then COOP_TASKRUN
+ *     (5.19+), then nothing. A single-issuer ring belongs to the thread that first submits, so the
+ *     ring starts disabled and is enabled by the first poll, on the thread that runs the loop.
+ *  f) The SQ can fill up between polls (10,000 fds added at once): submit what is queued and go on.
+ *  g) CQ overflow: with IORING_FEAT_NODROP the kernel keeps overflowed CQEs; without it the ring
+ *     is refused by the probe.
+ */
+#include <errno.h>
+#include <poll.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <liburing.h>
+
+#include "driver.h"
+
+enum {
+  SQ_ENTRIES = 256,   /* per-iteration batch; a fuller SQ is flushed early (trap f) */
+  CQ_ENTRIES = 4096,  /* completions one wait can return before overflow handling kicks in */
+};
+
+/* user_data: fd in the high 32 bits, the fd's generation in the low 32 (trap d). */
+#define UD(fd, gen) (((uint64_t)(uint32_t)(fd) << 32) | (uint32_t)(gen))
+#define UD_FD(ud) ((int)((ud) >> 32))
+#define UD_GEN(ud) ((uint32_t)(ud))
+#define UD_IGNORE UINT64_MAX /* poll removals: their own completions carry nothing */
+
+struct uring_fd {
+  uint32_t gen;  /* bumped whenever the armed poll is removed */
+  uint8_t mask;  /* ALOOP__READ|ALOOP__WRITE interest */
+  bool armed;    /* a poll for (fd, gen) is in flight or queued */
+  bool queued_rearm;
+};
+
+struct uring_state {
+  struct io_uring ring;
+  bool enabled;
+  const char *setup; /* which setup flags the kernel took, for aloop_backend_detail */
+  int *rearm;        /* fds whose one-shot poll completed this iteration */
+  size_t nrearm, rearm_cap;
+};
+
+static void say_why_not(int err, char *why, size_t n) {
+  if (err == -ENOSYS)
+    snprintf(why, n, "io_uring_setup: %s (kernel without io_uring)", strerror(-err));
+  else if (err == -EPERM || err == -EACCES)
+    snprintf(why, n, "io_uring_setup: %s (seccomp or kernel.io_uring_disabled?)", strerror(-err));
+  else
+    snprintf(why, n, "io_uring_setup: %s", strerror(-err));
+}
+
+static int check_ring(struct io_uring *ring, char *why, size_t n) {
+  if (!(ring->features & IORING_FEAT_NODROP)) {
+    snprintf(why, n, "kernel io_uring lacks IORING_FEAT_NODROP (needs Linux 5.5+)");
+    return -ALOOP_EUNAVAIL;
+  }
+  struct io_uring_probe *probe = io_uring_get_probe_ring(ring);
+  if (!probe) {
+    snprintf(why, n, "cannot probe io_uring opcodes (needs Linux 5.6+)");
+    return -ALOOP_EUNAVAIL;
+  }
+  int ok = io_uring_opcode_supported(probe, IORING_OP_POLL_ADD) &&
+           io_uring_opcode_supported(probe, IORING_OP_POLL_REMOVE);
+  io_uring_free_probe(probe);
+  if (!ok) {
+    snprintf(why, n, "kernel io_uring lacks poll requests");
+    return -ALOOP_EUNAVAIL;
+  }
+  return 0;
+}
+
+static int uring_probe(char *why, size_t n) {
+  struct io_uring ring;
+  int err = io_uring_queue_init(2, &ring, 0);
+  if (err < 0) {
+    say_why_not(err, why, n);
+    return -ALOOP_EUNAVAIL;
+  }
+  err = check_ring(&ring, why, n);
+  io_uring_queue_exit(&ring);
+  return err;
+}
+
+static int uring_init(aloop_loop *loop, void *state, char *why, size_t n) {
+  (void)loop;
+  struct uring_state *s = state;
+  static const struct {
+    unsigned flags;
+    const char *name;
+  } setups[] = {
+      {IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_R_DISABLED,
+       "single issuer, deferred task work"},
+      {IORING_SETUP_COOP_TASKRUN, "cooperative task work"},
+      {0, "plain"},
+  };
+  int err = -EINVAL;
+  for (size_t i = 0; i < sizeof setups / sizeof setups[0]; i++) {
+    struct io_uring_params p;
+    memset(&p, 0, sizeof p);
+    p.flags = setups[i].flags | IORING_SETUP_CQSIZE;
+    p.cq_entries = CQ_ENTRIES;
+    err = io_uring_queue_init_params(SQ_ENTRIES, &s->ring, &p);
+    if (err == -EINVAL) continue; /* flags this kernel does not know: try the next set */
+    if (err < 0) break;
+    s->setup = setups[i].name;
+    s->enabled = !(setups[i].flags & IORING_SETUP_R_DISABLED);
+    if ((err = check_ring(&s->ring, why, n)) < 0) {
+      io_uring_queue_exit(&s->ring);
+      return err;
+    }
+    return 0;
+  }
+  say_why_not(err, why, n);
+  return -ALOOP_EUNAVAIL;
+}
+
+static void uring_fini(aloop_loop *loop, void *state) {
+  (void)loop;
+  struct uring_state *s = state;
+  io_uring_queue_exit(&s->ring);
+  free(s->rearm);
+}
+
+/* A disabled ring is enabled by the thread that first needs to submit (trap e). Debian's liburing
+ * 2.3 declares io_uring_enable_rings() but does not export it: register directly. */
+static int enable(struct uring_state *s) {
+  if (s->enabled) return 0;
+  if (syscall(__NR_io_uring_register, s->ring.ring_fd, IORING_REGISTER_ENABLE_RINGS, NULL, 0) < 0)
+    return -errno;
+  s->enabled = true;
+  return 0;
+}
+
+/* An SQE, flushing the queue to the kernel first if it is full (trap f). */
+static struct io_uring_sqe *get_sqe(struct uring_state *s) {
+  struct io_uring_sqe *sqe = io_uring_get_sqe(&s->ring);
+  if (!sqe && enable(s) == 0 && io_uring_submit(&s->ring) >= 0) sqe = io_uring_get_sqe(&s->ring);
+  return sqe;
+}
+
+static int arm(struct uring_state *s, int fd, struct uring_fd *u) {
+  struct io_uring_sqe *sqe = get_sqe(s);
+  if (!sqe) return -EBUSY;
+  unsigned mask = ((u->mask & ALOOP__READ) ? POLLIN : 0) | ((u->mask & ALOOP__WRITE) ? POLLOUT : 0);
+  io_uring_prep_poll_add(sqe, fd, mask);
+  io_uring_sqe_set_data64(sqe, UD(fd, u->gen));
+  u->armed = true;
+  return 0;
+}
+
+static int disarm(struct uring_state *s, int fd, struct uring_fd *u) {
+  struct io_uring_sqe *sqe = get_sqe(s);
+  if (!sqe) return -EBUSY;
+  io_uring_prep_poll_remove(sqe, UD(fd, u->gen));
+  io_uring_sqe_set_data64(sqe, UD_IGNORE);
+  u->gen++;
+  u->armed = false;
+  return 0;
+}
+
+static int uring_watch(aloop_loop *loop, void *state, int fd, void *fd_priv, unsigned old_ev,
+                       unsigned new_ev) {
+  (void)loop;
+  (void)old_ev;
+  struct uring_state *s = state;
+  struct uring_fd *u = fd_priv;
+  int err = 0;
+  if (u->armed) err = disarm(s, fd, u);
+  u->mask = (uint8_t)new_ev;
+  if (err == 0 && new_ev) err = arm(s, fd, u);
+  return err;
+}
+
+static void queue_rearm(struct uring_state *s, int fd, struct uring_fd *u) {
+  if (u->queued_rearm) return;
+  if (s->nrearm == s->rearm_cap) {
+    size_t cap = s->rearm_cap ? s->rearm_cap * 2 : 64;
+    int *a = realloc(s->rearm, cap * sizeof *a);
+    if (!a) return; /* the fd stays unarmed until its interest changes; rare and reported below */
+    s->rearm = a;
+    s->rearm_cap = cap;
+  }
+  s->rearm[s->nrearm++] = fd;
+  u->queued_rearm = true;
+}
+
+static void complete(aloop_loop *loop, struct uring_state *s, struct io_uring_cqe *cqe) {
+  uint64_t ud = io_uring_cqe_get_data64(cqe);
+  if (ud == UD_IGNORE) return;
+  int fd = UD_FD(ud);
+  struct uring_fd *u = aloop__fd_priv(loop, fd);
+  if (!u || UD_GEN(ud) != u->gen || !u->armed) return; /* a poll we already replaced */
+  u->armed = false;
+  if (cqe->res == -EBADF) {
+    aloop__fd_invalid(loop, fd, -EBADF);
+    return;
+  }
+  if (cqe->res < 0) {
+    if (cqe->res != -ECANCELED)
+      aloop__report(loop, cqe->res, fd, "io_uring", "poll on fd %d failed", fd);
+  } else {
+    unsigned ev = 0;
+    if (cqe->res & (POLLIN | POLLHUP | POLLERR)) ev |= ALOOP__READ;
+    if (cqe->res & (POLLOUT | POLLHUP | POLLERR)) ev |= ALOOP__WRITE;
+    aloop__fd_event(loop, fd, ev);
+  }
+  queue_rearm(s, fd, u);
+}
+
+/* Re-arm the one-shot polls that completed last time, if their fds are still wanted (trap c). By
+ * now their callbacks have run and the core has applied every interest change. */
+static void rearm_completed(aloop_loop *loop, struct uring_state *s) {
+  size_t kept = 0;
+  for (size_t i = 0; i < s->nrearm; i++) {
+    int fd = s->rearm[i];
+    struct uring_fd *u = aloop__fd_priv(loop, fd);
+    u->queued_rearm = false;
+    if (u->armed || !u->mask) continue;
+    if (arm(s, fd, u) < 0) {
+      s->rearm[kept++] = fd;
+      u->queued_rearm = true;
+    }
+  }
+  s->nrearm = kept;
+}
+
+static int uring_poll(aloop_loop *loop, void *state, int64_t timeout_ns) {
+  struct uring_state *s = state;
+  int err = enable(s);
+  if (err < 0) return err;
+  rearm_completed(loop, s);
+  struct io_uring_cqe *cqe = NULL;
+  if (timeout_ns < 0) {
+    err = io_uring_submit_and_wait(&s->ring, 1);
+  } else if (timeout_ns == 0) {
+    err = io_uring_submit(&s->ring);
+  } else {
+    struct __kernel_timespec ts = {.tv_sec = timeout_ns / 1000000000,
+                                   .tv_nsec = timeout_ns % 1000000000};
+    err = io_uring_submit_and_wait_timeout(&s->ring, &cqe, 1, &ts, NULL);
+  }
+  if (err < 0 && err != -ETIME && err != -EINTR && err != -EAGAIN && err != -EBUSY) return err;
+  unsigned head, seen = 0;
+  io_uring_for_each_cqe(&s->ring, head, cqe) {
+    complete(loop, s, cqe);
+    seen++;
+  }
+  io_uring_cq_advance(&s->ring, seen);
+  return 0;
+}
+
+static const char *uring_detail(aloop_loop *loop, void *state) {
+  (void)loop;
+  return ((struct uring_state *)state)->setup;
+}
+
+const struct aloop__driver aloop__driver_io_uring = {
+    .name = "io_uring",
+    .max_fd = 0,
+    .state_size = sizeof(struct uring_state),
+    .fd_priv_size = sizeof(struct uring_fd),
+    .probe = uring_probe,
+    .init = uring_init,
+    .fini = uring_fini,
+    .watch = uring_watch,
+    .poll = uring_poll,
+    .detail = uring_detail,
+};

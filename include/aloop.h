@@ -1,0 +1,204 @@
+/* aloop: an event loop for C in the manner of Python's asyncio, with interchangeable drivers.
+ *
+ * This header is the whole public contract. Every name is aloop_*; everything else is internal.
+ * Conventions, for every function below unless its comment says otherwise:
+ *   - Functions that can fail return 0 (or a count) on success and a negative errno value on failure;
+ *     aloop_strerror() turns it into words. aloop also has a few codes of its own (ALOOP_E*), all
+ *     outside the errno range.
+ *   - A loop is used from the thread that runs it. The only exception is aloop_call_soon_threadsafe().
+ *   - The loop never takes ownership of a callback's argument: it is passed back as given.
+ */
+#ifndef ALOOP_H
+#define ALOOP_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(ALOOP_BUILDING) && defined(__GNUC__)
+#define ALOOP_API __attribute__((visibility("default")))
+#else
+#define ALOOP_API
+#endif
+
+#if defined(__GNUC__)
+#define ALOOP_PRINTF(fmt, args) __attribute__((format(printf, fmt, args)))
+#else
+#define ALOOP_PRINTF(fmt, args)
+#endif
+
+typedef struct aloop_loop aloop_loop;
+
+/* ---- Errors ------------------------------------------------------------------------------------ */
+
+/* aloop's own error codes; functions return them negated, like errno values. */
+enum {
+  ALOOP_EBASE = 0x10000,
+  ALOOP_ERUNNING,    /* the loop is already running (aloop_run inside a callback, or twice) */
+  ALOOP_EBACKEND,    /* no driver by that name is compiled in */
+  ALOOP_EUNAVAIL,    /* the driver is compiled in but cannot work on this machine */
+  ALOOP_EFDLIMIT,    /* the fd is above what this driver can watch (select: FD_SETSIZE) */
+  ALOOP_ESTALE,      /* the handle has already run or was cancelled */
+  ALOOP_ESIGBUSY,    /* another loop in this process handles that signal */
+};
+
+/* Words for an error code (negative or positive); never NULL, never freed by the caller. */
+ALOOP_API const char *aloop_strerror(int err);
+
+/* What the loop reports to its error handler: something went wrong that no caller is waiting to hear
+ * about (a driver failure, an fd closed while watched, an error a callback chose to report). */
+typedef struct aloop_error_info {
+  int code;            /* negative errno or -ALOOP_E*; 0 if none applies */
+  int fd;              /* the fd concerned, or -1 */
+  const char *source;  /* who reports: "select", "signal", "callback", ... */
+  const char *message; /* one line, no trailing newline */
+} aloop_error_info;
+
+typedef void (*aloop_error_fn)(aloop_loop *loop, const aloop_error_info *info, void *arg);
+
+/* Replace the loop's error handler; fn == NULL restores the default, which prints one line to stderr:
+ *   aloop: <source>: <message>: <aloop_strerror(code)> (fd N) */
+ALOOP_API void aloop_set_error_handler(aloop_loop *loop, aloop_error_fn fn, void *arg);
+
+/* Report an error through the loop's handler (for callbacks that have nobody else to tell). The loop
+ * keeps running. fd may be -1. */
+ALOOP_API void aloop_report_error(aloop_loop *loop, int code, int fd, const char *fmt, ...)
+    ALOOP_PRINTF(4, 5);
+
+/* ---- Drivers ----------------------------------------------------------------------------------- */
+
+/* What aloop_list_backends() says about one compiled driver. */
+typedef struct aloop_backend_info {
+  const char *name;  /* "io_uring", "libev", "select" */
+  int available;     /* 1 if it works on this machine */
+  int max_fd;        /* highest fd it can watch plus one, or 0 for no limit of its own */
+  char reason[160];  /* when !available: why not, in words */
+} aloop_backend_info;
+
+/* Fill up to `max` entries in `auto` preference order; returns how many drivers are compiled in
+ * (which may be more than max). Probing may open and close a kernel object per driver. */
+ALOOP_API size_t aloop_list_backends(aloop_backend_info *out, size_t max);
+
+/* ---- Loop lifetime ----------------------------------------------------------------------------- */
+
+typedef struct aloop_options {
+  size_t size;         /* sizeof(aloop_options): lets the struct grow without breaking callers */
+  const char *backend; /* "select", "libev", "io_uring" or "auto"; NULL: $ALOOP_BACKEND, else auto */
+  char *error;         /* optional: on failure aloop_new writes why here, in words */
+  size_t error_size;
+} aloop_options;
+
+/* Create a loop. opts may be NULL. On failure returns NULL with errno set (EINVAL for a malformed
+ * options struct, ALOOP_EBACKEND for an unknown name, ALOOP_EUNAVAIL when the named driver cannot work
+ * here, ENOMEM, or what the kernel said) and, if opts->error is set, the reason in words. `auto` picks
+ * the first driver that works in the order io_uring, libev, select, and says once per process on
+ * stderr when it had to skip one. */
+ALOOP_API aloop_loop *aloop_new(const aloop_options *opts);
+
+/* Free the loop, its pending callbacks and timers, and restore the signal dispositions it changed.
+ * Returns -ALOOP_ERUNNING (and frees nothing) if called from inside the running loop. The fds it
+ * watched are not closed: they belong to the caller. */
+ALOOP_API int aloop_free(aloop_loop *loop);
+
+/* The name of the driver this loop runs on ("select", "libev", "io_uring"). */
+ALOOP_API const char *aloop_backend_name(const aloop_loop *loop);
+
+/* What the driver runs on underneath, in a few words, or "" (libev: the kernel mechanism it
+ * picked, e.g. "epoll"; io_uring: the ring setup the kernel accepted). */
+ALOOP_API const char *aloop_backend_detail(const aloop_loop *loop);
+
+/* ---- Running ----------------------------------------------------------------------------------- */
+
+/* Run until aloop_stop(). Returns 0 after a stop, -ALOOP_ERUNNING if the loop is already running. If
+ * aloop_stop() was called before, runs one iteration (polling without waiting) and returns. */
+ALOOP_API int aloop_run(aloop_loop *loop);
+
+/* Run one iteration, waiting at most timeout_ns for I/O if nothing is ready (-1: no limit, 0: do not
+ * wait). Returns the number of callbacks run, or a negative error (-ALOOP_ERUNNING). */
+ALOOP_API int aloop_run_once(aloop_loop *loop, int64_t timeout_ns);
+
+/* Make aloop_run() return once the current iteration's callbacks have run. */
+ALOOP_API void aloop_stop(aloop_loop *loop);
+
+/* Monotonic time in nanoseconds: the clock timers are measured against. */
+ALOOP_API int64_t aloop_time(const aloop_loop *loop);
+
+/* ---- Callbacks and timers ---------------------------------------------------------------------- */
+
+typedef void (*aloop_cb)(aloop_loop *loop, void *arg);
+
+/* A reference to a scheduled callback. A plain value: copying it is free, and it stays safe to use
+ * after the callback ran (aloop_cancel then answers -ALOOP_ESTALE). Zero-initialised = no callback. */
+typedef struct aloop_handle {
+  struct aloop__handle *h;
+  uint64_t seq;
+} aloop_handle;
+
+/* Schedule cb(loop, arg) on the next iteration. Callbacks run in the order scheduled; those scheduled
+ * while the ready queue runs wait for the next iteration, after I/O has been polled. `out` may be
+ * NULL. Returns 0 or -ENOMEM. */
+ALOOP_API int aloop_call_soon(aloop_loop *loop, aloop_cb cb, void *arg, aloop_handle *out);
+
+/* Schedule cb after delay_ns (>= 0) / at the absolute aloop_time() `when`. A timer never runs before
+ * its time; timers run in deadline order, equal deadlines in the order scheduled. */
+ALOOP_API int aloop_call_later(aloop_loop *loop, int64_t delay_ns, aloop_cb cb, void *arg,
+                               aloop_handle *out);
+ALOOP_API int aloop_call_at(aloop_loop *loop, int64_t when_ns, aloop_cb cb, void *arg,
+                            aloop_handle *out);
+
+/* Cancel: the callback will not run. Returns 0, or -ALOOP_ESTALE if it already ran or was cancelled,
+ * -EINVAL for a zero handle. Safe from inside any callback, including the handle's own. */
+ALOOP_API int aloop_cancel(aloop_loop *loop, aloop_handle handle);
+
+/* The only function callable from any thread (or from a signal handler): schedule cb on the loop and
+ * wake it if it sleeps. Calls from one thread run in the order made; none is lost or run twice.
+ * Returns 0 or -ENOMEM. */
+ALOOP_API int aloop_call_soon_threadsafe(aloop_loop *loop, aloop_cb cb, void *arg);
+
+/* ---- File descriptors -------------------------------------------------------------------------- */
+
+typedef void (*aloop_io_cb)(aloop_loop *loop, int fd, void *arg);
+
+/* Call cb whenever fd is readable / writable, until removed. One reader and one writer per fd: adding
+ * again replaces the callback. The fd must stay open while watched; remove it before closing.
+ * Errors: -EBADF (fd < 0), -ALOOP_EFDLIMIT (driver cannot watch an fd that high), -ENOMEM, or what
+ * the driver's kernel interface says. Adding and removing from inside callbacks is safe: a removed
+ * watcher does not run, even if its fd was already reported ready in this iteration. */
+ALOOP_API int aloop_add_reader(aloop_loop *loop, int fd, aloop_io_cb cb, void *arg);
+ALOOP_API int aloop_add_writer(aloop_loop *loop, int fd, aloop_io_cb cb, void *arg);
+
+/* Stop watching. Returns 1 if a watcher was removed, 0 if there was none. */
+ALOOP_API int aloop_remove_reader(aloop_loop *loop, int fd);
+ALOOP_API int aloop_remove_writer(aloop_loop *loop, int fd);
+
+/* ---- Signals ----------------------------------------------------------------------------------- */
+
+/* Run cb on the loop (never in signal context) after signum arrives. Several deliveries before the
+ * loop runs may be merged into one call, as with any Unix signal. One loop per signal in a process:
+ * another loop's signal gives -ALOOP_ESIGBUSY. Adding again replaces the callback. -EINVAL for
+ * SIGKILL, SIGSTOP or a bad number. */
+ALOOP_API int aloop_add_signal_handler(aloop_loop *loop, int signum, aloop_cb cb, void *arg);
+
+/* Restore the disposition that was in place before. Returns 1 if a handler was removed, 0 if none. */
+ALOOP_API int aloop_remove_signal_handler(aloop_loop *loop, int signum);
+
+/* ---- Introspection ----------------------------------------------------------------------------- */
+
+typedef struct aloop_stats {
+  size_t ready;      /* callbacks waiting in the ready queue (cancelled ones included until skipped) */
+  size_t timers;     /* timers scheduled and not yet due */
+  size_t fds;        /* fds with a reader or writer from the user */
+  size_t signals;    /* signal handlers installed */
+  uint64_t iterations;
+  uint64_t errors;   /* reports made to the error handler */
+} aloop_stats;
+
+ALOOP_API void aloop_get_stats(const aloop_loop *loop, aloop_stats *out);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* ALOOP_H */

@@ -1,0 +1,144 @@
+/* The loop's internal state, shared by the files of src/. Nothing here is exported; drivers see
+ * only backends/driver.h. */
+#ifndef ALOOP_CORE_H
+#define ALOOP_CORE_H
+
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "aloop.h"
+#include "driver.h"
+#include "heap.h"
+
+#define ALOOP__ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
+
+/* A scheduled callback. Handles live in slabs owned by the loop and are never returned to malloc
+ * before aloop_free, so a stale aloop_handle can always be compared safely by its seq. */
+enum aloop__handle_state { H_FREE, H_READY, H_TIMER, H_CANCELLED };
+
+struct aloop__handle {
+  aloop_cb cb;
+  void *arg;
+  uint64_t seq;                 /* changes every time the slot is reused; also the FIFO tie-break */
+  int64_t when;                 /* timers: deadline in aloop_time() nanoseconds */
+  struct aloop__handle *next;   /* ready queue or free list */
+  uint32_t heap_index;          /* position in the timer heap while H_TIMER */
+  uint8_t state;
+};
+
+/* A handle FIFO threaded through handle->next. */
+struct aloop__queue {
+  struct aloop__handle *head, **tail;
+  size_t len;
+};
+
+/* Per-fd record. Stored in fixed-size chunks so its address never changes: drivers keep pointers to
+ * their fd_priv bytes (libev links its ev_io watchers into its own lists). */
+struct aloop__fd {
+  aloop_io_cb reader, writer;
+  void *reader_arg, *writer_arg;
+  uint8_t events;      /* interest wanted now */
+  uint8_t registered;  /* interest the driver was last told */
+  uint8_t revents;     /* readiness reported in this iteration, not yet dispatched */
+  bool in_changes, in_pending, internal;
+  /* followed by the driver's fd_priv_size bytes, aligned to max_align_t */
+};
+
+#define ALOOP__FD_CHUNK 256 /* fds per chunk: a page or two of records, never moved once allocated */
+
+struct aloop__fd_table {
+  unsigned char **chunks;  /* chunks[fd / ALOOP__FD_CHUNK], NULL until first used */
+  size_t nchunks;
+  size_t stride;           /* sizeof(struct aloop__fd) + fd_priv_size, aligned */
+  int *changes;            /* fds whose interest changed since the driver was last told */
+  size_t nchanges, changes_cap;
+  int *pending;            /* fds with readiness to dispatch */
+  size_t npending, pending_cap;
+  size_t user_fds;         /* fds with a user reader or writer (for stats) */
+};
+
+struct aloop__ts_call {
+  aloop_cb cb;
+  void *arg;
+};
+
+struct aloop__signal {
+  aloop_cb cb;
+  void *arg;
+  bool installed;
+  struct sigaction previous;
+};
+
+struct aloop_loop {
+  const struct aloop__driver *drv;
+  void *drv_state;
+
+  struct aloop__queue ready;
+  struct aloop__heap timers;
+  struct aloop__handle *free_handles;
+  void **slabs;
+  size_t nslabs;
+  uint64_t next_seq;
+
+  struct aloop__fd_table fds;
+
+  /* Thread-safe calls and signals wake the loop through one eventfd, written only when
+   * wake_pending flips from 0 to 1 (so a burst of calls costs one write and one read). */
+  int wake_fd;
+  atomic_int wake_pending;
+  pthread_mutex_t ts_lock;
+  struct aloop__ts_call *ts_calls;
+  size_t ts_len, ts_cap;
+
+  struct aloop__signal *signals; /* NSIG entries, allocated on first use */
+  size_t nsignals;
+
+  bool running, stopping;
+  aloop_error_fn error_fn;
+  void *error_arg;
+  uint64_t iterations, errors;
+};
+
+/* handle.c */
+struct aloop__handle *aloop__handle_new(aloop_loop *loop, aloop_cb cb, void *arg);
+void aloop__handle_release(aloop_loop *loop, struct aloop__handle *h);
+void aloop__queue_init(struct aloop__queue *q);
+void aloop__queue_push(struct aloop__queue *q, struct aloop__handle *h);
+struct aloop__handle *aloop__queue_pop(struct aloop__queue *q);
+int aloop__handles_init(aloop_loop *loop);
+void aloop__handles_fini(aloop_loop *loop);
+/* Move timers due at `now` to the ready queue. */
+void aloop__timers_collect(aloop_loop *loop, int64_t now);
+int64_t aloop__now(void);
+
+/* fd.c */
+int aloop__fds_init(aloop_loop *loop);
+void aloop__fds_fini(aloop_loop *loop);
+void aloop__fds_apply_changes(aloop_loop *loop);
+void aloop__fds_dispatch(aloop_loop *loop);
+int aloop__fd_watch_internal(aloop_loop *loop, int fd, aloop_io_cb reader, void *arg);
+
+/* wakeup.c */
+int aloop__wakeup_init(aloop_loop *loop);
+void aloop__wakeup_fini(aloop_loop *loop);
+void aloop__wake(aloop_loop *loop); /* async-signal-safe */
+
+/* signal.c */
+void aloop__signals_dispatch(aloop_loop *loop); /* on the loop, after a wake-up */
+void aloop__signals_fini(aloop_loop *loop);
+
+/* error.c */
+void aloop__vreport(aloop_loop *loop, int code, int fd, const char *source, const char *fmt,
+                    va_list ap);
+void aloop__set_why(char *why, size_t n, const char *fmt, ...) ALOOP_PRINTF(3, 4);
+
+/* backends/registry.c: find, probe and initialise the named driver ("auto": the first that works);
+ * sets loop->drv and loop->drv_state. 0, or a negative error with the reason in words. */
+int aloop__driver_start(aloop_loop *loop, const char *name, char *why, size_t n);
+void aloop__driver_stop(aloop_loop *loop);
+
+#endif /* ALOOP_CORE_H */

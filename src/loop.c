@@ -1,0 +1,149 @@
+/* The loop: creation, the iteration, run/stop. One iteration is
+ *   tell the driver what changed -> poll once -> I/O callbacks -> due timers join the ready queue ->
+ *   run the ready queue as it stood (callbacks scheduled meanwhile wait for the next iteration).
+ * The timeout is 0 when anything is ready, else the earliest deadline (drivers round it up, so a
+ * timer is never found early), else "until woken". */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core.h"
+
+/* Run the ready queue as it is now; what the callbacks schedule goes to a fresh queue. */
+static int run_ready(aloop_loop *loop) {
+  struct aloop__handle *h = loop->ready.head;
+  aloop__queue_init(&loop->ready);
+  int ran = 0;
+  while (h) {
+    struct aloop__handle *next = h->next;
+    aloop_cb cb = h->cb;
+    void *arg = h->arg;
+    bool cancelled = h->state == H_CANCELLED;
+    aloop__handle_release(loop, h); /* before the call: cancelling itself answers "stale" */
+    if (!cancelled) {
+      cb(loop, arg);
+      ran++;
+    }
+    h = next;
+  }
+  return ran;
+}
+
+static int64_t poll_timeout(aloop_loop *loop, int64_t max_wait) {
+  int64_t timeout = -1;
+  struct aloop__handle *first = aloop__heap_top(&loop->timers);
+  if (loop->ready.len || loop->stopping) {
+    timeout = 0;
+  } else if (first) {
+    timeout = first->when - aloop__now();
+    if (timeout < 0) timeout = 0;
+  }
+  if (max_wait >= 0 && (timeout < 0 || timeout > max_wait)) timeout = max_wait;
+  return timeout;
+}
+
+static int iterate(aloop_loop *loop, int64_t max_wait) {
+  loop->iterations++;
+  aloop__fds_apply_changes(loop);
+  int err = loop->drv->poll(loop, loop->drv_state, poll_timeout(loop, max_wait));
+  if (err < 0) aloop__report(loop, err, -1, loop->drv->name, "waiting for events failed");
+  aloop__fds_dispatch(loop);
+  aloop__timers_collect(loop, aloop__now());
+  return run_ready(loop);
+}
+
+int aloop_run(aloop_loop *loop) {
+  if (loop->running) return -ALOOP_ERUNNING;
+  loop->running = true;
+  do {
+    iterate(loop, -1);
+  } while (!loop->stopping);
+  loop->stopping = false;
+  loop->running = false;
+  return 0;
+}
+
+int aloop_run_once(aloop_loop *loop, int64_t timeout_ns) {
+  if (loop->running) return -ALOOP_ERUNNING;
+  loop->running = true;
+  int ran = iterate(loop, timeout_ns < 0 ? -1 : timeout_ns);
+  loop->running = false;
+  return ran;
+}
+
+void aloop_stop(aloop_loop *loop) { loop->stopping = true; }
+
+const char *aloop_backend_name(const aloop_loop *loop) { return loop->drv->name; }
+
+const char *aloop_backend_detail(const aloop_loop *loop) {
+  const char *d = loop->drv->detail ? loop->drv->detail((aloop_loop *)loop, loop->drv_state) : NULL;
+  return d ? d : "";
+}
+
+void aloop_get_stats(const aloop_loop *loop, aloop_stats *out) {
+  *out = (aloop_stats){
+      .ready = loop->ready.len,
+      .timers = loop->timers.len,
+      .fds = loop->fds.user_fds,
+      .signals = loop->nsignals,
+      .iterations = loop->iterations,
+      .errors = loop->errors,
+  };
+}
+
+/* Copy what the caller's version of the struct has; newer fields stay zero. */
+static int read_options(const aloop_options *opts, aloop_options *o) {
+  memset(o, 0, sizeof *o);
+  if (!opts) return 0;
+  if (opts->size < offsetof(aloop_options, backend) + sizeof opts->backend) return -EINVAL;
+  memcpy(o, opts, opts->size < sizeof *o ? opts->size : sizeof *o);
+  return 0;
+}
+
+static void free_loop(aloop_loop *loop) {
+  aloop__signals_fini(loop);
+  aloop__driver_stop(loop);
+  aloop__wakeup_fini(loop);
+  aloop__fds_fini(loop);
+  aloop__handles_fini(loop);
+  free(loop);
+}
+
+aloop_loop *aloop_new(const aloop_options *opts) {
+  aloop_options o;
+  if (read_options(opts, &o) < 0) {
+    errno = EINVAL;
+    return NULL;
+  }
+  const char *name = o.backend;
+  if (!name || !*name) name = getenv("ALOOP_BACKEND");
+  if (!name || !*name) name = "auto";
+
+  aloop_loop *loop = calloc(1, sizeof *loop);
+  if (!loop) {
+    aloop__set_why(o.error, o.error_size, "out of memory");
+    errno = ENOMEM;
+    return NULL;
+  }
+  loop->wake_fd = -1;
+  aloop_set_error_handler(loop, NULL, NULL);
+  aloop__handles_init(loop);
+  int err = aloop__driver_start(loop, name, o.error, o.error_size);
+  if (err == 0) err = aloop__fds_init(loop);
+  if (err == 0 && (err = aloop__wakeup_init(loop)) < 0)
+    aloop__set_why(o.error, o.error_size, "cannot create the wake-up eventfd: %s",
+                   aloop_strerror(err));
+  if (err < 0) {
+    free_loop(loop);
+    errno = -err;
+    return NULL;
+  }
+  return loop;
+}
+
+int aloop_free(aloop_loop *loop) {
+  if (!loop) return 0;
+  if (loop->running) return -ALOOP_ERUNNING;
+  free_loop(loop);
+  return 0;
+}

@@ -1,0 +1,87 @@
+#include "harness.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+aloop_loop *L;
+struct reports reports;
+int reports_expected;
+
+static void record_report(aloop_loop *loop, const aloop_error_info *info, void *arg) {
+  (void)loop;
+  (void)arg;
+  reports.count++;
+  reports.code = info->code;
+  reports.fd = info->fd;
+  snprintf(reports.source, sizeof reports.source, "%s", info->source);
+  snprintf(reports.message, sizeof reports.message, "%s", info->message);
+}
+
+aloop_loop *new_test_loop(void) {
+  char why[256] = "";
+  aloop_options opts = {.size = sizeof opts, .backend = test_driver, .error = why,
+                        .error_size = sizeof why};
+  aloop_loop *loop = aloop_new(&opts);
+  ck_assert_msg(loop != NULL, "aloop_new(%s): %s", test_driver, why);
+  aloop_set_error_handler(loop, record_report, NULL);
+  return loop;
+}
+
+static void setup(void) {
+  memset(&reports, 0, sizeof reports);
+  reports_expected = 0;
+  L = new_test_loop();
+}
+
+static void teardown(void) {
+  aloop_stats st;
+  aloop_get_stats(L, &st);
+  ck_assert_msg(reports.count == reports_expected, "%d error reports, expected %d; last: %s: %s",
+                reports.count, reports_expected, reports.source, reports.message);
+  ck_assert_msg(st.ready == 0, "%zu callbacks left in the ready queue", st.ready);
+  ck_assert_msg(st.timers == 0, "%zu timers left scheduled", st.timers);
+  ck_assert_msg(st.fds == 0, "%zu fds left watched", st.fds);
+  ck_assert_msg(st.signals == 0, "%zu signal handlers left installed", st.signals);
+  ck_assert_int_eq(aloop_free(L), 0);
+  L = NULL;
+}
+
+TCase *conformance_tcase(const char *name) {
+  TCase *tc = tcase_create(name);
+  tcase_add_checked_fixture(tc, setup, teardown);
+  /* Generous: a sanitizer build on a busy 2-core machine; no test depends on speed. */
+  tcase_set_timeout(tc, 120);
+  return tc;
+}
+
+static void on_deadline(aloop_loop *loop, void *arg) {
+  *(int *)arg = 1;
+  aloop_stop(loop);
+}
+
+int run_at_most(aloop_loop *loop, int64_t max_ns) {
+  int timed_out = 0;
+  aloop_handle deadline;
+  ck_assert_int_eq(aloop_call_later(loop, max_ns, on_deadline, &timed_out, &deadline), 0);
+  ck_assert_int_eq(aloop_run(loop), 0);
+  if (!timed_out) ck_assert_int_eq(aloop_cancel(loop, deadline), 0);
+  return !timed_out;
+}
+
+static void nonblocking(int fd) {
+  ck_assert_int_eq(fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK), 0);
+}
+
+void make_pipe(int fds[2]) {
+  ck_assert_int_eq(pipe2(fds, O_CLOEXEC), 0);
+  nonblocking(fds[0]);
+  nonblocking(fds[1]);
+}
+
+void make_socketpair(int fds[2]) {
+  ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, fds), 0);
+}

@@ -1,0 +1,42 @@
+/* What every conformance test shares: the driver under test, a fresh loop per test (L), the error
+ * reports it made, and a teardown that checks the test left nothing behind. Tests use the public
+ * API only. */
+#ifndef ALOOP_TEST_HARNESS_H
+#define ALOOP_TEST_HARNESS_H
+
+#include <check.h>
+#include <stdint.h>
+
+#include "aloop.h"
+#include "cases.h"
+
+#define MS INT64_C(1000000) /* nanoseconds */
+#define SEC (1000 * MS)
+
+extern const char *test_driver; /* the driver every loop in this run uses */
+extern aloop_loop *L;           /* created before each test, checked and freed after */
+
+/* Reports made to L's error handler (the harness installs a recording one). */
+struct reports {
+  int count;
+  int code, fd;
+  char source[32], message[256];
+};
+extern struct reports reports;
+extern int reports_expected; /* a test that provokes reports says how many it expects */
+
+/* A test case whose tests get a fresh L and a checked teardown, with a generous timeout. */
+TCase *conformance_tcase(const char *name);
+
+/* A new loop on the driver under test, with the recording error handler. */
+aloop_loop *new_test_loop(void);
+
+/* Run `loop` until something calls aloop_stop, or `max_ns` passes. Returns 1 if it was stopped,
+ * 0 if the time ran out (the test then fails on what it did not see). */
+int run_at_most(aloop_loop *loop, int64_t max_ns);
+
+/* A pipe / socketpair, non-blocking and close-on-exec. */
+void make_pipe(int fds[2]);
+void make_socketpair(int fds[2]);
+
+#endif
