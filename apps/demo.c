@@ -2,6 +2,7 @@
  * with --backend) and says what it did: ordered callbacks, timers, a socketpair ping-pong through
  * readers, calls from other threads, and a signal handled on the loop. Every figure it prints is
  * checked; a driver that misbehaves makes the demo fail. */
+#include <errno.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -90,7 +91,7 @@ static void on_sigusr1(aloop_loop *loop, void *arg) {
 static int run_demo(const char *prog, const char *backend) {
   struct demo d = {.pending_parts = 5};
   current = &d;
-  if (!(d.loop = cli_new_loop(prog, backend))) return 1;
+  if (!(d.loop = cli_new_loop(prog, backend))) return errno == ALOOP_EBACKEND ? CLI_EXIT_USAGE : 1;
   if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, d.sv) < 0) {
     perror("socketpair");
     return 1;

@@ -45,6 +45,7 @@ struct aloop__fd {
   uint8_t registered;  /* interest the driver was last told */
   uint8_t revents;     /* readiness reported in this iteration, not yet dispatched */
   bool in_changes, in_pending, internal;
+  bool forget;         /* interest fell to 0 since the driver was told: it must forget the fd first */
   /* followed by the driver's fd_priv_size bytes, aligned to max_align_t */
 };
 

@@ -73,7 +73,11 @@ static int set_interest(aloop_loop *loop, int fd, struct aloop__fd *f) {
   unsigned events = (f->reader ? ALOOP__READ : 0) | (f->writer ? ALOOP__WRITE : 0);
   f->revents &= events; /* readiness for a removed watcher must not reach a new one */
   f->events = (uint8_t)events;
-  if (f->in_changes || f->events == f->registered) return 0;
+  /* With no watcher left the caller may close the fd and get the same number back for another file
+   * before the driver hears of it. epoll and io_uring would still hold the old file, so the driver
+   * must forget the fd before it learns the new interest, even if that interest looks unchanged. */
+  if (!events && f->registered) f->forget = true;
+  if (f->in_changes || (f->events == f->registered && !f->forget)) return 0;
   struct aloop__fd_table *t = &loop->fds;
   int err = push_fd(&t->changes, &t->nchanges, &t->changes_cap, fd);
   if (err == 0) f->in_changes = true;
@@ -158,6 +162,12 @@ void aloop__fds_apply_changes(aloop_loop *loop) {
     int fd = t->changes[i];
     struct aloop__fd *f = fd_find(loop, fd);
     f->in_changes = false;
+    if (f->forget) {
+      f->forget = false;
+      int err = loop->drv->watch(loop, loop->drv_state, fd, aloop__fd_priv(loop, fd), f->registered, 0);
+      if (err < 0) aloop__report(loop, err, fd, loop->drv->name, "cannot stop watching fd %d", fd);
+      f->registered = 0;
+    }
     if (f->events == f->registered) continue;
     int err = loop->drv->watch(loop, loop->drv_state, fd, aloop__fd_priv(loop, fd), f->registered,
                                f->events);
@@ -168,7 +178,7 @@ void aloop__fds_apply_changes(aloop_loop *loop) {
     }
     aloop__report(loop, err, fd, loop->drv->name,
                   "cannot watch fd %d; its reader and writer were removed", fd);
-    drop_watchers(loop, fd, f); /* queues "forget it" for the driver, later in this loop */
+    drop_watchers(loop, fd, f); /* if the driver held any interest: "forget it", later in this loop */
   }
   t->nchanges = 0;
 }

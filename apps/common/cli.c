@@ -10,6 +10,10 @@ void cli_list_backends(FILE *out) {
   for (size_t i = 0; i < n && i < 8; i++) {
     fprintf(out, "%-9s %s", info[i].name, info[i].available ? "available" : "unavailable");
     if (!info[i].available) fprintf(out, ": %s", info[i].reason);
+    aloop_options opts = {.size = sizeof opts, .backend = info[i].name};
+    aloop_loop *loop = info[i].available ? aloop_new(&opts) : NULL;
+    if (loop && *aloop_backend_detail(loop)) fprintf(out, " (%s)", aloop_backend_detail(loop));
+    aloop_free(loop);
     if (info[i].max_fd) fprintf(out, " (fds below %d)", info[i].max_fd);
     fputc('\n', out);
   }

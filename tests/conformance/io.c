@@ -211,6 +211,33 @@ START_TEST(test_peer_hangup_makes_the_reader_run_and_read_eof) {
 }
 END_TEST
 
+/* Remove, close, and get the same fd number back for a new socket, all between two polls: the driver
+ * (epoll, io_uring) still holds the old file and must be made to watch the new one. */
+START_TEST(test_a_reader_on_a_reused_fd_number_watches_the_new_file) {
+  int old[2], fresh[2];
+  make_socketpair(old);
+  struct counter c = {0};
+  aloop_add_reader(L, old[0], count_and_stop, &c);
+  aloop_run_once(L, 0); /* the driver now holds the old socket */
+  ck_assert_int_eq(aloop_remove_reader(L, old[0]), 1);
+  close(old[0]);
+  close(old[1]);
+  make_socketpair(fresh);
+  if (fresh[0] != old[0]) { /* the kernel gives the lowest free number; make sure of it anyway */
+    ck_assert_int_eq(dup2(fresh[0], old[0]), old[0]);
+    close(fresh[0]);
+    fresh[0] = old[0];
+  }
+  ck_assert_int_eq(aloop_add_reader(L, fresh[0], count_and_stop, &c), 0);
+  put(fresh[1], "x");
+  ck_assert(run_at_most(L, 10 * SEC));
+  ck_assert_int_eq(c.calls, 1);
+  aloop_remove_reader(L, fresh[0]);
+  close(fresh[0]);
+  close(fresh[1]);
+}
+END_TEST
+
 enum { PAIRS = 400 }; /* 800 fds: below select's FD_SETSIZE with room for stdio and the loop's own */
 static int pairs[PAIRS][2];
 static int drained;
@@ -248,5 +275,6 @@ TCase *conformance_io(void) {
   tcase_add_test(tc, test_bad_fds_and_callbacks_are_refused);
   tcase_add_test(tc, test_peer_hangup_makes_the_reader_run_and_read_eof);
   tcase_add_test(tc, test_hundreds_of_socketpairs_each_reported_once);
+  tcase_add_test(tc, test_a_reader_on_a_reused_fd_number_watches_the_new_file);
   return tc;
 }
