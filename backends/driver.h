@@ -8,6 +8,7 @@
 #include <stdint.h>
 
 #include "aloop.h"
+#include "op.h"
 
 /* Interest and readiness bits exchanged between the core and the drivers. */
 enum { ALOOP__READ = 1u, ALOOP__WRITE = 2u };
@@ -32,6 +33,15 @@ struct aloop__driver {
   int (*poll)(aloop_loop *loop, void *state, int64_t timeout_ns);
   /* Optional: a word for the kernel mechanism in use (libev: "epoll"), or NULL. */
   const char *(*detail)(aloop_loop *loop, void *state);
+
+  /* Completion drivers only. op_kinds: the ALOOP__OP_BIT()s of the operations the driver completes
+   * itself (the core performs the others on readiness). submit queues one (0, or a negative errno
+   * and the core completes the op with it); cancel asks the kernel to stop it. Either way the
+   * driver later reports the op's one completion with aloop__op_done(). */
+  uint32_t op_kinds;
+  int (*submit)(aloop_loop *loop, void *state, struct aloop__op *op);
+  void (*cancel)(aloop_loop *loop, void *state, struct aloop__op *op);
+  void (*cancel_fd)(aloop_loop *loop, void *state, int fd); /* every op on fd (aloop_close) */
 };
 
 /* Readiness in: fd is ready for `revents`. Cheap; callbacks run after poll returns. */

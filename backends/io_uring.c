@@ -36,11 +36,18 @@ enum {
   CQ_ENTRIES = 4096,  /* completions one wait can return before overflow handling kicks in */
 };
 
-/* user_data: fd in the high 32 bits, the fd's generation in the low 32 (trap d). */
-#define UD(fd, gen) (((uint64_t)(uint32_t)(fd) << 32) | (uint32_t)(gen))
+/* user_data, told apart by its two low bits:
+ *   ...01  a poll: the fd in the high 32 bits, its generation in bits 2-31 (trap d)
+ *   ...10  an operation: the address of its struct aloop__op (aligned, so the bits are free)
+ *   0      a removal or cancel request: its own completion carries nothing */
+#define UD_POLL 1u
+#define UD_OP 2u
+#define UD_KIND(ud) ((ud) & 3u)
+#define GEN_MASK 0x3fffffffu
+#define UD(fd, gen) (((uint64_t)(uint32_t)(fd) << 32) | (((gen) & GEN_MASK) << 2) | UD_POLL)
 #define UD_FD(ud) ((int)((ud) >> 32))
-#define UD_GEN(ud) ((uint32_t)(ud))
-#define UD_IGNORE UINT64_MAX /* poll removals: their own completions carry nothing */
+#define UD_GEN(ud) ((uint32_t)((ud) & 0xffffffffu) >> 2)
+#define UD_IGNORE 0
 
 struct uring_fd {
   uint32_t gen;  /* bumped whenever the armed poll is removed */
@@ -76,11 +83,15 @@ static int check_ring(struct io_uring *ring, char *why, size_t n) {
     snprintf(why, n, "cannot probe io_uring opcodes (needs Linux 5.6+)");
     return -ALOOP_EUNAVAIL;
   }
-  int ok = io_uring_opcode_supported(probe, IORING_OP_POLL_ADD) &&
-           io_uring_opcode_supported(probe, IORING_OP_POLL_REMOVE);
+  static const int needed[] = {IORING_OP_POLL_ADD, IORING_OP_POLL_REMOVE, IORING_OP_ASYNC_CANCEL,
+                               IORING_OP_ACCEPT,   IORING_OP_CONNECT,     IORING_OP_SEND,
+                               IORING_OP_RECV};
+  int ok = 1;
+  for (size_t i = 0; i < sizeof needed / sizeof needed[0]; i++)
+    ok &= io_uring_opcode_supported(probe, needed[i]) != 0;
   io_uring_free_probe(probe);
   if (!ok) {
-    snprintf(why, n, "kernel io_uring lacks poll requests");
+    snprintf(why, n, "kernel io_uring lacks poll or socket operations (needs Linux 5.6+)");
     return -ALOOP_EUNAVAIL;
   }
   return 0;
@@ -203,10 +214,14 @@ static void queue_rearm(struct uring_state *s, int fd, struct uring_fd *u) {
 
 static void complete(aloop_loop *loop, struct uring_state *s, struct io_uring_cqe *cqe) {
   uint64_t ud = io_uring_cqe_get_data64(cqe);
-  if (ud == UD_IGNORE) return;
+  if (UD_KIND(ud) == UD_OP) {
+    aloop__op_done(loop, (struct aloop__op *)(uintptr_t)(ud & ~(uint64_t)3), cqe->res);
+    return;
+  }
+  if (UD_KIND(ud) != UD_POLL) return;
   int fd = UD_FD(ud);
   struct uring_fd *u = aloop__fd_priv(loop, fd);
-  if (!u || UD_GEN(ud) != u->gen || !u->armed) return; /* a poll we already replaced */
+  if (!u || UD_GEN(ud) != (u->gen & GEN_MASK) || !u->armed) return; /* replaced since */
   u->armed = false;
   if (cqe->res == -EBADF) {
     aloop__fd_invalid(loop, fd, -EBADF);
@@ -266,6 +281,58 @@ static int uring_poll(aloop_loop *loop, void *state, int64_t timeout_ns) {
   return 0;
 }
 
+/* Native operations: the kernel performs them; the completion comes back through complete(). */
+static int uring_submit(aloop_loop *loop, void *state, struct aloop__op *op) {
+  (void)loop;
+  struct io_uring_sqe *sqe = get_sqe(state);
+  if (!sqe) return -EBUSY;
+  switch (op->kind) {
+  case ALOOP__OP_ACCEPT:
+    op->addrlen = sizeof op->addr;
+    io_uring_prep_accept(sqe, op->fd, (struct sockaddr *)&op->addr, &op->addrlen,
+                         SOCK_NONBLOCK | SOCK_CLOEXEC);
+    break;
+  case ALOOP__OP_RECV:
+    io_uring_prep_recv(sqe, op->fd, op->buf, op->len, 0);
+    break;
+  case ALOOP__OP_SEND:
+    io_uring_prep_send(sqe, op->fd, op->buf, op->len, MSG_NOSIGNAL);
+    break;
+  case ALOOP__OP_CONNECT:
+    io_uring_prep_connect(sqe, op->fd, (struct sockaddr *)&op->addr, op->addrlen);
+    break;
+  default:
+    io_uring_prep_nop(sqe);
+    io_uring_sqe_set_data64(sqe, UD_IGNORE);
+    return -EINVAL;
+  }
+  io_uring_sqe_set_data64(sqe, (uint64_t)(uintptr_t)op | UD_OP);
+  return 0;
+}
+
+static void uring_cancel(aloop_loop *loop, void *state, struct aloop__op *op) {
+  struct io_uring_sqe *sqe = get_sqe(state);
+  if (!sqe) { /* the op still completes by itself; only the early stop is lost */
+    aloop__report(loop, -EBUSY, op->fd, "io_uring", "cannot queue a cancel request");
+    return;
+  }
+  io_uring_prep_cancel64(sqe, (uint64_t)(uintptr_t)op | UD_OP, 0);
+  io_uring_sqe_set_data64(sqe, UD_IGNORE);
+}
+
+static void uring_cancel_fd(aloop_loop *loop, void *state, int fd) {
+  struct io_uring_sqe *sqe = get_sqe(state);
+  if (!sqe) {
+    aloop__report(loop, -EBUSY, fd, "io_uring", "cannot queue a cancel request");
+    return;
+  }
+  io_uring_prep_cancel_fd(sqe, fd, IORING_ASYNC_CANCEL_ALL);
+  io_uring_sqe_set_data64(sqe, UD_IGNORE);
+  /* Now, not with the next batch: the kernel matches the fd to its file when the cancel is
+   * issued, and the caller closes the fd as soon as this returns. */
+  io_uring_submit(&((struct uring_state *)state)->ring);
+}
+
 static const char *uring_detail(aloop_loop *loop, void *state) {
   (void)loop;
   return ((struct uring_state *)state)->setup;
@@ -282,4 +349,9 @@ const struct aloop__driver aloop__driver_io_uring = {
     .watch = uring_watch,
     .poll = uring_poll,
     .detail = uring_detail,
+    .op_kinds = ALOOP__OP_BIT(ALOOP__OP_ACCEPT) | ALOOP__OP_BIT(ALOOP__OP_RECV) |
+                ALOOP__OP_BIT(ALOOP__OP_SEND) | ALOOP__OP_BIT(ALOOP__OP_CONNECT),
+    .submit = uring_submit,
+    .cancel = uring_cancel,
+    .cancel_fd = uring_cancel_fd,
 };

@@ -43,6 +43,9 @@ enum {
   ALOOP_EFDLIMIT,    /* the fd is above what this driver can watch (select: FD_SETSIZE) */
   ALOOP_ESTALE,      /* the handle has already run or was cancelled */
   ALOOP_ESIGBUSY,    /* another loop in this process handles that signal */
+  ALOOP_EDONE,       /* the future is already done */
+  ALOOP_EPENDING,    /* the future is not done yet */
+  ALOOP_EADDRINFO,   /* name resolution failed (the message says how) */
 };
 
 /* Words for an error code (negative or positive); never NULL, never freed by the caller. */
@@ -174,6 +177,13 @@ ALOOP_API int aloop_add_writer(aloop_loop *loop, int fd, aloop_io_cb cb, void *a
 ALOOP_API int aloop_remove_reader(aloop_loop *loop, int fd);
 ALOOP_API int aloop_remove_writer(aloop_loop *loop, int fd);
 
+/* Close fd and make the loop forget it: parked and in-flight socket operations on it are cancelled
+ * (their futures complete once the driver let go), its reader and writer are removed, and the
+ * driver drops the fd even if the same number comes back for a new file at once. Use it for fds
+ * the loop has worked on; a plain close(2) is fine once nothing is parked or watched on the fd and
+ * the loop has run an iteration since. Returns 0 or close(2)'s negative errno. */
+ALOOP_API int aloop_close(aloop_loop *loop, int fd);
+
 /* ---- Signals ----------------------------------------------------------------------------------- */
 
 /* Run cb on the loop (never in signal context) after signum arrives. Several deliveries before the
@@ -192,6 +202,9 @@ typedef struct aloop_stats {
   size_t timers;     /* timers scheduled and not yet due */
   size_t fds;        /* fds with a reader or writer from the user */
   size_t signals;    /* signal handlers installed */
+  size_t futures;    /* futures alive (tasks included) */
+  size_t tasks;      /* tasks not yet finished */
+  size_t ops;        /* socket operations in flight */
   uint64_t iterations;
   uint64_t errors;   /* reports made to the error handler */
 } aloop_stats;
@@ -201,4 +214,9 @@ ALOOP_API void aloop_get_stats(const aloop_loop *loop, aloop_stats *out);
 #ifdef __cplusplus
 }
 #endif
+
+#include "aloop/future.h"
+#include "aloop/task.h"
+#include "aloop/net.h"
+
 #endif /* ALOOP_H */

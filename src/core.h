@@ -13,6 +13,7 @@
 #include "aloop.h"
 #include "driver.h"
 #include "heap.h"
+#include "op.h"
 
 #define ALOOP__ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
 
@@ -46,6 +47,7 @@ struct aloop__fd {
   uint8_t revents;     /* readiness reported in this iteration, not yet dispatched */
   bool in_changes, in_pending, internal;
   bool forget;         /* interest fell to 0 since the driver was told: it must forget the fd first */
+  struct aloop__op_queue read_ops, write_ops; /* operations waiting for readiness, in order */
   /* followed by the driver's fd_priv_size bytes, aligned to max_align_t */
 };
 
@@ -98,6 +100,11 @@ struct aloop_loop {
   struct aloop__signal *signals; /* NSIG entries, allocated on first use */
   size_t nsignals;
 
+  struct aloop__executor *executor; /* created on first use */
+  struct aloop__task *task_pool;     /* finished tasks whose stacks can be reused */
+  size_t task_pool_len;
+  size_t live_futures, live_tasks, live_ops;
+
   bool running, stopping;
   aloop_error_fn error_fn;
   void *error_arg;
@@ -131,6 +138,30 @@ void aloop__wake(aloop_loop *loop); /* async-signal-safe */
 /* signal.c */
 void aloop__signals_dispatch(aloop_loop *loop); /* on the loop, after a wake-up */
 void aloop__signals_fini(aloop_loop *loop);
+
+/* future.c: for the layers that complete futures */
+struct aloop__future_work {
+  void (*cancel)(aloop_future *future, void *arg); /* asks the work to stop; it finishes later */
+  void *arg;
+};
+void aloop__future_set_work(aloop_future *f, void (*cancel)(aloop_future *, void *), void *arg);
+bool aloop__future_cancel_requested(const aloop_future *f);
+/* Complete with an outcome (-ECANCELED: cancelled) and a message (NULL: none). 0 or -ALOOP_EDONE. */
+int aloop__future_finish(aloop_future *f, int64_t outcome, const char *message);
+void aloop__future_mark_retrieved(aloop_future *f);
+
+/* executor.c */
+void aloop__executor_drain(aloop_loop *loop); /* completed jobs: on the loop, after a wake-up */
+void aloop__executor_fini(aloop_loop *loop);
+
+/* task.c */
+void aloop__tasks_fini(aloop_loop *loop);
+
+/* fd.c, for op.c */
+struct aloop__fd *aloop__fd_record(aloop_loop *loop, int fd); /* created if needed; NULL: ENOMEM */
+/* Recompute fd's interest from its watchers and parked operations. `forget`: the caller may close
+ * the fd now, so the driver must drop what it holds before watching again (see fd.c). */
+int aloop__fd_update_interest(aloop_loop *loop, int fd, struct aloop__fd *f, bool forget);
 
 /* error.c */
 void aloop__vreport(aloop_loop *loop, int code, int fd, const char *source, const char *fmt,

@@ -15,6 +15,9 @@ static const char *const own_errors[] = {
                                      "FD_SETSIZE only; use libev or io_uring)",
     [ALOOP_ESTALE - ALOOP_EBASE] = "the callback already ran or was cancelled",
     [ALOOP_ESIGBUSY - ALOOP_EBASE] = "another loop handles this signal",
+    [ALOOP_EDONE - ALOOP_EBASE] = "the future is already done",
+    [ALOOP_EPENDING - ALOOP_EBASE] = "the future is not done yet",
+    [ALOOP_EADDRINFO - ALOOP_EBASE] = "name resolution failed",
 };
 
 const char *aloop_strerror(int err) {

@@ -7,6 +7,7 @@
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "core.h"
 
@@ -35,7 +36,7 @@ static struct aloop__fd *fd_find(aloop_loop *loop, int fd) {
   return (struct aloop__fd *)(t->chunks[c] + ((size_t)fd % ALOOP__FD_CHUNK) * t->stride);
 }
 
-static struct aloop__fd *fd_get(aloop_loop *loop, int fd) {
+struct aloop__fd *aloop__fd_record(aloop_loop *loop, int fd) {
   struct aloop__fd_table *t = &loop->fds;
   size_t c = (size_t)fd / ALOOP__FD_CHUNK;
   if (c >= t->nchunks) {
@@ -68,15 +69,19 @@ static int push_fd(int **arr, size_t *len, size_t *cap, int fd) {
   return 0;
 }
 
-/* Record the interest fd should have now; the driver is told before the next poll. */
-static int set_interest(aloop_loop *loop, int fd, struct aloop__fd *f) {
-  unsigned events = (f->reader ? ALOOP__READ : 0) | (f->writer ? ALOOP__WRITE : 0);
+/* Record the interest fd should have now; the driver is told before the next poll, so interest
+ * that drops and comes back within one iteration (a task's next recv parked right after the last
+ * one completed) costs the driver nothing. */
+int aloop__fd_update_interest(aloop_loop *loop, int fd, struct aloop__fd *f, bool forget) {
+  unsigned events = (f->reader || f->read_ops.head ? ALOOP__READ : 0) |
+                    (f->writer || f->write_ops.head ? ALOOP__WRITE : 0);
   f->revents &= events; /* readiness for a removed watcher must not reach a new one */
   f->events = (uint8_t)events;
-  /* With no watcher left the caller may close the fd and get the same number back for another file
-   * before the driver hears of it. epoll and io_uring would still hold the old file, so the driver
-   * must forget the fd before it learns the new interest, even if that interest looks unchanged. */
-  if (!events && f->registered) f->forget = true;
+  /* After a watcher is removed the caller may close the fd and get the same number back for
+   * another file before the driver hears of it. epoll and io_uring would still hold the old file,
+   * so the driver must forget the fd before it learns the new interest, even if that interest
+   * looks unchanged. (Operations finishing do not imply a close: aloop_close says so.) */
+  if (forget && !events && f->registered) f->forget = true;
   if (f->in_changes || (f->events == f->registered && !f->forget)) return 0;
   struct aloop__fd_table *t = &loop->fds;
   int err = push_fd(&t->changes, &t->nchanges, &t->changes_cap, fd);
@@ -93,7 +98,7 @@ static void count_user(aloop_loop *loop, struct aloop__fd *f, bool had) {
 static int add_watcher(aloop_loop *loop, int fd, unsigned which, aloop_io_cb cb, void *arg) {
   if (fd < 0 || !cb) return fd < 0 ? -EBADF : -EINVAL;
   if (loop->drv->max_fd && fd >= loop->drv->max_fd) return -ALOOP_EFDLIMIT;
-  struct aloop__fd *f = fd_get(loop, fd);
+  struct aloop__fd *f = aloop__fd_record(loop, fd);
   if (!f) return -ENOMEM;
   aloop_io_cb old_cb = which == ALOOP__READ ? f->reader : f->writer;
   bool had = !f->internal && (f->reader || f->writer);
@@ -104,13 +109,13 @@ static int add_watcher(aloop_loop *loop, int fd, unsigned which, aloop_io_cb cb,
     f->writer = cb;
     f->writer_arg = arg;
   }
-  int err = set_interest(loop, fd, f);
+  int err = aloop__fd_update_interest(loop, fd, f, true);
   if (err < 0) {
     if (which == ALOOP__READ)
       f->reader = old_cb;
     else
       f->writer = old_cb;
-    set_interest(loop, fd, f); /* back to the old interest, which needs no new change entry */
+    aloop__fd_update_interest(loop, fd, f, true); /* back to the old interest, which needs no new change entry */
     return err;
   }
   count_user(loop, f, had);
@@ -126,7 +131,7 @@ static int remove_watcher(aloop_loop *loop, int fd, unsigned which) {
   *slot = NULL;
   /* Removing interest never needs memory when the fd is already in the change list; when it is
    * not and the list cannot grow, the driver keeps the interest and dispatch ignores it. */
-  set_interest(loop, fd, f);
+  aloop__fd_update_interest(loop, fd, f, true);
   count_user(loop, f, had);
   return 1;
 }
@@ -140,8 +145,21 @@ int aloop_add_writer(aloop_loop *loop, int fd, aloop_io_cb cb, void *arg) {
 int aloop_remove_reader(aloop_loop *loop, int fd) { return remove_watcher(loop, fd, ALOOP__READ); }
 int aloop_remove_writer(aloop_loop *loop, int fd) { return remove_watcher(loop, fd, ALOOP__WRITE); }
 
+int aloop_close(aloop_loop *loop, int fd) {
+  struct aloop__fd *f = fd_find(loop, fd);
+  if (f) {
+    aloop__ops_fail(loop, fd, f, -ECANCELED);
+    bool had = !f->internal && (f->reader || f->writer);
+    f->reader = f->writer = NULL;
+    aloop__fd_update_interest(loop, fd, f, true);
+    count_user(loop, f, had);
+  }
+  aloop__ops_cancel_native(loop, fd);
+  return close(fd) < 0 ? -errno : 0;
+}
+
 int aloop__fd_watch_internal(aloop_loop *loop, int fd, aloop_io_cb reader, void *arg) {
-  struct aloop__fd *f = fd_get(loop, fd);
+  struct aloop__fd *f = aloop__fd_record(loop, fd);
   if (!f) return -ENOMEM;
   f->internal = true; /* before adding: the loop's own fds are not counted as the user's */
   return add_watcher(loop, fd, ALOOP__READ, reader, arg);
@@ -151,7 +169,7 @@ static void drop_watchers(aloop_loop *loop, int fd, struct aloop__fd *f) {
   bool had = !f->internal && (f->reader || f->writer);
   f->reader = f->writer = NULL;
   f->internal = false;
-  set_interest(loop, fd, f);
+  aloop__fd_update_interest(loop, fd, f, true);
   count_user(loop, f, had);
 }
 
@@ -178,6 +196,7 @@ void aloop__fds_apply_changes(aloop_loop *loop) {
     }
     aloop__report(loop, err, fd, loop->drv->name,
                   "cannot watch fd %d; its reader and writer were removed", fd);
+    aloop__ops_fail(loop, fd, f, err);
     drop_watchers(loop, fd, f); /* if the driver held any interest: "forget it", later in this loop */
   }
   t->nchanges = 0;
@@ -197,7 +216,9 @@ void aloop__fd_event(aloop_loop *loop, int fd, unsigned revents) {
 
 void aloop__fd_invalid(aloop_loop *loop, int fd, int err) {
   struct aloop__fd *f = fd_find(loop, fd);
-  if (!f || !(f->reader || f->writer)) return;
+  if (!f) return;
+  aloop__ops_fail(loop, fd, f, err);
+  if (!(f->reader || f->writer)) return;
   aloop__report(loop, err, fd, loop->drv->name,
                 "fd %d was closed while watched; its reader and writer were removed", fd);
   drop_watchers(loop, fd, f);
@@ -210,10 +231,13 @@ void aloop__fds_dispatch(aloop_loop *loop) {
     unsigned ev = f->revents;
     f->revents = 0;
     f->in_pending = false;
-    /* Each watcher is re-checked just before it runs: an earlier callback may have removed it. */
-    if ((ev & ALOOP__READ) && f->reader) f->reader(loop, t->pending[i], f->reader_arg);
-    if ((ev & ALOOP__WRITE) && f->writer)
-      f->writer(loop, t->pending[i], f->writer_arg);
+    int fd = t->pending[i];
+    /* Parked operations first (they were waiting for exactly this), then the watchers, each
+     * re-checked just before it runs: an earlier callback may have removed it. */
+    if ((ev & ALOOP__READ) && f->read_ops.head) aloop__ops_ready(loop, fd, f, ALOOP__READ);
+    if ((ev & ALOOP__WRITE) && f->write_ops.head) aloop__ops_ready(loop, fd, f, ALOOP__WRITE);
+    if ((ev & ALOOP__READ) && f->reader) f->reader(loop, fd, f->reader_arg);
+    if ((ev & ALOOP__WRITE) && f->writer) f->writer(loop, fd, f->writer_arg);
   }
   t->npending = 0;
 }

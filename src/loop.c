@@ -88,6 +88,9 @@ void aloop_get_stats(const aloop_loop *loop, aloop_stats *out) {
       .signals = loop->nsignals,
       .iterations = loop->iterations,
       .errors = loop->errors,
+      .futures = loop->live_futures,
+      .tasks = loop->live_tasks,
+      .ops = loop->live_ops,
   };
 }
 
@@ -101,6 +104,8 @@ static int read_options(const aloop_options *opts, aloop_options *o) {
 }
 
 static void free_loop(aloop_loop *loop) {
+  aloop__executor_fini(loop); /* first: its threads may still wake the loop */
+  aloop__tasks_fini(loop);
   aloop__signals_fini(loop);
   aloop__driver_stop(loop);
   aloop__wakeup_fini(loop);

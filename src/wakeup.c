@@ -65,6 +65,7 @@ static void on_wake(aloop_loop *loop, int fd, void *arg) {
   atomic_store_explicit(&loop->wake_pending, 0, memory_order_release);
   aloop__signals_dispatch(loop);
   drain_threadsafe_calls(loop);
+  aloop__executor_drain(loop);
 }
 
 int aloop__wakeup_init(aloop_loop *loop) {

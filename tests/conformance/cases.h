@@ -11,7 +11,11 @@
   X(run_stop)                \
   X(threadsafe)              \
   X(signals)                 \
-  X(fd_limits)
+  X(fd_limits)               \
+  X(futures)                 \
+  X(tasks)                   \
+  X(sockops)                 \
+  X(executor)
 
 #define DECLARE_CASE(name) TCase *conformance_##name(void);
 CONFORMANCE_CASES(DECLARE_CASE)

@@ -4,6 +4,8 @@
 #include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -46,6 +48,9 @@ static void teardown(void) {
   ck_assert_msg(st.timers == 0, "%zu timers left scheduled", st.timers);
   ck_assert_msg(st.fds == 0, "%zu fds left watched", st.fds);
   ck_assert_msg(st.signals == 0, "%zu signal handlers left installed", st.signals);
+  ck_assert_msg(st.tasks == 0, "%zu tasks left unfinished", st.tasks);
+  ck_assert_msg(st.ops == 0, "%zu socket operations left in flight", st.ops);
+  ck_assert_msg(st.futures == 0, "%zu futures left unreleased", st.futures);
   ck_assert_int_eq(aloop_free(L), 0);
   L = NULL;
 }
@@ -80,6 +85,23 @@ void make_pipe(int fds[2]) {
   ck_assert_int_eq(pipe2(fds, O_CLOEXEC), 0);
   nonblocking(fds[0]);
   nonblocking(fds[1]);
+}
+
+int tcp_listener(struct sockaddr_in *addr) {
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  ck_assert_int_ge(fd, 0);
+  struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+  ck_assert_int_eq(bind(fd, (struct sockaddr *)&a, sizeof a), 0); /* port 0: an ephemeral one */
+  ck_assert_int_eq(listen(fd, 1024), 0);
+  socklen_t len = sizeof *addr;
+  ck_assert_int_eq(getsockname(fd, (struct sockaddr *)addr, &len), 0);
+  return fd;
+}
+
+int tcp_socket(void) {
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  ck_assert_int_ge(fd, 0);
+  return fd;
 }
 
 void make_socketpair(int fds[2]) {

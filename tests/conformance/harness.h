@@ -39,4 +39,10 @@ int run_at_most(aloop_loop *loop, int64_t max_ns);
 void make_pipe(int fds[2]);
 void make_socketpair(int fds[2]);
 
+/* A non-blocking TCP listener on 127.0.0.1 at an ephemeral port (its address in *addr), and a
+ * non-blocking TCP socket to connect with. */
+struct sockaddr_in;
+int tcp_listener(struct sockaddr_in *addr);
+int tcp_socket(void);
+
 #endif

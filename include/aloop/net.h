@@ -1,0 +1,54 @@
+/* Socket operations, name resolution and the executor for blocking calls, as asyncio's
+ * loop.sock_* / getaddrinfo / run_in_executor. Included by aloop.h.
+ *
+ * Each returns a future (one reference for the caller; see future.h), also when it could complete
+ * at once: the syscall is tried first, and only waits if the socket is not ready. Sockets must be
+ * non-blocking. Buffers passed in must stay valid until the future is done: cancelling is the way
+ * to get them back early, and the future is done only once the driver has let go of them. */
+#ifndef ALOOP_NET_H
+#define ALOOP_NET_H
+
+#include <sys/socket.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Outcome: bytes received (0 at end of stream) into buf. */
+ALOOP_API aloop_future *aloop_sock_recv_into(aloop_loop *loop, int fd, void *buf, size_t n);
+/* Outcome: bytes received (up to n, 0 at end of stream); the bytes are the future's data
+ * (malloc'd; freed with the future unless taken). */
+ALOOP_API aloop_future *aloop_sock_recv(aloop_loop *loop, int fd, size_t n);
+/* Outcome: n once every byte is written, or the error that stopped it (the count written before
+ * the error is lost, as in asyncio). */
+ALOOP_API aloop_future *aloop_sock_sendall(aloop_loop *loop, int fd, const void *buf, size_t n);
+/* Outcome: the accepted fd (non-blocking, close-on-exec). Its peer address is the future's data,
+ * an aloop_sockaddr. */
+ALOOP_API aloop_future *aloop_sock_accept(aloop_loop *loop, int fd);
+/* Outcome: 0 once connected. addr is copied. */
+ALOOP_API aloop_future *aloop_sock_connect(aloop_loop *loop, int fd, const struct sockaddr *addr,
+                                           socklen_t len);
+
+typedef struct aloop_sockaddr {
+  socklen_t len;
+  struct sockaddr_storage addr;
+} aloop_sockaddr;
+
+/* Run fn(arg) on the loop's thread pool (created on first use, at most ALOOP_EXECUTOR_THREADS
+ * threads). The future's outcome is fn's return value, delivered on the loop's thread. Cancelling
+ * a job that has not started removes it; one that runs is left to finish and its result dropped. */
+#define ALOOP_EXECUTOR_THREADS 4
+typedef int64_t (*aloop_job_fn)(void *arg);
+ALOOP_API aloop_future *aloop_run_in_executor(aloop_loop *loop, aloop_job_fn fn, void *arg);
+
+/* getaddrinfo(3) on the executor. Outcome 0 and the struct addrinfo list as the future's data
+ * (freed with freeaddrinfo unless taken), or a negative error whose message is gai_strerror's.
+ * hints may be NULL (any family, SOCK_STREAM). */
+struct addrinfo;
+ALOOP_API aloop_future *aloop_getaddrinfo(aloop_loop *loop, const char *host, const char *port,
+                                          const struct addrinfo *hints);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

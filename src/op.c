@@ -1,0 +1,144 @@
+/* Operations (see op.h): native submission for what the driver completes itself, and for the rest
+ * the readiness path, written once for every readiness driver: try the syscall, park on EAGAIN,
+ * retry in order when the fd is ready. */
+#include <errno.h>
+#include <sys/socket.h>
+
+#include "core.h"
+
+static bool reads(const struct aloop__op *op) {
+  return op->kind == ALOOP__OP_ACCEPT || op->kind == ALOOP__OP_RECV;
+}
+
+/* The syscall of each kind, non-blocking, as a result or negative errno. `first` distinguishes
+ * connect's initial call from the check once the socket is writable. */
+static int32_t attempt(struct aloop__op *op, bool first) {
+  ssize_t n;
+  do {
+    switch (op->kind) {
+    case ALOOP__OP_ACCEPT:
+      op->addrlen = sizeof op->addr;
+      n = accept4(op->fd, (struct sockaddr *)&op->addr, &op->addrlen, SOCK_NONBLOCK | SOCK_CLOEXEC);
+      break;
+    case ALOOP__OP_RECV:
+      n = recv(op->fd, op->buf, op->len, MSG_DONTWAIT);
+      break;
+    case ALOOP__OP_SEND:
+      n = send(op->fd, op->buf, op->len, MSG_DONTWAIT | MSG_NOSIGNAL);
+      break;
+    case ALOOP__OP_CONNECT:
+      if (first) {
+        n = connect(op->fd, (struct sockaddr *)&op->addr, op->addrlen);
+        if (n < 0 && errno == EINPROGRESS) errno = EAGAIN;
+      } else {
+        int err = 0;
+        socklen_t len = sizeof err;
+        n = getsockopt(op->fd, SOL_SOCKET, SO_ERROR, &err, &len);
+        if (n == 0 && err) n = -1, errno = err;
+      }
+      break;
+    default:
+      return -EINVAL;
+    }
+  } while (n < 0 && errno == EINTR);
+  if (n < 0) return errno == EWOULDBLOCK ? -EAGAIN : -errno;
+  return n > INT32_MAX ? INT32_MAX : (int32_t)n;
+}
+
+static struct aloop__op_queue *queue_of(struct aloop__fd *f, const struct aloop__op *op) {
+  struct aloop__op_queue *q = reads(op) ? &f->read_ops : &f->write_ops;
+  if (!q->head) q->tail = &q->head; /* fd records start zeroed */
+  return q;
+}
+
+static void finish(aloop_loop *loop, struct aloop__op *op, int32_t res) {
+  op->state = OP_IDLE;
+  loop->live_ops--;
+  op->done(loop, op, res);
+}
+
+void aloop__op_start(aloop_loop *loop, struct aloop__op *op) {
+  loop->live_ops++;
+  if (loop->drv->op_kinds & ALOOP__OP_BIT(op->kind)) {
+    op->state = OP_SUBMITTED;
+    int err = loop->drv->submit(loop, loop->drv_state, op);
+    if (err < 0) finish(loop, op, err);
+    return;
+  }
+  struct aloop__fd *f = aloop__fd_record(loop, op->fd);
+  struct aloop__op_queue *q = f ? queue_of(f, op) : NULL;
+  /* Behind other parked ops of the same direction it waits its turn, to keep the order (connect
+   * must make its one connect() call in any case). */
+  int32_t res = (q && q->head && op->kind != ALOOP__OP_CONNECT) ? -EAGAIN : attempt(op, true);
+  if (res != -EAGAIN || !f) {
+    finish(loop, op, f ? res : -ENOMEM);
+    return;
+  }
+  if (loop->drv->max_fd && op->fd >= loop->drv->max_fd) {
+    finish(loop, op, -ALOOP_EFDLIMIT);
+    return;
+  }
+  op->state = OP_PARKED;
+  op->next = NULL;
+  bool first = !q->head;
+  *q->tail = op;
+  q->tail = &op->next;
+  if (first) aloop__fd_update_interest(loop, op->fd, f, false);
+}
+
+static void unlink_parked(struct aloop__op_queue *q, struct aloop__op *op) {
+  for (struct aloop__op **p = &q->head; *p; p = &(*p)->next) {
+    if (*p != op) continue;
+    *p = op->next;
+    if (!*p) q->tail = p;
+    return;
+  }
+}
+
+void aloop__op_cancel(aloop_loop *loop, struct aloop__op *op) {
+  if (op->state == OP_PARKED) {
+    struct aloop__fd *f = aloop__fd_record(loop, op->fd);
+    struct aloop__op_queue *q = queue_of(f, op);
+    unlink_parked(q, op);
+    if (!q->head) aloop__fd_update_interest(loop, op->fd, f, false);
+    finish(loop, op, -ECANCELED);
+  } else if (op->state == OP_SUBMITTED) {
+    op->state = OP_CANCELLING;
+    loop->drv->cancel(loop, loop->drv_state, op);
+  }
+}
+
+void aloop__ops_ready(aloop_loop *loop, int fd, struct aloop__fd *f, unsigned revents) {
+  struct aloop__op_queue *q = (revents & ALOOP__READ) ? &f->read_ops : &f->write_ops;
+  struct aloop__op *op;
+  while ((op = q->head)) {
+    int32_t res = attempt(op, false);
+    if (res == -EAGAIN) break;
+    q->head = op->next;
+    if (!q->head) {
+      q->tail = &q->head;
+      /* Interest goes only if nothing parks again before the next poll (see fd.c). */
+      aloop__fd_update_interest(loop, fd, f, false);
+    }
+    finish(loop, op, res); /* may start and park new ops on this queue: they are tried next */
+  }
+}
+
+void aloop__ops_fail(aloop_loop *loop, int fd, struct aloop__fd *f, int err) {
+  struct aloop__op_queue *queues[] = {&f->read_ops, &f->write_ops};
+  for (size_t i = 0; i < 2; i++) {
+    struct aloop__op *op;
+    while ((op = queues[i]->head)) {
+      queues[i]->head = op->next;
+      if (!queues[i]->head) queues[i]->tail = &queues[i]->head;
+      finish(loop, op, err);
+    }
+  }
+  aloop__fd_update_interest(loop, fd, f, false);
+}
+
+void aloop__ops_cancel_native(aloop_loop *loop, int fd) {
+  if (loop->drv->cancel_fd) loop->drv->cancel_fd(loop, loop->drv_state, fd);
+}
+
+void aloop__op_done(aloop_loop *loop, struct aloop__op *op, int32_t res) { finish(loop, op, res); }

@@ -1,0 +1,57 @@
+/* Operations: the seam between the layers above (socket ops, transports, servers) and the drivers.
+ * An operation is one accept, recv, send or connect on an fd. aloop__op_start() is the only place
+ * that decides how it is carried out: a completion driver (io_uring) whose op_kinds include the
+ * kind completes it in the kernel; otherwise the core tries the syscall at once and, if the socket
+ * is not ready, parks the operation on the fd and retries it on readiness (as asyncio's selector
+ * loop does). The fd's interest follows its parked operations, through the core's change list, so
+ * a connection that parks its next operation in the same iteration as the last one completed
+ * keeps its registration without a single driver call. */
+#ifndef ALOOP_OP_H
+#define ALOOP_OP_H
+
+#include <stdint.h>
+#include <sys/socket.h>
+
+typedef struct aloop_loop aloop_loop;
+
+enum aloop__op_kind { ALOOP__OP_ACCEPT, ALOOP__OP_RECV, ALOOP__OP_SEND, ALOOP__OP_CONNECT };
+#define ALOOP__OP_BIT(kind) (1u << (kind))
+
+enum aloop__op_state { OP_IDLE, OP_PARKED, OP_SUBMITTED, OP_CANCELLING };
+
+struct aloop__op {
+  uint8_t kind, state;
+  int fd;
+  void *buf;                     /* recv, send */
+  size_t len;
+  struct sockaddr_storage addr;  /* accept: the peer; connect: the destination */
+  socklen_t addrlen;
+  /* Called exactly once per start, with the syscall's result or a negative errno (-ECANCELED
+   * after a cancel that won the race). May be called from inside aloop__op_start. */
+  void (*done)(aloop_loop *loop, struct aloop__op *op, int32_t res);
+  struct aloop__op *next;        /* the fd's parked queue */
+};
+
+struct aloop__op_queue {
+  struct aloop__op *head, **tail;
+};
+
+/* Start op (kind, fd and the kind's fields set, done set). Returns 0: done will be called. */
+void aloop__op_start(aloop_loop *loop, struct aloop__op *op);
+/* Ask op to stop. done is still called exactly once: at once for a parked op, when the kernel
+ * answers for a submitted one. Nothing happens if op is idle or already being cancelled. */
+void aloop__op_cancel(aloop_loop *loop, struct aloop__op *op);
+
+/* For the core's fd dispatch: run the ops parked on fd for `revents` (one direction). */
+struct aloop__fd;
+void aloop__ops_ready(aloop_loop *loop, int fd, struct aloop__fd *f, unsigned revents);
+/* fd went bad: fail every parked op with err. */
+void aloop__ops_fail(aloop_loop *loop, int fd, struct aloop__fd *f, int err);
+
+/* Cancel every native operation in flight on fd (aloop_close). */
+void aloop__ops_cancel_native(aloop_loop *loop, int fd);
+
+/* Completion in, from a completion driver. */
+void aloop__op_done(aloop_loop *loop, struct aloop__op *op, int32_t res);
+
+#endif

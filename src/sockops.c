@@ -1,0 +1,139 @@
+/* Socket operations as futures (asyncio's loop.sock_*), each one request over the operations layer.
+ * The request owns the op and a reference to its future; cancelling the future cancels the op, and
+ * the future is done only when the op's one completion came back. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core.h"
+
+struct sock_req {
+  struct aloop__op op;
+  aloop_future *future;
+  const char *send_buf; /* sendall: the caller's bytes, total and progress */
+  size_t total, sent;
+};
+
+static void req_finish(aloop_loop *loop, struct sock_req *r, int64_t outcome) {
+  (void)loop;
+  aloop__future_finish(r->future, outcome, NULL);
+  aloop_future_release(r->future);
+  free(r);
+}
+
+static void cancel_req(aloop_future *f, void *arg) { aloop__op_cancel(aloop_future_loop(f), arg); }
+
+static aloop_future *start(aloop_loop *loop, struct sock_req *r, const char *origin,
+                           void (*done)(aloop_loop *, struct aloop__op *, int32_t)) {
+  aloop_future *f = aloop_future_new(loop, origin);
+  if (!f) {
+    free(r);
+    return NULL;
+  }
+  r->future = aloop_future_ref(f);
+  r->op.done = done;
+  aloop__future_set_work(f, cancel_req, &r->op);
+  aloop__op_start(loop, &r->op);
+  return f;
+}
+
+static struct sock_req *new_req(int fd, enum aloop__op_kind kind) {
+  struct sock_req *r = calloc(1, sizeof *r);
+  if (r) {
+    r->op.kind = (uint8_t)kind;
+    r->op.fd = fd;
+  }
+  return r;
+}
+
+static void simple_done(aloop_loop *loop, struct aloop__op *op, int32_t res) {
+  req_finish(loop, (struct sock_req *)op, res);
+}
+
+aloop_future *aloop_sock_recv_into(aloop_loop *loop, int fd, void *buf, size_t n) {
+  struct sock_req *r = new_req(fd, ALOOP__OP_RECV);
+  if (!r) return NULL;
+  r->op.buf = buf;
+  r->op.len = n;
+  return start(loop, r, "sock_recv", simple_done);
+}
+
+aloop_future *aloop_sock_recv(aloop_loop *loop, int fd, size_t n) {
+  void *buf = malloc(n ? n : 1);
+  aloop_future *f = buf ? aloop_sock_recv_into(loop, fd, buf, n) : NULL;
+  if (!f) {
+    free(buf);
+    return NULL;
+  }
+  aloop_future_set_data(f, buf, free);
+  return f;
+}
+
+static void sendall_done(aloop_loop *loop, struct aloop__op *op, int32_t res) {
+  struct sock_req *r = (struct sock_req *)op;
+  if (res < 0) {
+    req_finish(loop, r, res);
+    return;
+  }
+  r->sent += (size_t)res;
+  if (r->sent == r->total) {
+    req_finish(loop, r, (int64_t)r->total);
+    return;
+  }
+  if (aloop__future_cancel_requested(r->future)) { /* between two sends: nothing in flight */
+    req_finish(loop, r, -ECANCELED);
+    return;
+  }
+  op->buf = (void *)(r->send_buf + r->sent);
+  op->len = r->total - r->sent;
+  aloop__op_start(loop, op);
+}
+
+aloop_future *aloop_sock_sendall(aloop_loop *loop, int fd, const void *buf, size_t n) {
+  struct sock_req *r = new_req(fd, ALOOP__OP_SEND);
+  if (!r) return NULL;
+  r->send_buf = buf;
+  r->total = n;
+  r->op.buf = (void *)buf;
+  r->op.len = n;
+  if (n == 0) { /* nothing to send: done, without a zero-length syscall */
+    aloop_future *f = aloop_future_new(loop, "sock_sendall");
+    if (f) aloop__future_finish(f, 0, NULL);
+    free(r);
+    return f;
+  }
+  return start(loop, r, "sock_sendall", sendall_done);
+}
+
+static void accept_done(aloop_loop *loop, struct aloop__op *op, int32_t res) {
+  struct sock_req *r = (struct sock_req *)op;
+  if (res >= 0) {
+    aloop_sockaddr *peer = malloc(sizeof *peer);
+    if (peer) {
+      peer->len = op->addrlen;
+      memcpy(&peer->addr, &op->addr, sizeof peer->addr);
+      aloop_future_set_data(r->future, peer, free);
+    }
+  }
+  req_finish(loop, r, res);
+}
+
+aloop_future *aloop_sock_accept(aloop_loop *loop, int fd) {
+  struct sock_req *r = new_req(fd, ALOOP__OP_ACCEPT);
+  if (!r) return NULL;
+  r->op.addrlen = sizeof r->op.addr;
+  return start(loop, r, "sock_accept", accept_done);
+}
+
+aloop_future *aloop_sock_connect(aloop_loop *loop, int fd, const struct sockaddr *addr,
+                                 socklen_t len) {
+  if (len > sizeof(struct sockaddr_storage)) {
+    errno = EINVAL;
+    return NULL;
+  }
+  struct sock_req *r = new_req(fd, ALOOP__OP_CONNECT);
+  if (!r) return NULL;
+  memcpy(&r->op.addr, addr, len);
+  r->op.addrlen = len;
+  return start(loop, r, "sock_connect", simple_done);
+}
