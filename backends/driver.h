@@ -41,7 +41,8 @@ struct aloop__driver {
   uint32_t op_kinds;
   int (*submit)(aloop_loop *loop, void *state, struct aloop__op *op);
   void (*cancel)(aloop_loop *loop, void *state, struct aloop__op *op);
-  void (*cancel_fd)(aloop_loop *loop, void *state, int fd); /* every op on fd (aloop_close) */
+  /* aloop_close: stop everything the driver does on fd; `ops` operations of it are in flight. */
+  void (*cancel_fd)(aloop_loop *loop, void *state, int fd, uint32_t ops);
 };
 
 /* Readiness in: fd is ready for `revents`. Cheap; callbacks run after poll returns. */

@@ -17,6 +17,16 @@
  *  f) The SQ can fill up between polls (10,000 fds added at once): submit what is queued and go on.
  *  g) CQ overflow: with IORING_FEAT_NODROP the kernel keeps overflowed CQEs; without it the ring
  *     is refused by the probe.
+ *  h) Socket operations are native: accept, recv, send and connect are submitted as requests and
+ *     complete in the kernel; user_data is the operation. Cancelling one is a request too, and the
+ *     operation's own completion (-ECANCELED or its result, if it won the race) still follows:
+ *     only then may its buffer be reused.
+ *  i) A listening socket that keeps being asked to accept gets one multishot accept (5.19+): each
+ *     connection is a CQE. A connection nobody waits for yet is kept (bounded: past ACCEPT_KEEP the
+ *     multishot is cancelled and the kernel's backlog holds the rest); an error such as EMFILE
+ *     ends the multishot and goes to the first waiter; it is re-armed while someone waits. The peer
+ *     address comes from getpeername, since one multishot request has one address buffer. Kernels
+ *     without multishot accept answer EINVAL: the driver falls back to one accept per operation.
  */
 #include <errno.h>
 #include <poll.h>
@@ -32,6 +42,7 @@
 #include "driver.h"
 
 enum {
+  ACCEPT_KEEP = 64,   /* accepted connections held for future accepts before backpressure (i) */
   SQ_ENTRIES = 256,   /* per-iteration batch; a fuller SQ is flushed early (trap f) */
   CQ_ENTRIES = 4096,  /* completions one wait can return before overflow handling kicks in */
 };
@@ -42,18 +53,32 @@ enum {
  *   0      a removal or cancel request: its own completion carries nothing */
 #define UD_POLL 1u
 #define UD_OP 2u
+#define UD_ACCEPT 3u /* a multishot accept: fd and generation, as a poll */
 #define UD_KIND(ud) ((ud) & 3u)
 #define GEN_MASK 0x3fffffffu
-#define UD(fd, gen) (((uint64_t)(uint32_t)(fd) << 32) | (((gen) & GEN_MASK) << 2) | UD_POLL)
+#define UD_FOR(fd, gen, kind) (((uint64_t)(uint32_t)(fd) << 32) | (((gen) & GEN_MASK) << 2) | (kind))
+#define UD(fd, gen) UD_FOR(fd, gen, UD_POLL)
 #define UD_FD(ud) ((int)((ud) >> 32))
 #define UD_GEN(ud) ((uint32_t)((ud) & 0xffffffffu) >> 2)
 #define UD_IGNORE 0
+
+/* A listening socket's multishot accept (trap i). */
+struct acceptor {
+  int fd;
+  uint32_t gen;
+  bool armed;
+  struct aloop__op *waiting, **waiting_tail; /* accept operations, in order */
+  int *kept;                                 /* connections accepted before anyone asked */
+  size_t nkept, kept_cap;
+  struct acceptor *next;                     /* all of the loop's, to clean up */
+};
 
 struct uring_fd {
   uint32_t gen;  /* bumped whenever the armed poll is removed */
   uint8_t mask;  /* ALOOP__READ|ALOOP__WRITE interest */
   bool armed;    /* a poll for (fd, gen) is in flight or queued */
   bool queued_rearm;
+  struct acceptor *acceptor;
 };
 
 struct uring_state {
@@ -62,6 +87,8 @@ struct uring_state {
   const char *setup; /* which setup flags the kernel took, for aloop_backend_detail */
   int *rearm;        /* fds whose one-shot poll completed this iteration */
   size_t nrearm, rearm_cap;
+  struct acceptor *acceptors;
+  bool single_accepts; /* the kernel has no multishot accept */
 };
 
 static void say_why_not(int err, char *why, size_t n) {
@@ -147,6 +174,12 @@ static void uring_fini(aloop_loop *loop, void *state) {
   struct uring_state *s = state;
   io_uring_queue_exit(&s->ring);
   free(s->rearm);
+  for (struct acceptor *a = s->acceptors, *next; a; a = next) {
+    next = a->next;
+    for (size_t i = 0; i < a->nkept; i++) close(a->kept[i]); /* accepted, never claimed */
+    free(a->kept);
+    free(a);
+  }
 }
 
 /* A disabled ring is enabled by the thread that first needs to submit (trap e). Debian's liburing
@@ -212,10 +245,17 @@ static void queue_rearm(struct uring_state *s, int fd, struct uring_fd *u) {
   u->queued_rearm = true;
 }
 
+static void accept_completed(aloop_loop *loop, struct uring_state *s, int fd, uint32_t gen,
+                             int32_t res, uint32_t flags);
+
 static void complete(aloop_loop *loop, struct uring_state *s, struct io_uring_cqe *cqe) {
   uint64_t ud = io_uring_cqe_get_data64(cqe);
   if (UD_KIND(ud) == UD_OP) {
     aloop__op_done(loop, (struct aloop__op *)(uintptr_t)(ud & ~(uint64_t)3), cqe->res);
+    return;
+  }
+  if (UD_KIND(ud) == UD_ACCEPT) {
+    accept_completed(loop, s, UD_FD(ud), UD_GEN(ud), cqe->res, cqe->flags);
     return;
   }
   if (UD_KIND(ud) != UD_POLL) return;
@@ -281,17 +321,164 @@ static int uring_poll(aloop_loop *loop, void *state, int64_t timeout_ns) {
   return 0;
 }
 
+/* ---- multishot accept (trap i) --------------------------------------------------------------- */
+
+static void deliver(aloop_loop *loop, struct aloop__op *op, int32_t res) {
+  if (res >= 0) {
+    op->addrlen = sizeof op->addr;
+    if (getpeername(res, (struct sockaddr *)&op->addr, &op->addrlen) < 0) op->addrlen = 0;
+  }
+  aloop__op_done(loop, op, res);
+}
+
+static struct aloop__op *pop_waiter(struct acceptor *a) {
+  struct aloop__op *op = a->waiting;
+  if (op && !(a->waiting = op->next)) a->waiting_tail = &a->waiting;
+  return op;
+}
+
+static int arm_acceptor(struct uring_state *s, struct acceptor *a) {
+  struct io_uring_sqe *sqe = get_sqe(s);
+  if (!sqe) return -EBUSY;
+  io_uring_prep_multishot_accept(sqe, a->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+  io_uring_sqe_set_data64(sqe, UD_FOR(a->fd, a->gen, UD_ACCEPT));
+  a->armed = true;
+  return 0;
+}
+
+static void disarm_acceptor(struct uring_state *s, struct acceptor *a) {
+  struct io_uring_sqe *sqe = get_sqe(s);
+  if (!sqe) return; /* it goes on accepting into `kept`; bounded by the next completion's check */
+  io_uring_prep_cancel64(sqe, UD_FOR(a->fd, a->gen, UD_ACCEPT), 0);
+  io_uring_sqe_set_data64(sqe, UD_IGNORE);
+  a->gen++;
+  a->armed = false;
+}
+
+static int submit_single_accept(struct uring_state *s, struct aloop__op *op);
+
+/* Hold a connection until an accept operation asks for it. Only memory exhaustion drops one (the
+ * peer sees a reset; the server goes on). */
+static void keep(struct acceptor *a, int fd) {
+  if (a->nkept == a->kept_cap) {
+    size_t cap = a->kept_cap ? a->kept_cap * 2 : 16;
+    int *kept = realloc(a->kept, cap * sizeof *kept);
+    if (!kept) {
+      close(fd);
+      return;
+    }
+    a->kept = kept;
+    a->kept_cap = cap;
+  }
+  a->kept[a->nkept++] = fd;
+}
+
+static void accept_completed(aloop_loop *loop, struct uring_state *s, int fd, uint32_t gen,
+                             int32_t res, uint32_t flags) {
+  struct uring_fd *u = aloop__fd_priv(loop, fd);
+  struct acceptor *a = u ? u->acceptor : NULL;
+  if (!a || gen != (a->gen & GEN_MASK)) { /* a multishot being cancelled: keep what it accepted */
+    if (res >= 0 && a) keep(a, res);
+    else if (res >= 0) close(res);
+    return;
+  }
+  bool more = flags & IORING_CQE_F_MORE;
+  if (!more) a->armed = false;
+  if (res == -EINVAL && !more && !s->single_accepts) { /* no multishot accept on this kernel */
+    s->single_accepts = true;
+    struct aloop__op *op;
+    while ((op = pop_waiter(a)))
+      if (submit_single_accept(s, op) < 0) aloop__op_done(loop, op, -EBUSY);
+    return;
+  }
+  struct aloop__op *op = pop_waiter(a);
+  if (op) {
+    deliver(loop, op, res);
+  } else if (res >= 0) {
+    keep(a, res);
+    if (a->nkept >= ACCEPT_KEEP && a->armed) disarm_acceptor(s, a);
+  }
+  if (!a->armed && a->waiting && res != -ECANCELED) arm_acceptor(s, a);
+}
+
+static struct acceptor *acceptor_of(struct uring_state *s, int fd, struct uring_fd *u) {
+  if (u->acceptor) return u->acceptor;
+  struct acceptor *a = calloc(1, sizeof *a);
+  if (!a) return NULL;
+  a->fd = fd;
+  a->waiting_tail = &a->waiting;
+  a->next = s->acceptors;
+  s->acceptors = a;
+  return u->acceptor = a;
+}
+
+static int submit_accept(aloop_loop *loop, struct uring_state *s, struct aloop__op *op) {
+  struct uring_fd *u = aloop__fd_priv(loop, op->fd); /* the core made the record for the op */
+  struct acceptor *a = u ? acceptor_of(s, op->fd, u) : NULL;
+  if (!a) return -ENOMEM;
+  if (a->nkept) { /* a connection is already here */
+    int fd = a->kept[0];
+    memmove(a->kept, a->kept + 1, --a->nkept * sizeof *a->kept);
+    deliver(loop, op, fd);
+    return 0;
+  }
+  op->next = NULL;
+  *a->waiting_tail = op;
+  a->waiting_tail = &op->next;
+  if (!a->armed && arm_acceptor(s, a) < 0) {
+    pop_waiter(a);
+    return -EBUSY;
+  }
+  return 0;
+}
+
+/* aloop_close / cancel: accept operations waiting here are not in the kernel; answer them. */
+static bool cancel_waiting_accept(aloop_loop *loop, struct uring_fd *u, struct aloop__op *op) {
+  struct acceptor *a = u ? u->acceptor : NULL;
+  if (!a) return false;
+  for (struct aloop__op **p = &a->waiting; *p; p = &(*p)->next) {
+    if (*p != op) continue;
+    if (!(*p = op->next)) a->waiting_tail = p;
+    aloop__op_done(loop, op, -ECANCELED);
+    return true;
+  }
+  return false;
+}
+
+/* Returns how many waiting accept operations it answered. */
+static uint32_t forget_acceptor(aloop_loop *loop, struct uring_state *s, struct uring_fd *u) {
+  struct acceptor *a = u ? u->acceptor : NULL;
+  if (!a) return 0;
+  if (a->armed) disarm_acceptor(s, a);
+  uint32_t answered = 0;
+  struct aloop__op *op;
+  while ((op = pop_waiter(a))) {
+    aloop__op_done(loop, op, -ECANCELED);
+    answered++;
+  }
+  for (size_t i = 0; i < a->nkept; i++) close(a->kept[i]);
+  a->nkept = 0;
+  return answered;
+}
+
 /* Native operations: the kernel performs them; the completion comes back through complete(). */
+static int submit_single_accept(struct uring_state *s, struct aloop__op *op) {
+  struct io_uring_sqe *sqe = get_sqe(s);
+  if (!sqe) return -EBUSY;
+  op->addrlen = sizeof op->addr;
+  io_uring_prep_accept(sqe, op->fd, (struct sockaddr *)&op->addr, &op->addrlen,
+                       SOCK_NONBLOCK | SOCK_CLOEXEC);
+  io_uring_sqe_set_data64(sqe, (uint64_t)(uintptr_t)op | UD_OP);
+  return 0;
+}
+
 static int uring_submit(aloop_loop *loop, void *state, struct aloop__op *op) {
-  (void)loop;
+  struct uring_state *s = state;
+  if (op->kind == ALOOP__OP_ACCEPT)
+    return s->single_accepts ? submit_single_accept(s, op) : submit_accept(loop, s, op);
   struct io_uring_sqe *sqe = get_sqe(state);
   if (!sqe) return -EBUSY;
   switch (op->kind) {
-  case ALOOP__OP_ACCEPT:
-    op->addrlen = sizeof op->addr;
-    io_uring_prep_accept(sqe, op->fd, (struct sockaddr *)&op->addr, &op->addrlen,
-                         SOCK_NONBLOCK | SOCK_CLOEXEC);
-    break;
   case ALOOP__OP_RECV:
     io_uring_prep_recv(sqe, op->fd, op->buf, op->len, 0);
     break;
@@ -311,6 +498,8 @@ static int uring_submit(aloop_loop *loop, void *state, struct aloop__op *op) {
 }
 
 static void uring_cancel(aloop_loop *loop, void *state, struct aloop__op *op) {
+  if (op->kind == ALOOP__OP_ACCEPT && cancel_waiting_accept(loop, aloop__fd_priv(loop, op->fd), op))
+    return;
   struct io_uring_sqe *sqe = get_sqe(state);
   if (!sqe) { /* the op still completes by itself; only the early stop is lost */
     aloop__report(loop, -EBUSY, op->fd, "io_uring", "cannot queue a cancel request");
@@ -320,7 +509,11 @@ static void uring_cancel(aloop_loop *loop, void *state, struct aloop__op *op) {
   io_uring_sqe_set_data64(sqe, UD_IGNORE);
 }
 
-static void uring_cancel_fd(aloop_loop *loop, void *state, int fd) {
+static void uring_cancel_fd(aloop_loop *loop, void *state, int fd, uint32_t ops) {
+  /* The multishot accept is cancelled by its user_data, which needs no open fd; the accept
+   * operations waiting for it are answered now. */
+  ops -= forget_acceptor(loop, state, aloop__fd_priv(loop, fd));
+  if (!ops) return; /* nothing in the kernel: no request, no syscall */
   struct io_uring_sqe *sqe = get_sqe(state);
   if (!sqe) {
     aloop__report(loop, -EBUSY, fd, "io_uring", "cannot queue a cancel request");

@@ -48,6 +48,7 @@ struct aloop__fd {
   bool in_changes, in_pending, internal;
   bool forget;         /* interest fell to 0 since the driver was told: it must forget the fd first */
   struct aloop__op_queue read_ops, write_ops; /* operations waiting for readiness, in order */
+  uint32_t native_ops; /* operations in a completion driver's hands */
   /* followed by the driver's fd_priv_size bytes, aligned to max_align_t */
 };
 

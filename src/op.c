@@ -52,6 +52,8 @@ static struct aloop__op_queue *queue_of(struct aloop__fd *f, const struct aloop_
 }
 
 static void finish(aloop_loop *loop, struct aloop__op *op, int32_t res) {
+  if (op->state == OP_SUBMITTED || op->state == OP_CANCELLING)
+    aloop__fd_record(loop, op->fd)->native_ops--;
   op->state = OP_IDLE;
   loop->live_ops--;
   op->done(loop, op, res);
@@ -59,19 +61,25 @@ static void finish(aloop_loop *loop, struct aloop__op *op, int32_t res) {
 
 void aloop__op_start(aloop_loop *loop, struct aloop__op *op) {
   loop->live_ops++;
+  /* Both paths keep per-fd state (parked queues here, per-fd requests in a completion driver). */
+  struct aloop__fd *f = op->fd < 0 ? NULL : aloop__fd_record(loop, op->fd);
+  if (!f) {
+    finish(loop, op, op->fd < 0 ? -EBADF : -ENOMEM);
+    return;
+  }
   if (loop->drv->op_kinds & ALOOP__OP_BIT(op->kind)) {
     op->state = OP_SUBMITTED;
+    f->native_ops++;
     int err = loop->drv->submit(loop, loop->drv_state, op);
     if (err < 0) finish(loop, op, err);
     return;
   }
-  struct aloop__fd *f = aloop__fd_record(loop, op->fd);
-  struct aloop__op_queue *q = f ? queue_of(f, op) : NULL;
+  struct aloop__op_queue *q = queue_of(f, op);
   /* Behind other parked ops of the same direction it waits its turn, to keep the order (connect
    * must make its one connect() call in any case). */
-  int32_t res = (q && q->head && op->kind != ALOOP__OP_CONNECT) ? -EAGAIN : attempt(op, true);
-  if (res != -EAGAIN || !f) {
-    finish(loop, op, f ? res : -ENOMEM);
+  int32_t res = (q->head && op->kind != ALOOP__OP_CONNECT) ? -EAGAIN : attempt(op, true);
+  if (res != -EAGAIN) {
+    finish(loop, op, res);
     return;
   }
   if (loop->drv->max_fd && op->fd >= loop->drv->max_fd) {
@@ -138,7 +146,8 @@ void aloop__ops_fail(aloop_loop *loop, int fd, struct aloop__fd *f, int err) {
 }
 
 void aloop__ops_cancel_native(aloop_loop *loop, int fd) {
-  if (loop->drv->cancel_fd) loop->drv->cancel_fd(loop, loop->drv_state, fd);
+  struct aloop__fd *f = aloop__fd_record(loop, fd);
+  if (loop->drv->cancel_fd && f) loop->drv->cancel_fd(loop, loop->drv_state, fd, f->native_ops);
 }
 
 void aloop__op_done(aloop_loop *loop, struct aloop__op *op, int32_t res) { finish(loop, op, res); }

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -204,6 +205,34 @@ START_TEST(test_aloop_close_cancels_parked_operations_and_forgets_the_fd) {
 }
 END_TEST
 
+/* Out of fds while accepting: the accept fails with EMFILE, the connection waits in the backlog,
+ * and once fds are available again the next accept takes it (io_uring re-arms its multishot). */
+START_TEST(test_accept_reports_emfile_and_works_again_once_fds_are_free) {
+  struct sockaddr_in addr;
+  int lfd = tcp_listener(&addr);
+  int cfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  ck_assert_int_eq(connect(cfd, (struct sockaddr *)&addr, sizeof addr), 0); /* into the backlog */
+  aloop_run_once(L, 0); /* let the driver settle anything it opens itself */
+  struct rlimit saved, tight;
+  ck_assert_int_eq(getrlimit(RLIMIT_NOFILE, &saved), 0);
+  int next = dup(0);
+  close(next);
+  tight = saved;
+  tight.rlim_cur = (rlim_t)next; /* no new fd can be made */
+  ck_assert_int_eq(setrlimit(RLIMIT_NOFILE, &tight), 0);
+  aloop_future *acc = aloop_sock_accept(L, lfd);
+  int64_t r = aloop_run_until_complete(L, acc);
+  ck_assert_int_eq(setrlimit(RLIMIT_NOFILE, &saved), 0);
+  ck_assert_int_eq(r, -EMFILE);
+  aloop_future_release(acc);
+  acc = aloop_sock_accept(L, lfd);
+  int64_t sfd = aloop_run_until_complete(L, acc);
+  ck_assert_int_ge(sfd, 0);
+  aloop_future_release(acc);
+  close((int)sfd), close(cfd), close(lfd);
+}
+END_TEST
+
 /* ---- a thousand echoing tasks --------------------------------------------------------------- */
 
 enum { CLIENTS = 1000, ROUNDS = 3, MSG = 100 };
@@ -292,6 +321,7 @@ TCase *conformance_sockops(void) {
   tcase_add_test(tc, test_a_reset_connection_fails_recv_with_econnreset);
   tcase_add_test(tc, test_cancelling_a_task_suspended_in_recv_accept_or_sendall);
   tcase_add_test(tc, test_aloop_close_cancels_parked_operations_and_forgets_the_fd);
+  tcase_add_test(tc, test_accept_reports_emfile_and_works_again_once_fds_are_free);
   tcase_add_test(tc, test_a_thousand_concurrent_tasks_echo_every_byte);
   return tc;
 }
