@@ -5,8 +5,12 @@
  *   timers      N timers at random deadlines within 10 ms, scheduled then run, ns per timer
  *   ping-pong   one byte back and forth over a socketpair through two readers, us per round trip
  *   threadsafe  4 threads calling aloop_call_soon_threadsafe, ns per call as the loop sees them
+ *   task yield  a task awaiting aloop_task_yield: future, ready queue and two switches, ns each
+ *   sock echo   two tasks, one byte each way over a socketpair with sock_recv/sock_sendall,
+ *               us per round trip (completion I/O on io_uring, the core's readiness path elsewhere)
  */
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -102,6 +106,52 @@ static double bench_threadsafe(aloop_loop *loop) {
   return ns;
 }
 
+static int64_t N_YIELDS = 1000000;
+static int64_t yielder(void *arg) {
+  aloop_loop *loop = arg;
+  for (int64_t i = 0; i < N_YIELDS; i++)
+    if (aloop_task_yield(loop) < 0) return -1;
+  return 0;
+}
+
+static double bench_task_yield(aloop_loop *loop) {
+  int64_t t0 = aloop_time(loop);
+  aloop_future *t = aloop_task_spawn(loop, yielder, loop, NULL);
+  aloop_run_until_complete(loop, t);
+  aloop_future_release(t);
+  return (double)(aloop_time(loop) - t0) / (double)N_YIELDS;
+}
+
+static int64_t N_ECHO = 50000;
+static aloop_loop *echo_loop;
+static int64_t echo_side(void *arg) {
+  int fd = (int)(intptr_t)arg;
+  char b = 'x';
+  bool starts = fd == sv[0];
+  for (int64_t i = 0; i < N_ECHO; i++) {
+    if (starts && aloop_await(aloop_sock_sendall(echo_loop, fd, &b, 1)) < 0) return -1;
+    if (aloop_await(aloop_sock_recv_into(echo_loop, fd, &b, 1)) != 1) return -1;
+    if (!starts && aloop_await(aloop_sock_sendall(echo_loop, fd, &b, 1)) < 0) return -1;
+  }
+  return 0;
+}
+
+static double bench_sock_echo(aloop_loop *loop) {
+  echo_loop = loop;
+  socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv);
+  int64_t t0 = aloop_time(loop);
+  aloop_future *ts[2] = {aloop_task_spawn(loop, echo_side, (void *)(intptr_t)sv[0], NULL),
+                         aloop_task_spawn(loop, echo_side, (void *)(intptr_t)sv[1], NULL)};
+  aloop_future *both = aloop_gather(loop, ts, 2);
+  aloop_run_until_complete(loop, both);
+  double us = (double)(aloop_time(loop) - t0) / (double)N_ECHO / 1000.0;
+  aloop_future_release(both), aloop_future_release(ts[0]), aloop_future_release(ts[1]);
+  aloop_close(loop, sv[0]);
+  aloop_close(loop, sv[1]);
+  aloop_run_once(loop, 0);
+  return us;
+}
+
 static int cmp(const void *a, const void *b) {
   double x = *(const double *)a, y = *(const double *)b;
   return (x > y) - (x < y);
@@ -122,7 +172,7 @@ int main(int argc, char **argv) {
   for (int i = 1; i < argc; i++) {
     if (!strcmp(argv[i], "--quick")) {
       repeats = 3;
-      N_SOON /= 10, N_TIMERS /= 10, N_PINGS /= 10, N_TS /= 10;
+      N_SOON /= 10, N_TIMERS /= 10, N_PINGS /= 10, N_TS /= 10, N_YIELDS /= 10, N_ECHO /= 10;
     } else if (!strcmp(argv[i], "--repeats") && i + 1 < argc) {
       repeats = atoi(argv[++i]);
       if (repeats < 1 || repeats > MAX_REPEATS) repeats = 5;
@@ -134,19 +184,20 @@ int main(int argc, char **argv) {
   }
   aloop_backend_info info[8];
   size_t n = aloop_list_backends(info, 8);
-  printf("| driver | call_soon ns/cb | timers ns/timer | ping-pong us/round trip | threadsafe ns/call |\n"
-         "|---|---:|---:|---:|---:|\n");
+  printf("| driver | call_soon ns/cb | timers ns/timer | ping-pong us/round trip | threadsafe ns/call "
+         "| task yield ns | sock echo us/round trip |\n|---|---:|---:|---:|---:|---:|---:|\n");
   for (size_t i = 0; i < n && i < 8; i++) {
     if (backend && strcmp(backend, info[i].name)) continue;
     if (!info[i].available) {
-      printf("| %s | unavailable: %s | | | |\n", info[i].name, info[i].reason);
+      printf("| %s | unavailable: %s | | | | | |\n", info[i].name, info[i].reason);
       continue;
     }
     aloop_loop *loop = cli_new_loop(prog, info[i].name);
     if (!loop) return 1;
-    printf("| %s | %.1f | %.1f | %.2f | %.1f |\n", info[i].name, median(loop, bench_call_soon, repeats),
-           median(loop, bench_timers, repeats), median(loop, bench_ping_pong, repeats),
-           median(loop, bench_threadsafe, repeats));
+    printf("| %s | %.1f | %.1f | %.2f | %.1f | %.1f | %.2f |\n", info[i].name,
+           median(loop, bench_call_soon, repeats), median(loop, bench_timers, repeats),
+           median(loop, bench_ping_pong, repeats), median(loop, bench_threadsafe, repeats),
+           median(loop, bench_task_yield, repeats), median(loop, bench_sock_echo, repeats));
     fflush(stdout);
     aloop_free(loop);
   }
