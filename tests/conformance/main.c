@@ -7,6 +7,7 @@
 
 #include "cases.h"
 #include "harness.h"
+#include "../run_suite.h"
 
 const char *test_driver = ALOOP_TEST_DRIVER;
 
@@ -32,9 +33,5 @@ int main(void) {
 #define ADD_CASE(name) suite_add_tcase(suite, conformance_##name());
   CONFORMANCE_CASES(ADD_CASE)
 #undef ADD_CASE
-  SRunner *runner = srunner_create(suite);
-  srunner_run_all(runner, CK_NORMAL);
-  int failed = srunner_ntests_failed(runner);
-  srunner_free(runner);
-  return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+  return run_suite(suite);
 }

@@ -1,6 +1,7 @@
 /* What differs between drivers: choosing one, falling back when io_uring is forbidden, what each
  * runs on underneath, and many fds on the drivers that have no fd limit. The behaviour every driver
  * shares is in tests/conformance. */
+#include "../run_suite.h"
 #include <check.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -256,9 +257,5 @@ int main(void) {
   tcase_add_test(tc, test_select_has_no_detail_and_a_known_limit);
   tcase_add_test(tc, test_misspelled_and_absent_driver_names_are_explained);
   suite_add_tcase(suite, tc);
-  SRunner *runner = srunner_create(suite);
-  srunner_run_all(runner, CK_NORMAL);
-  int failed = srunner_ntests_failed(runner);
-  srunner_free(runner);
-  return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+  return run_suite(suite);
 }

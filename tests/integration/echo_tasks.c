@@ -1,6 +1,7 @@
 /* The task-style echo example, as a user runs it: started on each compiled driver on an ephemeral
  * port, fed payloads from 1 byte to 1 MiB by several clients at once (plain blocking sockets in
  * threads: nothing of aloop on this side), checked byte for byte, then stopped with SIGTERM. */
+#include "../run_suite.h"
 #include <arpa/inet.h>
 #include <check.h>
 #include <errno.h>
@@ -154,9 +155,5 @@ int main(void) {
   tcase_add_test(tc, test_the_task_echo_example_serves_every_payload_on_every_driver);
   tcase_add_test(tc, test_the_example_refuses_bad_flags_with_status_2);
   suite_add_tcase(suite, tc);
-  SRunner *runner = srunner_create(suite);
-  srunner_run_all(runner, CK_NORMAL);
-  int failed = srunner_ntests_failed(runner);
-  srunner_free(runner);
-  return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+  return run_suite(suite);
 }

@@ -1,4 +1,5 @@
 /* The timer heap on its own: order, FIFO ties, removal from anywhere. */
+#include "../run_suite.h"
 #include <check.h>
 #include <stdlib.h>
 
@@ -56,9 +57,5 @@ int main(void) {
   tcase_add_test(tc, test_heap_yields_earliest_first_and_ties_by_sequence);
   tcase_add_test(tc, test_heap_removal_from_the_middle_keeps_the_order);
   suite_add_tcase(s, tc);
-  SRunner *r = srunner_create(s);
-  srunner_run_all(r, CK_NORMAL);
-  int failed = srunner_ntests_failed(r);
-  srunner_free(r);
-  return failed ? 1 : 0;
+  return run_suite(s);
 }
