@@ -120,7 +120,8 @@ ALOOP_API const char *aloop_backend_detail(const aloop_loop *loop);
 ALOOP_API int aloop_run(aloop_loop *loop);
 
 /* Run one iteration, waiting at most timeout_ns for I/O if nothing is ready (-1: no limit, 0: do not
- * wait). Returns the number of callbacks run, or a negative error (-ALOOP_ERUNNING). */
+ * wait). Returns the number of callbacks run, or a negative error (-ALOOP_ERUNNING). While a stop
+ * is pending (aloop_stop() called and no aloop_run consumed it) it does not wait. */
 ALOOP_API int aloop_run_once(aloop_loop *loop, int64_t timeout_ns);
 
 /* Make aloop_run() return once the current iteration's callbacks have run. */

@@ -189,7 +189,14 @@ int aloop_future_remove_done_callback(aloop_future *f, aloop_future_cb cb, void 
 
 int64_t aloop_run_until_complete(aloop_loop *loop, aloop_future *f) {
   if (loop->running) return -ALOOP_ERUNNING;
-  while (f->state == F_PENDING) aloop_run_once(loop, -1);
+  loop->stopping = false;
+  while (f->state == F_PENDING) {
+    aloop_run_once(loop, -1);
+    if (loop->stopping) { /* aloop_stop() from a callback: return now, as asyncio does */
+      loop->stopping = false;
+      if (f->state == F_PENDING) return -ALOOP_EPENDING;
+    }
+  }
   return aloop_future_outcome(f);
 }
 

@@ -68,7 +68,7 @@ int aloop_run_once(aloop_loop *loop, int64_t timeout_ns) {
   loop->running = true;
   int ran = iterate(loop, timeout_ns < 0 ? -1 : timeout_ns);
   loop->running = false;
-  return ran;
+  return ran; /* a stop requested meanwhile is left for the caller: aloop_run or run_until_complete */
 }
 
 void aloop_stop(aloop_loop *loop) { loop->stopping = true; }

@@ -64,7 +64,7 @@ ALOOP_API int aloop_future_remove_done_callback(aloop_future *future, aloop_futu
                                                 void *arg);
 
 /* Run the loop until the future is done; returns its outcome. -ALOOP_ERUNNING if called from
- * inside the loop. */
+ * inside the loop; -ALOOP_EPENDING if a callback called aloop_stop() before it was done. */
 ALOOP_API int64_t aloop_run_until_complete(aloop_loop *loop, aloop_future *future);
 
 /* A future that completes with 0 after delay_ns; cancelling it cancels the timer. */

@@ -136,6 +136,23 @@ START_TEST(test_wait_for_times_out_and_cancels_the_inner_work) {
 }
 END_TEST
 
+static void stop_now(aloop_loop *loop, void *arg) {
+  (void)arg;
+  aloop_stop(loop);
+}
+
+START_TEST(test_run_until_complete_returns_early_when_the_loop_is_stopped) {
+  aloop_future *never = aloop_future_new(L, "never");
+  aloop_call_soon(L, stop_now, NULL, NULL);
+  ck_assert_int_eq(aloop_run_until_complete(L, never), -ALOOP_EPENDING);
+  ck_assert_int_eq(aloop_future_cancel(never), 0);
+  aloop_future_release(never);
+  aloop_future *s = aloop_sleep(L, 1 * MS); /* the stop was consumed: this one waits as usual */
+  ck_assert_int_eq(aloop_run_until_complete(L, s), 0);
+  aloop_future_release(s);
+}
+END_TEST
+
 TCase *conformance_futures(void) {
   TCase *tc = conformance_tcase("futures");
   tcase_add_test(tc, test_done_callbacks_run_later_in_the_order_added);
@@ -146,5 +163,6 @@ TCase *conformance_futures(void) {
   tcase_add_test(tc, test_gather_waits_for_all_and_reports_the_first_error_in_order);
   tcase_add_test(tc, test_cancelling_a_gather_cancels_what_is_pending);
   tcase_add_test(tc, test_wait_for_times_out_and_cancels_the_inner_work);
+  tcase_add_test(tc, test_run_until_complete_returns_early_when_the_loop_is_stopped);
   return tc;
 }
