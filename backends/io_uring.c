@@ -1,4 +1,5 @@
-/* The io_uring driver: readiness through poll requests on a ring, one submission per iteration.
+/* The io_uring driver: completion I/O for socket operations, readiness through poll requests,
+ * everything an iteration queued submitted together with its wait.
  *
  * What the interface costs and where it breaks:
  *  a) It may be missing or forbidden: old kernels (ENOSYS), kernel.io_uring_disabled, seccomp

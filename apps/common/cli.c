@@ -50,6 +50,10 @@ aloop_loop *cli_new_loop(const char *prog, const char *backend) {
   aloop_options opts = {.size = sizeof opts, .backend = backend, .error = why,
                         .error_size = sizeof why};
   aloop_loop *loop = aloop_new(&opts);
-  if (!loop) fprintf(stderr, "%s: %s\n", prog, why[0] ? why : aloop_strerror(errno));
+  if (!loop) {
+    int err = errno; /* callers tell a bad name (exit 2) from other failures by it */
+    fprintf(stderr, "%s: %s\n", prog, why[0] ? why : aloop_strerror(err));
+    errno = err;
+  }
   return loop;
 }
