@@ -117,7 +117,6 @@ struct aloop__handle *aloop__handle_new(aloop_loop *loop, aloop_cb cb, void *arg
 void aloop__handle_release(aloop_loop *loop, struct aloop__handle *h);
 void aloop__queue_init(struct aloop__queue *q);
 void aloop__queue_push(struct aloop__queue *q, struct aloop__handle *h);
-struct aloop__handle *aloop__queue_pop(struct aloop__queue *q);
 int aloop__handles_init(aloop_loop *loop);
 void aloop__handles_fini(aloop_loop *loop);
 /* Move timers due at `now` to the ready queue. */
@@ -149,7 +148,6 @@ void aloop__future_set_work(aloop_future *f, void (*cancel)(aloop_future *, void
 bool aloop__future_cancel_requested(const aloop_future *f);
 /* Complete with an outcome (-ECANCELED: cancelled) and a message (NULL: none). 0 or -ALOOP_EDONE. */
 int aloop__future_finish(aloop_future *f, int64_t outcome, const char *message);
-void aloop__future_mark_retrieved(aloop_future *f);
 
 /* executor.c */
 void aloop__executor_drain(aloop_loop *loop); /* completed jobs: on the loop, after a wake-up */

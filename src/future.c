@@ -137,8 +137,6 @@ int aloop_future_cancel(aloop_future *f) {
 bool aloop_future_done(const aloop_future *f) { return f->state != F_PENDING; }
 bool aloop_future_cancelled(const aloop_future *f) { return f->state == F_CANCELLED; }
 
-void aloop__future_mark_retrieved(aloop_future *f) { f->retrieved = true; }
-
 int64_t aloop_future_outcome(aloop_future *f) {
   if (f->state == F_PENDING) return -ALOOP_EPENDING;
   f->retrieved = true;

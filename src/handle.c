@@ -33,15 +33,6 @@ void aloop__queue_push(struct aloop__queue *q, struct aloop__handle *h) {
   q->len++;
 }
 
-struct aloop__handle *aloop__queue_pop(struct aloop__queue *q) {
-  struct aloop__handle *h = q->head;
-  if (!h) return NULL;
-  q->head = h->next;
-  if (!q->head) q->tail = &q->head;
-  q->len--;
-  return h;
-}
-
 static int grow_pool(aloop_loop *loop) {
   void **slabs = realloc(loop->slabs, (loop->nslabs + 1) * sizeof *slabs);
   if (!slabs) return -ENOMEM;
