@@ -219,5 +219,6 @@ ALOOP_API void aloop_get_stats(const aloop_loop *loop, aloop_stats *out);
 #include "aloop/future.h"
 #include "aloop/task.h"
 #include "aloop/net.h"
+#include "aloop/transport.h"
 
 #endif /* ALOOP_H */

@@ -17,6 +17,9 @@
 
 #define ALOOP__ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
 
+/* 256 KiB, as uvloop: one syscall carries most messages whole. */
+#define ALOOP__READ_BUFFER (256 * 1024)
+
 /* A scheduled callback. Handles live in slabs owned by the loop and are never returned to malloc
  * before aloop_free, so a stale aloop_handle can always be compared safely by its seq. */
 enum aloop__handle_state { H_FREE, H_READY, H_TIMER, H_CANCELLED };
@@ -105,6 +108,7 @@ struct aloop_loop {
   struct aloop__task *task_pool;     /* finished tasks whose stacks can be reused */
   size_t task_pool_len;
   size_t live_futures, live_tasks, live_ops;
+  unsigned char *read_buf; /* ALOOP__READ_BUFFER bytes for stream reads on the readiness path */
 
   bool running, stopping;
   aloop_error_fn error_fn;

@@ -111,6 +111,7 @@ static void free_loop(aloop_loop *loop) {
   aloop__wakeup_fini(loop);
   aloop__fds_fini(loop);
   aloop__handles_fini(loop);
+  free(loop->read_buf);
   free(loop);
 }
 

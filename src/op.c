@@ -2,17 +2,16 @@
  * the readiness path, written once for every readiness driver: try the syscall, park on EAGAIN,
  * retry in order when the fd is ready. */
 #include <errno.h>
+#include <stdlib.h>
 #include <sys/socket.h>
 
 #include "core.h"
 
-static bool reads(const struct aloop__op *op) {
-  return op->kind == ALOOP__OP_ACCEPT || op->kind == ALOOP__OP_RECV;
-}
+static bool reads(const struct aloop__op *op) { return op->kind != ALOOP__OP_SEND && op->kind != ALOOP__OP_CONNECT; }
 
 /* The syscall of each kind, non-blocking, as a result or negative errno. `first` distinguishes
  * connect's initial call from the check once the socket is writable. */
-static int32_t attempt(struct aloop__op *op, bool first) {
+static int32_t attempt(aloop_loop *loop, struct aloop__op *op, bool first) {
   ssize_t n;
   do {
     switch (op->kind) {
@@ -22,6 +21,10 @@ static int32_t attempt(struct aloop__op *op, bool first) {
       break;
     case ALOOP__OP_RECV:
       n = recv(op->fd, op->buf, op->len, MSG_DONTWAIT);
+      break;
+    case ALOOP__OP_RECV_STREAM: /* into the loop's read buffer, lent for the callback */
+      op->buf = loop->read_buf;
+      n = recv(op->fd, op->buf, ALOOP__READ_BUFFER, MSG_DONTWAIT);
       break;
     case ALOOP__OP_SEND:
       n = send(op->fd, op->buf, op->len, MSG_DONTWAIT | MSG_NOSIGNAL);
@@ -55,8 +58,19 @@ static void finish(aloop_loop *loop, struct aloop__op *op, int32_t res) {
   if (op->state == OP_SUBMITTED || op->state == OP_CANCELLING)
     aloop__fd_record(loop, op->fd)->native_ops--;
   op->state = OP_IDLE;
+  op->more = false; /* the operation's last completion */
   loop->live_ops--;
   op->done(loop, op, res);
+}
+
+static void park(aloop_loop *loop, struct aloop__fd *f, struct aloop__op_queue *q,
+                 struct aloop__op *op) {
+  op->state = OP_PARKED;
+  op->next = NULL;
+  bool first = !q->head;
+  *q->tail = op;
+  q->tail = &op->next;
+  if (first) aloop__fd_update_interest(loop, op->fd, f, false);
 }
 
 void aloop__op_start(aloop_loop *loop, struct aloop__op *op) {
@@ -67,17 +81,30 @@ void aloop__op_start(aloop_loop *loop, struct aloop__op *op) {
     finish(loop, op, op->fd < 0 ? -EBADF : -ENOMEM);
     return;
   }
+  op->more = false;
   if (loop->drv->op_kinds & ALOOP__OP_BIT(op->kind)) {
     op->state = OP_SUBMITTED;
     f->native_ops++;
     int err = loop->drv->submit(loop, loop->drv_state, op);
-    if (err < 0) finish(loop, op, err);
-    return;
+    if (err != -EOPNOTSUPP) {
+      if (err < 0) finish(loop, op, err);
+      return;
+    }
+    f->native_ops--; /* declined: the readiness path below */
   }
   struct aloop__op_queue *q = queue_of(f, op);
+  if (op->kind == ALOOP__OP_RECV_STREAM) { /* nothing to try first: it waits for data anyway */
+    /* One read buffer per loop, lent to one callback at a time: reads run one after another. */
+    if (!loop->read_buf && !(loop->read_buf = malloc(ALOOP__READ_BUFFER))) {
+      finish(loop, op, -ENOMEM);
+      return;
+    }
+    park(loop, f, q, op);
+    return;
+  }
   /* Behind other parked ops of the same direction it waits its turn, to keep the order (connect
    * must make its one connect() call in any case). */
-  int32_t res = (q->head && op->kind != ALOOP__OP_CONNECT) ? -EAGAIN : attempt(op, true);
+  int32_t res = (q->head && op->kind != ALOOP__OP_CONNECT) ? -EAGAIN : attempt(loop, op, true);
   if (res != -EAGAIN) {
     finish(loop, op, res);
     return;
@@ -86,12 +113,7 @@ void aloop__op_start(aloop_loop *loop, struct aloop__op *op) {
     finish(loop, op, -ALOOP_EFDLIMIT);
     return;
   }
-  op->state = OP_PARKED;
-  op->next = NULL;
-  bool first = !q->head;
-  *q->tail = op;
-  q->tail = &op->next;
-  if (first) aloop__fd_update_interest(loop, op->fd, f, false);
+  park(loop, f, q, op);
 }
 
 static void unlink_parked(struct aloop__op_queue *q, struct aloop__op *op) {
@@ -120,8 +142,15 @@ void aloop__ops_ready(aloop_loop *loop, int fd, struct aloop__fd *f, unsigned re
   struct aloop__op_queue *q = (revents & ALOOP__READ) ? &f->read_ops : &f->write_ops;
   struct aloop__op *op;
   while ((op = q->head)) {
-    int32_t res = attempt(op, false);
+    int32_t res = attempt(loop, op, false);
     if (res == -EAGAIN) break;
+    if (op->kind == ALOOP__OP_RECV_STREAM && res > 0) {
+      /* One read per wake-up and the op stays parked: a fast sender cannot starve the others. */
+      op->more = true;
+      op->done(loop, op, res);
+      break;
+    }
+    op->more = false;
     q->head = op->next;
     if (!q->head) {
       q->tail = &q->head;

@@ -9,18 +9,29 @@
 #ifndef ALOOP_OP_H
 #define ALOOP_OP_H
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <sys/socket.h>
 
 typedef struct aloop_loop aloop_loop;
 
-enum aloop__op_kind { ALOOP__OP_ACCEPT, ALOOP__OP_RECV, ALOOP__OP_SEND, ALOOP__OP_CONNECT };
+enum aloop__op_kind {
+  ALOOP__OP_ACCEPT,
+  ALOOP__OP_RECV,
+  ALOOP__OP_SEND,
+  ALOOP__OP_CONNECT,
+  /* Receive again and again until stopped: each chunk arrives in a buffer the provider owns (the
+   * loop's read buffer, or one of io_uring's provided buffers), valid only during `done`, with
+   * op->more set; the last call has more == false (end of stream, an error, or -ECANCELED). */
+  ALOOP__OP_RECV_STREAM,
+};
 #define ALOOP__OP_BIT(kind) (1u << (kind))
 
 enum aloop__op_state { OP_IDLE, OP_PARKED, OP_SUBMITTED, OP_CANCELLING };
 
 struct aloop__op {
   uint8_t kind, state;
+  bool more;                     /* RECV_STREAM: more completions follow this one */
   int fd;
   void *buf;                     /* recv, send */
   size_t len;
@@ -36,7 +47,8 @@ struct aloop__op_queue {
   struct aloop__op *head, **tail;
 };
 
-/* Start op (kind, fd and the kind's fields set, done set). Returns 0: done will be called. */
+/* Start op (kind, fd and the kind's fields set, done set); done will be called. A completion driver
+ * may decline a kind at run time (-EOPNOTSUPP from submit): the core then performs it itself. */
 void aloop__op_start(aloop_loop *loop, struct aloop__op *op);
 /* Ask op to stop. done is still called exactly once: at once for a parked op, when the kernel
  * answers for a submitted one. Nothing happens if op is idle or already being cancelled. */

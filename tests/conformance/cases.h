@@ -15,7 +15,8 @@
   X(futures)                 \
   X(tasks)                   \
   X(sockops)                 \
-  X(executor)
+  X(executor)                \
+  X(transport)
 
 #define DECLARE_CASE(name) TCase *conformance_##name(void);
 CONFORMANCE_CASES(DECLARE_CASE)

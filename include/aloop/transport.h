@@ -1,0 +1,67 @@
+/* Transports and protocols, as asyncio's: the loop calls the protocol's functions as bytes arrive,
+ * and the transport takes bytes to write without ever blocking. Included by aloop.h.
+ *
+ * One implementation for every driver, over operations: on io_uring reads complete in the kernel,
+ * on select and libev the core reads on readiness; writes are tried at once when nothing is queued
+ * and only the rest is queued, with pause_writing/resume_writing at the buffer limits. */
+#ifndef ALOOP_TRANSPORT_H
+#define ALOOP_TRANSPORT_H
+
+#include <stdbool.h>
+#include <sys/uio.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct aloop_transport aloop_transport;
+
+/* The protocol: every member may be NULL. ctx is the pointer given with it. */
+typedef struct aloop_protocol {
+  void (*connection_made)(aloop_transport *t, void *ctx);
+  /* data is lent for the call only. */
+  void (*data_received)(aloop_transport *t, const void *data, size_t n, void *ctx);
+  /* The peer will send no more. Return true to keep the transport open (to go on writing);
+   * false (or NULL) closes it. */
+  bool (*eof_received)(aloop_transport *t, void *ctx);
+  /* The last call: err is 0 after close/abort/end of stream, else why the connection failed
+   * (negative errno). The transport is freed when it returns. */
+  void (*connection_lost)(aloop_transport *t, int err, void *ctx);
+  void (*pause_writing)(aloop_transport *t, void *ctx);  /* buffer above the high mark */
+  void (*resume_writing)(aloop_transport *t, void *ctx); /* back below the low mark */
+} aloop_protocol;
+
+/* A transport over a connected, non-blocking stream socket; it owns fd from now on.
+ * connection_made runs on the next iteration. NULL with errno on failure (fd is then closed). */
+ALOOP_API aloop_transport *aloop_transport_new(aloop_loop *loop, int fd, const aloop_protocol *proto,
+                                               void *ctx);
+
+/* Queue bytes (copied as needed). 0, or -EPIPE once closing or after write_eof, -ENOMEM.
+ * Errors of the connection itself come through connection_lost, as in asyncio. */
+ALOOP_API int aloop_transport_write(aloop_transport *t, const void *data, size_t n);
+ALOOP_API int aloop_transport_writev(aloop_transport *t, const struct iovec *iov, int iovcnt);
+/* Shut the writing side once everything queued is sent; reading goes on. */
+ALOOP_API int aloop_transport_write_eof(aloop_transport *t);
+/* Stop reading, send what is queued, then close; connection_lost(0) follows. */
+ALOOP_API void aloop_transport_close(aloop_transport *t);
+/* Close now, dropping what is queued; connection_lost(0) follows. */
+ALOOP_API void aloop_transport_abort(aloop_transport *t);
+ALOOP_API void aloop_transport_pause_reading(aloop_transport *t);
+ALOOP_API void aloop_transport_resume_reading(aloop_transport *t);
+ALOOP_API bool aloop_transport_is_closing(const aloop_transport *t);
+
+/* Flow control marks, asyncio's defaults: high 64 KiB, low high/4. high 0: the default. */
+#define ALOOP_WRITE_HIGH_DEFAULT (64 * 1024)
+ALOOP_API int aloop_transport_set_write_buffer_limits(aloop_transport *t, size_t high, size_t low);
+ALOOP_API size_t aloop_transport_get_write_buffer_size(const aloop_transport *t);
+
+ALOOP_API int aloop_transport_fd(const aloop_transport *t);
+ALOOP_API aloop_loop *aloop_transport_loop(const aloop_transport *t);
+/* The peer's / our own address: 0 or a negative errno. */
+ALOOP_API int aloop_transport_peername(const aloop_transport *t, aloop_sockaddr *out);
+ALOOP_API int aloop_transport_sockname(const aloop_transport *t, aloop_sockaddr *out);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

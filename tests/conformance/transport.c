@@ -1,0 +1,321 @@
+/* Transports and protocols over socketpairs and loopback TCP: every byte, flow control with a
+ * reader that pauses, half-close, abort with queued data, a peer that resets, paused reading. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "harness.h"
+
+/* One side of a connection under test: what it saw. */
+struct side {
+  aloop_transport *t;
+  size_t received, expected;
+  unsigned char check;  /* expected next byte of the pattern */
+  bool pattern_ok;
+  int lost, lost_err, paused, resumed, eofs;
+  bool keep_on_eof;
+  char text[64];
+  size_t text_len;
+  aloop_future *done;   /* completed when connection_lost ran */
+};
+
+static unsigned char pattern_at(size_t i) { return (unsigned char)(i * 7 % 251); }
+
+static void side_made(aloop_transport *t, void *ctx) { ((struct side *)ctx)->t = t; }
+
+static void side_lost(aloop_transport *t, int err, void *ctx) {
+  (void)t;
+  struct side *s = ctx;
+  s->lost++;
+  s->lost_err = err;
+  s->t = NULL;
+  aloop_future_set_result(s->done, 0);
+}
+
+static void count_pattern(aloop_transport *t, const void *data, size_t n, void *ctx) {
+  (void)t;
+  struct side *s = ctx;
+  const unsigned char *p = data;
+  for (size_t i = 0; i < n; i++)
+    if (p[i] != pattern_at(s->received + i)) s->pattern_ok = false;
+  s->received += n;
+}
+
+static bool note_eof(aloop_transport *t, void *ctx) {
+  (void)t;
+  struct side *s = ctx;
+  s->eofs++;
+  return s->keep_on_eof;
+}
+
+static void echo_back(aloop_transport *t, const void *data, size_t n, void *ctx) {
+  (void)ctx;
+  ck_assert_int_eq(aloop_transport_write(t, data, n), 0);
+}
+
+static void init_side(struct side *s) {
+  memset(s, 0, sizeof *s);
+  s->pattern_ok = true;
+  s->done = aloop_future_new(L, "connection");
+}
+
+static void wait_lost(struct side *s) {
+  aloop_future *w = aloop_wait_for(L, aloop_future_ref(s->done), 60 * SEC);
+  ck_assert_int_eq(aloop_run_until_complete(L, w), 0);
+  aloop_future_release(w);
+  aloop_future_release(s->done);
+  aloop_future_release(s->done);
+  ck_assert_int_eq(s->lost, 1);
+}
+
+static void write_pattern(aloop_transport *t, size_t from, size_t n) {
+  unsigned char buf[65536];
+  while (n) {
+    size_t k = n < sizeof buf ? n : sizeof buf;
+    for (size_t i = 0; i < k; i++) buf[i] = pattern_at(from + i);
+    ck_assert_int_eq(aloop_transport_write(t, buf, k), 0);
+    from += k, n -= k;
+  }
+}
+
+/* ---- echo ------------------------------------------------------------------------------------- */
+
+static void client_collect(aloop_transport *t, const void *data, size_t n, void *ctx) {
+  struct side *s = ctx;
+  count_pattern(t, data, n, ctx);
+  if (s->received == s->expected) aloop_transport_close(t);
+}
+
+static const aloop_protocol echo_server = {.connection_made = side_made, .data_received = echo_back,
+                                           .eof_received = note_eof, .connection_lost = side_lost};
+static const aloop_protocol echo_client = {.connection_made = side_made,
+                                           .data_received = client_collect,
+                                           .connection_lost = side_lost};
+
+START_TEST(test_a_protocol_echo_moves_every_byte_and_both_sides_close_cleanly) {
+  int sv[2];
+  make_socketpair(sv);
+  struct side server, client;
+  init_side(&server), init_side(&client);
+  client.expected = 1u << 20;
+  ck_assert_ptr_nonnull(aloop_transport_new(L, sv[0], &echo_server, &server));
+  aloop_transport *c = aloop_transport_new(L, sv[1], &echo_client, &client);
+  write_pattern(c, 0, client.expected); /* before connection_made: queued or sent, never lost */
+  wait_lost(&client);
+  wait_lost(&server);
+  ck_assert_uint_eq(client.received, client.expected);
+  ck_assert(client.pattern_ok);
+  ck_assert_int_eq(client.lost_err, 0);
+  ck_assert_int_eq(server.lost_err, 0);
+  ck_assert_int_eq(server.eofs, 1);
+}
+END_TEST
+
+/* ---- flow control ------------------------------------------------------------------------------ */
+
+enum { BIG = 64 << 20, PIECE = 256 << 10 };
+static size_t written, max_buffered;
+static bool writer_paused;
+
+static void pump(aloop_transport *t) {
+  while (!writer_paused && written < BIG) {
+    write_pattern(t, written, PIECE);
+    written += PIECE;
+    size_t b = aloop_transport_get_write_buffer_size(t);
+    if (b > max_buffered) max_buffered = b;
+  }
+  if (written == BIG) aloop_transport_close(t);
+}
+
+static void writer_made(aloop_transport *t, void *ctx) {
+  side_made(t, ctx);
+  pump(t);
+}
+static void writer_pause(aloop_transport *t, void *ctx) {
+  (void)t;
+  ((struct side *)ctx)->paused++;
+  writer_paused = true;
+}
+static void writer_resume(aloop_transport *t, void *ctx) {
+  ((struct side *)ctx)->resumed++;
+  writer_paused = false;
+  if (!aloop_transport_is_closing(t)) pump(t);
+}
+
+static void resume_later(aloop_loop *loop, void *arg) {
+  (void)loop;
+  struct side *s = arg;
+  if (s->t) aloop_transport_resume_reading(s->t);
+}
+
+static void slow_reader(aloop_transport *t, const void *data, size_t n, void *ctx) {
+  struct side *s = ctx;
+  size_t before = s->received;
+  count_pattern(t, data, n, ctx);
+  if (before / (4 << 20) != s->received / (4 << 20)) { /* every 4 MiB: stop for a moment */
+    s->paused++;
+    aloop_transport_pause_reading(t);
+    aloop_call_later(L, 2 * MS, resume_later, s, NULL);
+  }
+}
+
+START_TEST(test_64_mib_through_a_reader_that_pauses_keeps_the_writer_bounded) {
+  int sv[2];
+  make_socketpair(sv);
+  written = max_buffered = 0;
+  writer_paused = false;
+  struct side w, r;
+  init_side(&w), init_side(&r);
+  static const aloop_protocol writer = {.connection_made = writer_made, .connection_lost = side_lost,
+                                        .pause_writing = writer_pause, .resume_writing = writer_resume};
+  static const aloop_protocol reader = {.connection_made = side_made, .data_received = slow_reader,
+                                        .eof_received = note_eof, .connection_lost = side_lost};
+  ck_assert_ptr_nonnull(aloop_transport_new(L, sv[0], &writer, &w));
+  ck_assert_ptr_nonnull(aloop_transport_new(L, sv[1], &reader, &r));
+  wait_lost(&w);
+  wait_lost(&r);
+  ck_assert_uint_eq(r.received, BIG);
+  ck_assert(r.pattern_ok);
+  ck_assert_int_gt(w.paused, 0);                        /* the writer was told to stop */
+  ck_assert_int_eq(w.paused, w.resumed);
+  ck_assert_int_gt(r.paused, 0);
+  /* Never more queued than the high mark plus the one write that crossed it. */
+  ck_assert_uint_le(max_buffered, ALOOP_WRITE_HIGH_DEFAULT + PIECE);
+  ck_assert_int_eq(w.lost_err, 0);
+}
+END_TEST
+
+/* ---- half-close ------------------------------------------------------------------------------- */
+
+static void collect_text(aloop_transport *t, const void *data, size_t n, void *ctx) {
+  (void)t;
+  struct side *s = ctx;
+  ck_assert_uint_le(s->text_len + n, sizeof s->text);
+  memcpy(s->text + s->text_len, data, n);
+  s->text_len += n;
+}
+
+static void ping_then_eof(aloop_transport *t, void *ctx) {
+  side_made(t, ctx);
+  ck_assert_int_eq(aloop_transport_write(t, "ping", 4), 0);
+  ck_assert_int_eq(aloop_transport_write_eof(t), 0);
+  ck_assert_int_eq(aloop_transport_write(t, "late", 4), -EPIPE);
+}
+
+static bool answer_at_eof(aloop_transport *t, void *ctx) {
+  struct side *s = ctx;
+  s->eofs++;
+  ck_assert_uint_eq(s->text_len, 4);
+  ck_assert(memcmp(s->text, "ping", 4) == 0);
+  aloop_transport_write(t, "pong", 4); /* the other side still reads */
+  aloop_transport_close(t);            /* flushes "pong", then closes */
+  return true;
+}
+
+START_TEST(test_write_eof_half_closes_and_the_other_direction_still_works) {
+  int sv[2];
+  make_socketpair(sv);
+  struct side a, b;
+  init_side(&a), init_side(&b);
+  static const aloop_protocol pa = {.connection_made = ping_then_eof, .data_received = collect_text,
+                                    .eof_received = note_eof, .connection_lost = side_lost};
+  static const aloop_protocol pb = {.connection_made = side_made, .data_received = collect_text,
+                                    .eof_received = answer_at_eof, .connection_lost = side_lost};
+  aloop_transport_new(L, sv[0], &pa, &a);
+  aloop_transport_new(L, sv[1], &pb, &b);
+  wait_lost(&a);
+  wait_lost(&b);
+  ck_assert_uint_eq(a.text_len, 4);
+  ck_assert(memcmp(a.text, "pong", 4) == 0);
+  ck_assert_int_eq(a.eofs, 1);
+  ck_assert_int_eq(b.eofs, 1);
+}
+END_TEST
+
+/* ---- abort and reset -------------------------------------------------------------------------- */
+
+START_TEST(test_abort_with_queued_data_closes_at_once) {
+  int sv[2];
+  make_socketpair(sv); /* sv[1] never reads */
+  struct side a;
+  init_side(&a);
+  static const aloop_protocol pa = {.connection_made = side_made, .connection_lost = side_lost};
+  aloop_transport *t = aloop_transport_new(L, sv[0], &pa, &a);
+  write_pattern(t, 0, 8u << 20);
+  aloop_run_once(L, 0);
+  ck_assert_uint_gt(aloop_transport_get_write_buffer_size(t), 0);
+  aloop_transport_abort(t);
+  ck_assert_int_eq(aloop_transport_write(t, "x", 1), -EPIPE);
+  wait_lost(&a);
+  ck_assert_int_eq(a.lost_err, 0);
+  close(sv[1]);
+}
+END_TEST
+
+static void keep_writing(aloop_transport *t, void *ctx) {
+  side_made(t, ctx);
+  write_pattern(t, 0, 4u << 20);
+}
+
+START_TEST(test_a_peer_reset_mid_write_is_reported_to_connection_lost) {
+  struct sockaddr_in addr;
+  int lfd = tcp_listener(&addr), cfd = tcp_socket();
+  aloop_future *acc = aloop_sock_accept(L, lfd), *con = aloop_sock_connect(L, cfd, (struct sockaddr *)&addr, sizeof addr);
+  int sfd = (int)aloop_run_until_complete(L, acc);
+  ck_assert_int_eq(aloop_run_until_complete(L, con), 0);
+  aloop_future_release(acc), aloop_future_release(con);
+  struct side a;
+  init_side(&a);
+  static const aloop_protocol pa = {.connection_made = keep_writing, .connection_lost = side_lost};
+  aloop_transport_new(L, cfd, &pa, &a);
+  aloop_run_once(L, 0);
+  struct linger lg = {1, 0};
+  setsockopt(sfd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+  close(sfd); /* RST, with our data unread */
+  wait_lost(&a);
+  ck_assert_msg(a.lost_err == -ECONNRESET || a.lost_err == -EPIPE, "lost with %d", a.lost_err);
+  close(lfd);
+}
+END_TEST
+
+/* ---- paused reading --------------------------------------------------------------------------- */
+
+static void pause_at_once(aloop_transport *t, void *ctx) {
+  side_made(t, ctx);
+  aloop_transport_pause_reading(t);
+}
+
+START_TEST(test_paused_reading_holds_data_until_resumed) {
+  int sv[2];
+  make_socketpair(sv);
+  struct side b;
+  init_side(&b);
+  static const aloop_protocol pb = {.connection_made = pause_at_once, .data_received = collect_text,
+                                    .eof_received = note_eof, .connection_lost = side_lost};
+  aloop_transport *t = aloop_transport_new(L, sv[1], &pb, &b);
+  ck_assert_int_eq(write(sv[0], "hello", 5), 5);
+  for (int i = 0; i < 5; i++) aloop_run_once(L, 10 * MS);
+  ck_assert_uint_eq(b.text_len, 0);
+  aloop_transport_resume_reading(t);
+  close(sv[0]);
+  wait_lost(&b);
+  ck_assert_uint_eq(b.text_len, 5);
+  ck_assert(memcmp(b.text, "hello", 5) == 0);
+  ck_assert_int_eq(b.eofs, 1);
+}
+END_TEST
+
+TCase *conformance_transport(void) {
+  TCase *tc = conformance_tcase("transport");
+  tcase_add_test(tc, test_a_protocol_echo_moves_every_byte_and_both_sides_close_cleanly);
+  tcase_add_test(tc, test_64_mib_through_a_reader_that_pauses_keeps_the_writer_bounded);
+  tcase_add_test(tc, test_write_eof_half_closes_and_the_other_direction_still_works);
+  tcase_add_test(tc, test_abort_with_queued_data_closes_at_once);
+  tcase_add_test(tc, test_a_peer_reset_mid_write_is_reported_to_connection_lost);
+  tcase_add_test(tc, test_paused_reading_holds_data_until_resumed);
+  return tc;
+}
