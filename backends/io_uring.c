@@ -28,6 +28,11 @@
  *     ends the multishot and goes to the first waiter; it is re-armed while someone waits. The peer
  *     address comes from getpeername, since one multishot request has one address buffer. Kernels
  *     without multishot accept answer EINVAL: the driver falls back to one accept per operation.
+ *  j) Streams (transports) read with multishot recv into a provided-buffer ring, registered by hand
+ *     (Debian's liburing 2.3 has no io_uring_setup_buf_ring). A buffer goes back to the ring only
+ *     after the consumer's callback returned. ENOBUFS means every buffer is out: re-arm, it is not
+ *     an end of stream; a recv that ends without IORING_CQE_F_MORE is re-armed too. Kernels without
+ *     buffer rings decline the operation and the core reads on readiness (poll requests) instead.
  */
 #include <errno.h>
 #include <poll.h>
@@ -35,6 +40,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -44,6 +50,9 @@
 
 enum {
   ACCEPT_KEEP = 64,   /* accepted connections held for future accepts before backpressure (i) */
+  RECV_BUFS = 128,    /* provided buffers (j): 128 x 32 KiB, mapped lazily, untouched pages free */
+  RECV_BUF_SIZE = 32 * 1024,
+  RECV_BGID = 1,
   SQ_ENTRIES = 256,   /* per-iteration batch; a fuller SQ is flushed early (trap f) */
   CQ_ENTRIES = 4096,  /* completions one wait can return before overflow handling kicks in */
 };
@@ -90,6 +99,9 @@ struct uring_state {
   size_t nrearm, rearm_cap;
   struct acceptor *acceptors;
   bool single_accepts; /* the kernel has no multishot accept */
+  struct io_uring_buf_ring *br; /* provided buffers for stream reads (j), set up on first use */
+  unsigned char *bufs;
+  bool no_buf_ring;             /* the kernel refused it: streams go the readiness way */
 };
 
 static void say_why_not(int err, char *why, size_t n) {
@@ -175,6 +187,8 @@ static void uring_fini(aloop_loop *loop, void *state) {
   struct uring_state *s = state;
   io_uring_queue_exit(&s->ring);
   free(s->rearm);
+  if (s->br) munmap(s->br, RECV_BUFS * sizeof(struct io_uring_buf));
+  if (s->bufs) munmap(s->bufs, (size_t)RECV_BUFS * RECV_BUF_SIZE);
   for (struct acceptor *a = s->acceptors, *next; a; a = next) {
     next = a->next;
     for (size_t i = 0; i < a->nkept; i++) close(a->kept[i]); /* accepted, never claimed */
@@ -248,11 +262,17 @@ static void queue_rearm(struct uring_state *s, int fd, struct uring_fd *u) {
 
 static void accept_completed(aloop_loop *loop, struct uring_state *s, int fd, uint32_t gen,
                              int32_t res, uint32_t flags);
+static void stream_completed(aloop_loop *loop, struct uring_state *s, struct aloop__op *op,
+                             int32_t res, uint32_t flags);
 
 static void complete(aloop_loop *loop, struct uring_state *s, struct io_uring_cqe *cqe) {
   uint64_t ud = io_uring_cqe_get_data64(cqe);
   if (UD_KIND(ud) == UD_OP) {
-    aloop__op_done(loop, (struct aloop__op *)(uintptr_t)(ud & ~(uint64_t)3), cqe->res);
+    struct aloop__op *op = (struct aloop__op *)(uintptr_t)(ud & ~(uint64_t)3);
+    if (op->kind == ALOOP__OP_RECV_STREAM)
+      stream_completed(loop, s, op, cqe->res, cqe->flags);
+    else
+      aloop__op_done(loop, op, cqe->res);
     return;
   }
   if (UD_KIND(ud) == UD_ACCEPT) {
@@ -463,6 +483,66 @@ static uint32_t forget_acceptor(aloop_loop *loop, struct uring_state *s, struct 
 }
 
 /* Native operations: the kernel performs them; the completion comes back through complete(). */
+/* ---- stream reads (trap j) -------------------------------------------------------------------- */
+
+static void recycle(struct uring_state *s, unsigned bid) {
+  io_uring_buf_ring_add(s->br, s->bufs + (size_t)bid * RECV_BUF_SIZE, RECV_BUF_SIZE, (unsigned short)bid,
+                        io_uring_buf_ring_mask(RECV_BUFS), 0);
+  io_uring_buf_ring_advance(s->br, 1);
+}
+
+static int setup_buf_ring(struct uring_state *s) {
+  size_t ring_bytes = RECV_BUFS * sizeof(struct io_uring_buf);
+  void *br = mmap(NULL, ring_bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  void *bufs = mmap(NULL, (size_t)RECV_BUFS * RECV_BUF_SIZE, PROT_READ | PROT_WRITE,
+                    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  struct io_uring_buf_reg reg = {.ring_addr = (uint64_t)(uintptr_t)br, .ring_entries = RECV_BUFS,
+                                 .bgid = RECV_BGID};
+  if (br == MAP_FAILED || bufs == MAP_FAILED || io_uring_register_buf_ring(&s->ring, &reg, 0) < 0) {
+    if (br != MAP_FAILED) munmap(br, ring_bytes);
+    if (bufs != MAP_FAILED) munmap(bufs, (size_t)RECV_BUFS * RECV_BUF_SIZE);
+    s->no_buf_ring = true;
+    return -EOPNOTSUPP;
+  }
+  s->br = br;
+  s->bufs = bufs;
+  io_uring_buf_ring_init(s->br);
+  for (unsigned i = 0; i < RECV_BUFS; i++) recycle(s, i);
+  return 0;
+}
+
+static int submit_stream(struct uring_state *s, struct aloop__op *op) {
+  if (s->no_buf_ring || (!s->br && setup_buf_ring(s) < 0)) return -EOPNOTSUPP;
+  struct io_uring_sqe *sqe = get_sqe(s);
+  if (!sqe) return -EBUSY;
+  io_uring_prep_recv_multishot(sqe, op->fd, NULL, 0, 0);
+  sqe->flags |= IOSQE_BUFFER_SELECT;
+  sqe->buf_group = RECV_BGID;
+  io_uring_sqe_set_data64(sqe, (uint64_t)(uintptr_t)op | UD_OP);
+  return 0;
+}
+
+static void stream_completed(aloop_loop *loop, struct uring_state *s, struct aloop__op *op,
+                             int32_t res, uint32_t flags) {
+  bool more = flags & IORING_CQE_F_MORE;
+  if (res > 0) {
+    unsigned bid = flags >> IORING_CQE_BUFFER_SHIFT;
+    op->buf = s->bufs + (size_t)bid * RECV_BUF_SIZE;
+    op->more = true;
+    op->done(loop, op, res); /* may cancel the op: its state says so afterwards */
+    recycle(s, bid);
+    if (more) return;
+  } else if (res != -ENOBUFS || more) {
+    if (!more) aloop__op_done(loop, op, res); /* end of stream, an error, or the cancel */
+    return;
+  }
+  /* The kernel's request ended but the stream goes on (ENOBUFS, or no IORING_CQE_F_MORE). */
+  if (op->state == OP_CANCELLING)
+    aloop__op_done(loop, op, -ECANCELED);
+  else if (submit_stream(s, op) < 0)
+    aloop__op_done(loop, op, -EBUSY);
+}
+
 static int submit_single_accept(struct uring_state *s, struct aloop__op *op) {
   struct io_uring_sqe *sqe = get_sqe(s);
   if (!sqe) return -EBUSY;
@@ -477,6 +557,7 @@ static int uring_submit(aloop_loop *loop, void *state, struct aloop__op *op) {
   struct uring_state *s = state;
   if (op->kind == ALOOP__OP_ACCEPT)
     return s->single_accepts ? submit_single_accept(s, op) : submit_accept(loop, s, op);
+  if (op->kind == ALOOP__OP_RECV_STREAM) return submit_stream(s, op);
   struct io_uring_sqe *sqe = get_sqe(state);
   if (!sqe) return -EBUSY;
   switch (op->kind) {
@@ -544,7 +625,8 @@ const struct aloop__driver aloop__driver_io_uring = {
     .poll = uring_poll,
     .detail = uring_detail,
     .op_kinds = ALOOP__OP_BIT(ALOOP__OP_ACCEPT) | ALOOP__OP_BIT(ALOOP__OP_RECV) |
-                ALOOP__OP_BIT(ALOOP__OP_SEND) | ALOOP__OP_BIT(ALOOP__OP_CONNECT),
+                ALOOP__OP_BIT(ALOOP__OP_SEND) | ALOOP__OP_BIT(ALOOP__OP_CONNECT) |
+                ALOOP__OP_BIT(ALOOP__OP_RECV_STREAM),
     .submit = uring_submit,
     .cancel = uring_cancel,
     .cancel_fd = uring_cancel_fd,
