@@ -104,6 +104,20 @@ int tcp_socket(void) {
   return fd;
 }
 
+int tcp_connected(int *lfd, int *cfd) {
+  struct sockaddr_in addr;
+  *lfd = tcp_listener(&addr);
+  *cfd = tcp_socket();
+  aloop_future *acc = aloop_sock_accept(L, *lfd);
+  aloop_future *con = aloop_sock_connect(L, *cfd, (struct sockaddr *)&addr, sizeof addr);
+  int sfd = (int)aloop_run_until_complete(L, acc);
+  ck_assert_int_ge(sfd, 0);
+  ck_assert_int_eq(aloop_run_until_complete(L, con), 0);
+  aloop_future_release(acc);
+  aloop_future_release(con);
+  return sfd;
+}
+
 void make_socketpair(int fds[2]) {
   ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, fds), 0);
 }

@@ -44,5 +44,8 @@ void make_socketpair(int fds[2]);
 struct sockaddr_in;
 int tcp_listener(struct sockaddr_in *addr);
 int tcp_socket(void);
+/* A connected loopback TCP pair through the loop: returns the accepted fd; *lfd is the listener,
+ * *cfd the connecting side. */
+int tcp_connected(int *lfd, int *cfd);
 
 #endif

@@ -98,18 +98,13 @@ START_TEST(test_connecting_to_a_closed_port_is_refused) {
 END_TEST
 
 START_TEST(test_a_reset_connection_fails_recv_with_econnreset) {
-  struct sockaddr_in addr;
-  int lfd = tcp_listener(&addr), cfd = tcp_socket();
-  aloop_future *acc = aloop_sock_accept(L, lfd);
-  aloop_future *con = aloop_sock_connect(L, cfd, (struct sockaddr *)&addr, sizeof addr);
-  int sfd = (int)aloop_run_until_complete(L, acc);
-  ck_assert_int_eq(aloop_run_until_complete(L, con), 0);
+  int lfd, cfd, sfd = tcp_connected(&lfd, &cfd);
   struct linger lg = {1, 0}; /* close with RST */
   setsockopt(cfd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
   aloop_future *rv = aloop_sock_recv(L, sfd, 64);
   close(cfd);
   ck_assert_int_eq(aloop_run_until_complete(L, rv), -ECONNRESET);
-  aloop_future_release(rv), aloop_future_release(acc), aloop_future_release(con);
+  aloop_future_release(rv);
   close(sfd), close(lfd);
 }
 END_TEST

@@ -262,12 +262,7 @@ static void keep_writing(aloop_transport *t, void *ctx) {
 }
 
 START_TEST(test_a_peer_reset_mid_write_is_reported_to_connection_lost) {
-  struct sockaddr_in addr;
-  int lfd = tcp_listener(&addr), cfd = tcp_socket();
-  aloop_future *acc = aloop_sock_accept(L, lfd), *con = aloop_sock_connect(L, cfd, (struct sockaddr *)&addr, sizeof addr);
-  int sfd = (int)aloop_run_until_complete(L, acc);
-  ck_assert_int_eq(aloop_run_until_complete(L, con), 0);
-  aloop_future_release(acc), aloop_future_release(con);
+  int lfd, cfd, sfd = tcp_connected(&lfd, &cfd);
   struct side a;
   init_side(&a);
   static const aloop_protocol pa = {.connection_made = keep_writing, .connection_lost = side_lost};
