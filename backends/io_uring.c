@@ -13,7 +13,10 @@
  *  d) A completion may arrive for a request we already replaced or removed. user_data carries the
  *     fd and a generation; a CQE whose generation is not the fd's current one is ignored.
  *  e) SINGLE_ISSUER|DEFER_TASKRUN (6.1+) suits a single-threaded loop best, then COOP_TASKRUN
- *     (5.19+), then nothing. A single-issuer ring belongs to the thread that first submits, so the
+ *     (5.19+), then nothing. With either, completions wait for the loop to enter the kernel, and a
+ *     zero-timeout poll that only submits would never see them while callbacks keep the ready
+ *     queue busy: TASKRUN_FLAG makes the kernel flag pending work in the SQ ring, and liburing's
+ *     submit then enters for it (and only then: an idle poll stays a memory read). A single-issuer ring belongs to the thread that first submits, so the
  *     ring starts disabled and is enabled by the first poll, on the thread that runs the loop.
  *  f) The SQ can fill up between polls (10,000 fds added at once): submit what is queued and go on.
  *  g) CQ overflow: with IORING_FEAT_NODROP the kernel keeps overflowed CQEs; without it the ring
@@ -156,9 +159,10 @@ static int uring_init(aloop_loop *loop, void *state, char *why, size_t n) {
     unsigned flags;
     const char *name;
   } setups[] = {
-      {IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_R_DISABLED,
+      {IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_TASKRUN_FLAG |
+           IORING_SETUP_R_DISABLED,
        "single issuer, deferred task work"},
-      {IORING_SETUP_COOP_TASKRUN, "cooperative task work"},
+      {IORING_SETUP_COOP_TASKRUN | IORING_SETUP_TASKRUN_FLAG, "cooperative task work"},
       {0, "plain"},
   };
   int err = -EINVAL;

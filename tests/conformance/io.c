@@ -1,5 +1,6 @@
 /* Readers and writers on pipes and socketpairs, and changing them from inside callbacks. */
 #include <errno.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <unistd.h>
 
@@ -238,6 +239,39 @@ START_TEST(test_a_reader_on_a_reused_fd_number_watches_the_new_file) {
 }
 END_TEST
 
+/* A callback that always schedules itself keeps the ready queue non-empty, so every poll is a
+ * zero-timeout one: readiness must still be collected (asyncio's guarantee that callbacks cannot
+ * starve I/O). On io_uring with deferred task work this needs the zero-timeout poll to enter the
+ * kernel for completions, not only to submit. */
+static int spins;
+static bool spinning;
+static void spin(aloop_loop *loop, void *arg) {
+  (void)arg;
+  spins++;
+  if (spinning) aloop_call_soon(loop, spin, NULL, NULL);
+}
+
+START_TEST(test_a_busy_ready_queue_does_not_starve_io) {
+  int p[2];
+  make_pipe(p);
+  struct counter c = {0};
+  spins = 0;
+  spinning = true;
+  aloop_add_reader(L, p[0], count_and_stop, &c);
+  aloop_run_once(L, 0); /* watched from now on */
+  aloop_call_soon(L, spin, NULL, NULL);
+  put(p[1], "x");
+  ck_assert(run_at_most(L, 10 * SEC));
+  ck_assert_int_eq(c.calls, 1);
+  ck_assert_int_lt(spins, 1000); /* a few iterations, not until the deadline */
+  spinning = false;
+  aloop_run_once(L, 0); /* the chain's last link */
+  aloop_remove_reader(L, p[0]);
+  close(p[0]);
+  close(p[1]);
+}
+END_TEST
+
 enum { PAIRS = 400 }; /* 800 fds: below select's FD_SETSIZE with room for stdio and the loop's own */
 static int pairs[PAIRS][2];
 static int drained;
@@ -276,5 +310,6 @@ TCase *conformance_io(void) {
   tcase_add_test(tc, test_peer_hangup_makes_the_reader_run_and_read_eof);
   tcase_add_test(tc, test_hundreds_of_socketpairs_each_reported_once);
   tcase_add_test(tc, test_a_reader_on_a_reused_fd_number_watches_the_new_file);
+  tcase_add_test(tc, test_a_busy_ready_queue_does_not_starve_io);
   return tc;
 }
