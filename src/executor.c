@@ -144,8 +144,10 @@ static aloop_future *submit(aloop_loop *loop, struct job *job, const char *origi
   pthread_cond_signal(&ex->work);
   int nthreads = ex->nthreads;
   pthread_mutex_unlock(&ex->lock);
-  if (nthreads == 0) /* not even one thread: fail now rather than wait forever */
-    aloop_future_cancel(f), aloop__report(loop, -EAGAIN, -1, "executor", "cannot start a thread");
+  if (nthreads == 0) { /* not even one thread: fail now rather than wait forever */
+    aloop__report(loop, -EAGAIN, -1, "executor", "cannot start a thread");
+    aloop_future_cancel(f);
+  }
   return f;
 }
 

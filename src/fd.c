@@ -145,14 +145,19 @@ int aloop_add_writer(aloop_loop *loop, int fd, aloop_io_cb cb, void *arg) {
 int aloop_remove_reader(aloop_loop *loop, int fd) { return remove_watcher(loop, fd, ALOOP__READ); }
 int aloop_remove_writer(aloop_loop *loop, int fd) { return remove_watcher(loop, fd, ALOOP__WRITE); }
 
+static void drop_watchers(aloop_loop *loop, int fd, struct aloop__fd *f) {
+  bool had = !f->internal && (f->reader || f->writer);
+  f->reader = f->writer = NULL;
+  f->internal = false;
+  aloop__fd_update_interest(loop, fd, f, true);
+  count_user(loop, f, had);
+}
+
 int aloop_close(aloop_loop *loop, int fd) {
   struct aloop__fd *f = fd_find(loop, fd);
   if (f) {
     aloop__ops_fail(loop, fd, f, -ECANCELED);
-    bool had = !f->internal && (f->reader || f->writer);
-    f->reader = f->writer = NULL;
-    aloop__fd_update_interest(loop, fd, f, true);
-    count_user(loop, f, had);
+    drop_watchers(loop, fd, f); /* and the driver forgets the fd before its number comes back */
   }
   aloop__ops_cancel_native(loop, fd);
   return close(fd) < 0 ? -errno : 0;
@@ -165,13 +170,6 @@ int aloop__fd_watch_internal(aloop_loop *loop, int fd, aloop_io_cb reader, void 
   return add_watcher(loop, fd, ALOOP__READ, reader, arg);
 }
 
-static void drop_watchers(aloop_loop *loop, int fd, struct aloop__fd *f) {
-  bool had = !f->internal && (f->reader || f->writer);
-  f->reader = f->writer = NULL;
-  f->internal = false;
-  aloop__fd_update_interest(loop, fd, f, true);
-  count_user(loop, f, had);
-}
 
 void aloop__fds_apply_changes(aloop_loop *loop) {
   struct aloop__fd_table *t = &loop->fds;

@@ -7,7 +7,9 @@
 
 #include "core.h"
 
-static bool reads(const struct aloop__op *op) { return op->kind != ALOOP__OP_SEND && op->kind != ALOOP__OP_CONNECT; }
+static bool reads(const struct aloop__op *op) {
+  return op->kind != ALOOP__OP_SEND && op->kind != ALOOP__OP_CONNECT;
+}
 
 /* The syscall of each kind, non-blocking, as a result or negative errno. `first` distinguishes
  * connect's initial call from the check once the socket is writable. */

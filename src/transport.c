@@ -35,7 +35,7 @@ struct aloop_transport {
   bool write_paused;
   bool made;                     /* connection_made has run: connection_lost may follow */
   int lost_err;
-  struct chunk *wq, **wq_tail;
+  struct chunk *wq, *wq_last;    /* queued bytes, oldest first */
   size_t wq_bytes, high, low;
   unsigned char *held;           /* bytes that arrived while reading was paused */
   size_t held_len;
@@ -72,8 +72,7 @@ static void free_queue(aloop_transport *t) {
     next = c->next;
     free(c);
   }
-  t->wq = NULL;
-  t->wq_tail = &t->wq;
+  t->wq = t->wq_last = NULL;
   t->wq_bytes = 0;
 }
 
@@ -169,7 +168,7 @@ static void on_sent(aloop_loop *loop, struct aloop__op *op, int32_t res) {
   c->off += (size_t)res;
   t->wq_bytes -= (size_t)res;
   if (c->off == c->len) {
-    if (!(t->wq = c->next)) t->wq_tail = &t->wq;
+    if (!(t->wq = c->next)) t->wq_last = NULL;
     free(c);
   }
   if (t->wq) {
@@ -183,8 +182,7 @@ static void on_sent(aloop_loop *loop, struct aloop__op *op, int32_t res) {
 }
 
 static int enqueue(aloop_transport *t, const unsigned char *data, size_t n) {
-  struct chunk *tail = t->wq ? (struct chunk *)((char *)t->wq_tail - offsetof(struct chunk, next))
-                             : NULL;
+  struct chunk *tail = t->wq_last;
   if (tail && tail->cap - tail->len >= n) { /* beyond what an in-flight send covers: safe */
     memcpy(tail->data + tail->len, data, n);
     tail->len += n;
@@ -194,8 +192,11 @@ static int enqueue(aloop_transport *t, const unsigned char *data, size_t n) {
     if (!c) return -ENOMEM;
     *c = (struct chunk){.len = n, .cap = cap};
     memcpy(c->data, data, n);
-    *t->wq_tail = c;
-    t->wq_tail = &c->next;
+    if (tail)
+      tail->next = c;
+    else
+      t->wq = c;
+    t->wq_last = c;
   }
   t->wq_bytes += n;
   return 0;
@@ -325,7 +326,6 @@ aloop_transport *aloop_transport_new(aloop_loop *loop, int fd, const aloop_proto
   t->fd = fd;
   t->proto = proto;
   t->ctx = ctx;
-  t->wq_tail = &t->wq;
   aloop_transport_set_write_buffer_limits(t, 0, 0);
   return t;
 }
