@@ -21,7 +21,7 @@
  *  f) The SQ can fill up between polls (10,000 fds added at once): submit what is queued and go on.
  *  g) CQ overflow: with IORING_FEAT_NODROP the kernel keeps overflowed CQEs; without it the ring
  *     is refused by the probe.
- *  h) Socket operations are native: accept, recv, send and connect are submitted as requests and
+ *  h) Socket operations are native: accept, recv, send, sendmsg and connect are submitted as requests and
  *     complete in the kernel; user_data is the operation. Cancelling one is a request too, and the
  *     operation's own completion (-ECANCELED or its result, if it won the race) still follows:
  *     only then may its buffer be reused.
@@ -128,7 +128,7 @@ static int check_ring(struct io_uring *ring, char *why, size_t n) {
   }
   static const int needed[] = {IORING_OP_POLL_ADD, IORING_OP_POLL_REMOVE, IORING_OP_ASYNC_CANCEL,
                                IORING_OP_ACCEPT,   IORING_OP_CONNECT,     IORING_OP_SEND,
-                               IORING_OP_RECV};
+                               IORING_OP_SENDMSG,   IORING_OP_RECV};
   int ok = 1;
   for (size_t i = 0; i < sizeof needed / sizeof needed[0]; i++)
     ok &= io_uring_opcode_supported(probe, needed[i]) != 0;
@@ -571,6 +571,9 @@ static int uring_submit(aloop_loop *loop, void *state, struct aloop__op *op) {
   case ALOOP__OP_SEND:
     io_uring_prep_send(sqe, op->fd, op->buf, op->len, MSG_NOSIGNAL);
     break;
+  case ALOOP__OP_SENDMSG:
+    io_uring_prep_sendmsg(sqe, op->fd, op->buf, MSG_NOSIGNAL);
+    break;
   case ALOOP__OP_CONNECT:
     io_uring_prep_connect(sqe, op->fd, (struct sockaddr *)&op->addr, op->addrlen);
     break;
@@ -629,7 +632,8 @@ const struct aloop__driver aloop__driver_io_uring = {
     .poll = uring_poll,
     .detail = uring_detail,
     .op_kinds = ALOOP__OP_BIT(ALOOP__OP_ACCEPT) | ALOOP__OP_BIT(ALOOP__OP_RECV) |
-                ALOOP__OP_BIT(ALOOP__OP_SEND) | ALOOP__OP_BIT(ALOOP__OP_CONNECT) |
+                ALOOP__OP_BIT(ALOOP__OP_SEND) | ALOOP__OP_BIT(ALOOP__OP_SENDMSG) |
+                ALOOP__OP_BIT(ALOOP__OP_CONNECT) |
                 ALOOP__OP_BIT(ALOOP__OP_RECV_STREAM),
     .submit = uring_submit,
     .cancel = uring_cancel,

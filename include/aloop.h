@@ -46,6 +46,8 @@ enum {
   ALOOP_EDONE,       /* the future is already done */
   ALOOP_EPENDING,    /* the future is not done yet */
   ALOOP_EADDRINFO,   /* name resolution failed (the message says how) */
+  ALOOP_EINCOMPLETE, /* the stream ended before the bytes asked for (streams) */
+  ALOOP_ELIMIT,      /* a line or record is longer than the limit (streams) */
 };
 
 /* Words for an error code (negative or positive); never NULL, never freed by the caller. */
@@ -220,5 +222,7 @@ ALOOP_API void aloop_get_stats(const aloop_loop *loop, aloop_stats *out);
 #include "aloop/task.h"
 #include "aloop/net.h"
 #include "aloop/transport.h"
+#include "aloop/server.h"
+#include "aloop/stream.h"
 
 #endif /* ALOOP_H */

@@ -166,6 +166,32 @@ struct aloop__fd *aloop__fd_record(aloop_loop *loop, int fd); /* created if need
  * the fd now, so the driver must drop what it holds before watching again (see fd.c). */
 int aloop__fd_update_interest(aloop_loop *loop, int fd, struct aloop__fd *f, bool forget);
 
+/* transport.c, for server.c: a server's link to each connection it accepted. `lost` runs once,
+ * after the protocol's connection_lost, just before the transport is freed. */
+struct aloop__conn {
+  struct aloop__conn *prev, *next;
+  void (*lost)(struct aloop__conn *conn);
+  void *owner;
+};
+struct aloop__conn *aloop__transport_conn(aloop_transport *t);
+aloop_transport *aloop__conn_transport(struct aloop__conn *conn);
+/* The peer's address as accept gave it, so peername needs no syscall. */
+void aloop__transport_set_peer(aloop_transport *t, const struct sockaddr_storage *addr,
+                               socklen_t len);
+
+/* server.c, for stream.c: a server that also frees arg (with arg_free) when it is freed. Either
+ * host/port or path (a Unix socket). */
+aloop_future *aloop__create_server(aloop_loop *loop, const aloop_protocol *proto,
+                                   aloop_ctx_factory factory, void *arg, void (*arg_free)(void *),
+                                   const char *host, int port, const char *path,
+                                   const aloop_server_options *opts);
+/* server.c, for stream.c: connect and give the connection a transport with proto and ctx. If it
+ * never gets one, ctx_free(ctx) runs. With `connected`, it is told the transport at once and the
+ * future's data is ctx instead of the transport. */
+aloop_future *aloop__connect(aloop_loop *loop, const aloop_protocol *proto, void *ctx,
+                             void (*ctx_free)(void *), void (*connected)(void *, aloop_transport *),
+                             const char *host, int port, const char *path);
+
 /* error.c */
 void aloop__vreport(aloop_loop *loop, int code, int fd, const char *source, const char *fmt,
                     va_list ap);

@@ -18,6 +18,8 @@ static const char *const own_errors[] = {
     [ALOOP_EDONE - ALOOP_EBASE] = "the future is already done",
     [ALOOP_EPENDING - ALOOP_EBASE] = "the future is not done yet",
     [ALOOP_EADDRINFO - ALOOP_EBASE] = "name resolution failed",
+    [ALOOP_EINCOMPLETE - ALOOP_EBASE] = "the stream ended before the bytes asked for",
+    [ALOOP_ELIMIT - ALOOP_EBASE] = "longer than the stream's limit",
 };
 
 const char *aloop_strerror(int err) {

@@ -8,7 +8,8 @@
 #include "core.h"
 
 static bool reads(const struct aloop__op *op) {
-  return op->kind != ALOOP__OP_SEND && op->kind != ALOOP__OP_CONNECT;
+  return op->kind != ALOOP__OP_SEND && op->kind != ALOOP__OP_SENDMSG &&
+         op->kind != ALOOP__OP_CONNECT;
 }
 
 /* The syscall of each kind, non-blocking, as a result or negative errno. `first` distinguishes
@@ -30,6 +31,9 @@ static int32_t attempt(aloop_loop *loop, struct aloop__op *op, bool first) {
       break;
     case ALOOP__OP_SEND:
       n = send(op->fd, op->buf, op->len, MSG_DONTWAIT | MSG_NOSIGNAL);
+      break;
+    case ALOOP__OP_SENDMSG:
+      n = sendmsg(op->fd, op->buf, MSG_DONTWAIT | MSG_NOSIGNAL);
       break;
     case ALOOP__OP_CONNECT:
       if (first) {

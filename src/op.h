@@ -1,5 +1,5 @@
 /* Operations: the seam between the layers above (socket ops, transports, servers) and the drivers.
- * An operation is one accept, recv, send or connect on an fd. aloop__op_start() is the only place
+ * An operation is one accept, recv, send, sendmsg or connect on an fd. aloop__op_start() is the only place
  * that decides how it is carried out: a completion driver (io_uring) whose op_kinds include the
  * kind completes it in the kernel; otherwise the core tries the syscall at once and, if the socket
  * is not ready, parks the operation on the fd and retries it on readiness (as asyncio's selector
@@ -24,6 +24,9 @@ enum aloop__op_kind {
    * loop's read buffer, or one of io_uring's provided buffers), valid only during `done`, with
    * op->more set; the last call has more == false (end of stream, an error, or -ECANCELED). */
   ALOOP__OP_RECV_STREAM,
+  /* sendmsg(2): buf is the caller's struct msghdr, so several queued buffers go out as one
+   * request (a transport's write queue). */
+  ALOOP__OP_SENDMSG,
 };
 #define ALOOP__OP_BIT(kind) (1u << (kind))
 

@@ -1,7 +1,10 @@
 /* Socket operations as futures (asyncio's loop.sock_*), each one request over the operations layer.
  * The request owns the op and a reference to its future; cancelling the future cancels the op, and
  * the future is done only when the op's one completion came back. */
+#include <arpa/inet.h>
 #include <errno.h>
+#include <stdio.h>
+#include <sys/un.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -136,4 +139,30 @@ aloop_future *aloop_sock_connect(aloop_loop *loop, int fd, const struct sockaddr
   memcpy(&r->op.addr, addr, len);
   r->op.addrlen = len;
   return start(loop, r, "sock_connect", simple_done);
+}
+
+char *aloop_sockaddr_str(const aloop_sockaddr *a, char *out, size_t n) {
+  char ip[INET6_ADDRSTRLEN] = "?";
+  const struct sockaddr_in *in4 = (const struct sockaddr_in *)&a->addr;
+  const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)&a->addr;
+  const struct sockaddr_un *un = (const struct sockaddr_un *)&a->addr;
+  switch (a->len ? a->addr.ss_family : AF_UNSPEC) {
+  case AF_INET:
+    inet_ntop(AF_INET, &in4->sin_addr, ip, sizeof ip);
+    snprintf(out, n, "%s:%u", ip, ntohs(in4->sin_port));
+    break;
+  case AF_INET6:
+    inet_ntop(AF_INET6, &in6->sin6_addr, ip, sizeof ip);
+    snprintf(out, n, "[%s]:%u", ip, ntohs(in6->sin6_port));
+    break;
+  case AF_UNIX: {
+    size_t path_len = a->len > offsetof(struct sockaddr_un, sun_path)
+                          ? a->len - offsetof(struct sockaddr_un, sun_path) : 0;
+    snprintf(out, n, "unix:%.*s", (int)strnlen(un->sun_path, path_len), un->sun_path);
+    break;
+  }
+  default:
+    snprintf(out, n, "(unknown address)");
+  }
+  return out;
 }

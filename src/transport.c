@@ -1,10 +1,12 @@
 /* The transport: one implementation over operations for every driver. The read side is one
  * RECV_STREAM operation (io_uring: in the kernel; select/libev: the core reads on readiness into
- * the loop's buffer); the write side tries send() at once when nothing is queued, queues only the
- * rest in chunks, and keeps at most one SEND operation in flight. connection_lost comes once, after
+ * the loop's buffer); the write side tries sendmsg() at once when nothing is queued, queues only
+ * the rest in chunks, and keeps at most one SENDMSG operation in flight, covering every queued
+ * chunk (up to SEND_IOV), so a queue drains in one request however it was written. connection_lost comes once, after
  * both operations have completed and the fd is closed, so no buffer is in use when the transport
  * is freed. */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -15,6 +17,8 @@
 /* Queued bytes live in chunks of at least 16 KiB, filled up before a new one is made, so that many
  * small writes become few sends. */
 #define CHUNK_MIN (16 * 1024)
+/* Chunks one send request covers: 16 x 16 KiB and more, a few socket buffers' worth. */
+#define SEND_IOV 16
 
 struct chunk {
   struct chunk *next;
@@ -28,8 +32,13 @@ struct aloop_transport {
   const aloop_protocol *proto;
   void *ctx;
   struct aloop__op rop, wop;
+  struct msghdr msg;             /* wop's: the queued chunks, as iov */
+  struct iovec iov[SEND_IOV];
+  struct aloop__conn conn;       /* the server that accepted it, if any */
+  aloop_sockaddr peer;           /* len 0 until known (accept gives it, else getpeername) */
   bool reading, sending;         /* rop / wop in flight */
   bool read_paused, eof_received;
+  bool eof_pending;              /* end of stream seen while paused or with bytes held: after them */
   bool closing, aborting, lost_scheduled;
   bool eof_requested, eof_sent;
   bool write_paused;
@@ -59,11 +68,15 @@ static void start_reading(aloop_transport *t) {
 }
 
 static void start_sending(aloop_transport *t) {
-  struct chunk *c = t->wq;
-  if (t->sending || !c || t->aborting) return;
+  if (t->sending || !t->wq || t->aborting) return;
   t->sending = true;
-  t->wop = (struct aloop__op){.kind = ALOOP__OP_SEND, .fd = t->fd, .buf = c->data + c->off,
-                              .len = c->len - c->off, .done = on_sent};
+  size_t n = 0;
+  for (struct chunk *c = t->wq; c && n < SEND_IOV; c = c->next)
+    t->iov[n++] = (struct iovec){c->data + c->off, c->len - c->off};
+  /* Bytes appended to the last chunk later lie beyond its iov entry: the request stays valid. */
+  t->msg = (struct msghdr){.msg_iov = t->iov, .msg_iovlen = n};
+  t->wop = (struct aloop__op){.kind = ALOOP__OP_SENDMSG, .fd = t->fd, .buf = &t->msg,
+                              .done = on_sent};
   aloop__op_start(t->loop, &t->wop);
 }
 
@@ -80,6 +93,7 @@ static void lost(aloop_loop *loop, void *arg) {
   (void)loop;
   aloop_transport *t = arg;
   if (t->proto->connection_lost) t->proto->connection_lost(t, t->lost_err, t->ctx);
+  if (t->conn.lost) t->conn.lost(&t->conn);
   free(t->held);
   free(t);
 }
@@ -108,6 +122,18 @@ static void fail(aloop_transport *t, int err) {
   aloop_transport_abort(t);
 }
 
+void aloop_transport_fail(aloop_transport *t, int err, const char *fmt, ...) {
+  char peer[ALOOP_SOCKADDR_STRLEN] = "?", message[256];
+  aloop_sockaddr addr;
+  if (aloop_transport_peername(t, &addr) == 0) aloop_sockaddr_str(&addr, peer, sizeof peer);
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(message, sizeof message, fmt, ap);
+  va_end(ap);
+  aloop__report(t->loop, err, t->fd, "connection", "%s: %s", peer, message);
+  fail(t, err < 0 ? err : -EIO);
+}
+
 void aloop_transport_close(aloop_transport *t) {
   if (t->closing) return;
   t->closing = true;
@@ -126,6 +152,12 @@ static int hold(aloop_transport *t, const void *data, size_t n) {
   return 0;
 }
 
+static void deliver_eof(aloop_transport *t) {
+  t->eof_pending = false;
+  if (!t->closing && !(t->proto->eof_received && t->proto->eof_received(t, t->ctx)))
+    aloop_transport_close(t);
+}
+
 static void on_read(aloop_loop *loop, struct aloop__op *op, int32_t res) {
   (void)loop;
   aloop_transport *t = of_rop(op);
@@ -133,15 +165,17 @@ static void on_read(aloop_loop *loop, struct aloop__op *op, int32_t res) {
   if (res > 0) {
     if (t->closing) {
       /* closed: what still arrives is dropped, as asyncio does */
-    } else if (t->read_paused) { /* arrived while a pause was on its way to the kernel */
+    } else if (t->read_paused || t->held_len) { /* paused, or behind bytes not yet delivered */
       if (hold(t, op->buf, (size_t)res) < 0) fail(t, -ENOMEM);
     } else if (t->proto->data_received) {
       t->proto->data_received(t, op->buf, (size_t)res, t->ctx);
     }
   } else if (res == 0) {
     t->eof_received = true;
-    if (!t->closing && !(t->proto->eof_received && t->proto->eof_received(t, t->ctx)))
-      aloop_transport_close(t);
+    if (t->read_paused || t->held_len)
+      t->eof_pending = true; /* the protocol hears of it after the bytes before it */
+    else
+      deliver_eof(t);
   } else if (res != -ECANCELED) {
     fail(t, res);
   }
@@ -164,10 +198,13 @@ static void on_sent(aloop_loop *loop, struct aloop__op *op, int32_t res) {
     maybe_finish(t);
     return;
   }
-  struct chunk *c = t->wq;
-  c->off += (size_t)res;
   t->wq_bytes -= (size_t)res;
-  if (c->off == c->len) {
+  for (size_t left = (size_t)res; left;) { /* drop what was sent, chunk by chunk */
+    struct chunk *c = t->wq;
+    size_t take = c->len - c->off < left ? c->len - c->off : left;
+    c->off += take;
+    left -= take;
+    if (c->off < c->len) break;
     if (!(t->wq = c->next)) t->wq_last = NULL;
     free(c);
   }
@@ -255,14 +292,20 @@ static void deliver_held(aloop_loop *loop, void *arg) {
   (void)loop;
   aloop_transport *t = arg;
   /* Paused again, or closed, meanwhile: keep (or drop) the bytes; resume schedules us again. */
-  if (t->read_paused || t->closing || !t->held_len) return;
-  unsigned char *held = t->held;
-  size_t n = t->held_len;
-  t->held = NULL;
-  t->held_len = 0;
-  if (t->proto->data_received) t->proto->data_received(t, held, n, t->ctx);
-  free(held);
-  start_reading(t);
+  if (t->read_paused || t->closing) return;
+  if (t->held_len) {
+    unsigned char *held = t->held;
+    size_t n = t->held_len;
+    t->held = NULL;
+    t->held_len = 0;
+    if (t->proto->data_received) t->proto->data_received(t, held, n, t->ctx);
+    free(held);
+    if (t->read_paused || t->closing) return;
+  }
+  if (t->eof_pending)
+    deliver_eof(t);
+  else
+    start_reading(t);
 }
 
 void aloop_transport_pause_reading(aloop_transport *t) {
@@ -274,7 +317,7 @@ void aloop_transport_pause_reading(aloop_transport *t) {
 void aloop_transport_resume_reading(aloop_transport *t) {
   if (!t->read_paused || t->closing) return;
   t->read_paused = false;
-  if (t->held_len)
+  if (t->held_len || t->eof_pending)
     aloop_call_soon(t->loop, deliver_held, t, NULL);
   else
     start_reading(t);
@@ -291,6 +334,10 @@ int aloop_transport_set_write_buffer_limits(aloop_transport *t, size_t high, siz
 
 size_t aloop_transport_get_write_buffer_size(const aloop_transport *t) { return t->wq_bytes; }
 int aloop_transport_fd(const aloop_transport *t) { return t->fd; }
+struct aloop__conn *aloop__transport_conn(aloop_transport *t) { return &t->conn; }
+aloop_transport *aloop__conn_transport(struct aloop__conn *c) {
+  return (aloop_transport *)((char *)c - offsetof(aloop_transport, conn));
+}
 aloop_loop *aloop_transport_loop(const aloop_transport *t) { return t->loop; }
 
 static int name_of(int fd, aloop_sockaddr *out, int (*fn)(int, struct sockaddr *, socklen_t *)) {
@@ -298,7 +345,18 @@ static int name_of(int fd, aloop_sockaddr *out, int (*fn)(int, struct sockaddr *
   return fn(fd, (struct sockaddr *)&out->addr, &out->len) < 0 ? -errno : 0;
 }
 int aloop_transport_peername(const aloop_transport *t, aloop_sockaddr *out) {
+  if (t->peer.len) {
+    *out = t->peer;
+    return 0;
+  }
   return name_of(t->fd, out, getpeername);
+}
+
+void aloop__transport_set_peer(aloop_transport *t, const struct sockaddr_storage *addr,
+                               socklen_t len) {
+  if (len > sizeof t->peer.addr) return;
+  memcpy(&t->peer.addr, addr, len);
+  t->peer.len = len;
 }
 int aloop_transport_sockname(const aloop_transport *t, aloop_sockaddr *out) {
   return name_of(t->fd, out, getsockname);
@@ -308,6 +366,8 @@ static void made(aloop_loop *loop, void *arg) {
   (void)loop;
   aloop_transport *t = arg;
   t->made = true;
+  /* The peer's address while there is one: after both ends close, getpeername has none. */
+  if (!t->peer.len && name_of(t->fd, &t->peer, getpeername) < 0) t->peer.len = 0;
   if (t->proto->connection_made) t->proto->connection_made(t, t->ctx);
   start_reading(t);
   maybe_finish(t);

@@ -34,6 +34,12 @@ typedef struct aloop_sockaddr {
   struct sockaddr_storage addr;
 } aloop_sockaddr;
 
+/* An address in words: "127.0.0.1:8888", "[::1]:8888", "unix:/path" ("unix:" if unnamed).
+ * Writes at most n bytes (NUL included; ALOOP_SOCKADDR_STRLEN always suffices for IP) and returns
+ * out. */
+#define ALOOP_SOCKADDR_STRLEN 64
+ALOOP_API char *aloop_sockaddr_str(const aloop_sockaddr *addr, char *out, size_t n);
+
 /* Run fn(arg) on the loop's thread pool (created on first use, at most ALOOP_EXECUTOR_THREADS
  * threads). The future's outcome is fn's return value, delivered on the loop's thread. Cancelling
  * a job that has not started removes it; one that runs is left to finish and its result dropped. */

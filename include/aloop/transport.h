@@ -46,6 +46,11 @@ ALOOP_API int aloop_transport_write_eof(aloop_transport *t);
 ALOOP_API void aloop_transport_close(aloop_transport *t);
 /* Close now, dropping what is queued; connection_lost(0) follows. */
 ALOOP_API void aloop_transport_abort(aloop_transport *t);
+/* What a callback does where Python would raise: report the failure through the loop's error
+ * handler, with the peer's address ("connection 127.0.0.1:5000: <message>"), and abort this
+ * connection; connection_lost gets err (< 0). Every other connection carries on. */
+ALOOP_API void aloop_transport_fail(aloop_transport *t, int err, const char *fmt, ...)
+    ALOOP_PRINTF(3, 4);
 ALOOP_API void aloop_transport_pause_reading(aloop_transport *t);
 ALOOP_API void aloop_transport_resume_reading(aloop_transport *t);
 ALOOP_API bool aloop_transport_is_closing(const aloop_transport *t);

@@ -16,7 +16,9 @@
   X(tasks)                   \
   X(sockops)                 \
   X(executor)                \
-  X(transport)
+  X(transport)               \
+  X(server)                  \
+  X(streams)
 
 #define DECLARE_CASE(name) TCase *conformance_##name(void);
 CONFORMANCE_CASES(DECLARE_CASE)

@@ -1,6 +1,11 @@
 #include "harness.h"
 
 #include <errno.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <sys/time.h>
+#include <sys/wait.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
@@ -120,4 +125,80 @@ int tcp_connected(int *lfd, int *cfd) {
 
 void make_socketpair(int fds[2]) {
   ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, fds), 0);
+}
+
+/* The child's side of spawn_echo_clients: plain blocking sockets, nothing of the loop's. */
+static int echo_clients(const struct sockaddr_in *addr, int n, int rounds, size_t msg) {
+  int *fds = calloc((size_t)n, sizeof *fds);
+  char *out = malloc(msg), *back = malloc(msg);
+  struct timeval patience = {.tv_sec = 60}; /* a server that never answers fails, not hangs */
+  for (int i = 0; i < n; i++) {
+    fds[i] = socket(AF_INET, SOCK_STREAM, 0);
+    if (fds[i] < 0 || setsockopt(fds[i], SOL_SOCKET, SO_RCVTIMEO, &patience, sizeof patience) < 0 ||
+        connect(fds[i], (const struct sockaddr *)addr, sizeof *addr) < 0)
+      return 1;
+  }
+  for (int round = 0; round < rounds; round++) {
+    for (int i = 0; i < n; i++) {
+      memset(out, 'a' + (i + round) % 26, msg);
+      if (write(fds[i], out, msg) != (ssize_t)msg) return 2;
+    }
+    for (int i = 0; i < n; i++) {
+      memset(out, 'a' + (i + round) % 26, msg);
+      for (size_t got = 0; got < msg;) {
+        ssize_t k = read(fds[i], back + got, msg - got);
+        if (k <= 0) return 3;
+        got += (size_t)k;
+      }
+      if (memcmp(out, back, msg)) return 4;
+    }
+  }
+  for (int i = 0; i < n; i++) close(fds[i]);
+  return 0;
+}
+
+pid_t spawn_echo_clients(const struct sockaddr_in *addr, int n, int rounds, size_t msg) {
+  fflush(NULL);
+  pid_t pid = fork();
+  ck_assert_int_ge(pid, 0);
+  if (pid == 0) _exit(echo_clients(addr, n, rounds, msg));
+  return pid;
+}
+
+struct child_watch {
+  pid_t pid;
+  int status;
+  bool exited;
+};
+
+static void poll_child(aloop_loop *loop, void *arg) {
+  struct child_watch *w = arg;
+  if (waitpid(w->pid, &w->status, WNOHANG) == w->pid) {
+    w->exited = true;
+    aloop_stop(loop);
+    return;
+  }
+  ck_assert_int_eq(aloop_call_later(loop, 2 * MS, poll_child, w, NULL), 0);
+}
+
+void run_until_child_exits(aloop_loop *loop, pid_t pid, int64_t max_ns) {
+  struct child_watch w = {.pid = pid};
+  ck_assert_int_eq(aloop_call_soon(loop, poll_child, &w, NULL), 0);
+  int64_t deadline = aloop_time(loop) + max_ns;
+  while (!w.exited && aloop_time(loop) < deadline) run_at_most(loop, deadline - aloop_time(loop));
+  if (!w.exited) {
+    kill(pid, SIGKILL);
+    waitpid(pid, &w.status, 0);
+    ck_abort_msg("client process did not finish in time");
+  }
+  ck_assert_msg(WIFEXITED(w.status) && WEXITSTATUS(w.status) == 0,
+                "client process failed: status %d", w.status);
+}
+
+int64_t run_within(aloop_future *f, int64_t max_ns) {
+  aloop_future *bounded = aloop_wait_for(L, f, max_ns);
+  aloop_future_release(f);
+  int64_t outcome = aloop_run_until_complete(L, bounded);
+  aloop_future_release(bounded);
+  return outcome;
 }

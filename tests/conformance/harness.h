@@ -35,6 +35,10 @@ aloop_loop *new_test_loop(void);
  * 0 if the time ran out (the test then fails on what it did not see). */
 int run_at_most(aloop_loop *loop, int64_t max_ns);
 
+/* Run L until f is done, at most max_ns (then f is cancelled and this gives -ETIMEDOUT); returns
+ * its outcome and releases f. */
+int64_t run_within(aloop_future *f, int64_t max_ns);
+
 /* A pipe / socketpair, non-blocking and close-on-exec. */
 void make_pipe(int fds[2]);
 void make_socketpair(int fds[2]);
@@ -47,5 +51,13 @@ int tcp_socket(void);
 /* A connected loopback TCP pair through the loop: returns the accepted fd; *lfd is the listener,
  * *cfd the connecting side. */
 int tcp_connected(int *lfd, int *cfd);
+
+/* Fork a process that opens n connections to addr with plain blocking sockets and, `rounds`
+ * times, sends a msg-byte message on each and checks its echo byte for byte. The loop's process
+ * then holds only the server side (1,000 connections stay within select's limit). */
+#include <sys/types.h>
+pid_t spawn_echo_clients(const struct sockaddr_in *addr, int n, int rounds, size_t msg);
+/* Run `loop` until that process exits (at most max_ns) and check it succeeded. */
+void run_until_child_exits(aloop_loop *loop, pid_t pid, int64_t max_ns);
 
 #endif

@@ -257,42 +257,10 @@ static int64_t accept_clients(void *arg) {
   return CLIENTS;
 }
 
-/* The clients run in a child process with plain blocking sockets, so that the loop's process
- * holds only the server side (1,000 fds: within select's limit too). */
-static int run_clients(const struct sockaddr_in *addr) {
-  static int fds[CLIENTS];
-  for (int i = 0; i < CLIENTS; i++) {
-    fds[i] = socket(AF_INET, SOCK_STREAM, 0);
-    if (fds[i] < 0 || connect(fds[i], (const struct sockaddr *)addr, sizeof *addr) < 0) return 1;
-  }
-  for (int round = 0; round < ROUNDS; round++) {
-    char msg[MSG], back[MSG];
-    for (int i = 0; i < CLIENTS; i++) {
-      memset(msg, 'a' + (i + round) % 26, MSG);
-      if (write(fds[i], msg, MSG) != MSG) return 2;
-    }
-    for (int i = 0; i < CLIENTS; i++) {
-      memset(msg, 'a' + (i + round) % 26, MSG);
-      size_t got = 0;
-      while (got < MSG) {
-        ssize_t n = read(fds[i], back + got, MSG - got);
-        if (n <= 0) return 3;
-        got += (size_t)n;
-      }
-      if (memcmp(msg, back, MSG)) return 4;
-    }
-  }
-  for (int i = 0; i < CLIENTS; i++) close(fds[i]);
-  return 0;
-}
-
 START_TEST(test_a_thousand_concurrent_tasks_echo_every_byte) {
   struct sockaddr_in addr;
   int lfd = tcp_listener(&addr);
-  fflush(NULL);
-  pid_t pid = fork();
-  ck_assert_int_ge(pid, 0);
-  if (pid == 0) _exit(run_clients(&addr));
+  pid_t pid = spawn_echo_clients(&addr, CLIENTS, ROUNDS, MSG);
   echo_finished = 0;
   all_finished = aloop_future_new(L, "all clients");
   aloop_future *acceptor = aloop_task_spawn(L, accept_clients, (void *)(intptr_t)lfd, NULL);

@@ -1,0 +1,479 @@
+/* Streams: a protocol over the transport that buffers what arrives and completes one waiting read
+ * at a time (asyncio's StreamReader, StreamReaderProtocol and StreamWriter in one object). It never
+ * drops or truncates a byte: a read that cannot be satisfied fails and leaves the bytes buffered.
+ * The buffer is bounded: above twice the limit the transport stops reading until the task catches
+ * up. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core.h"
+
+enum read_kind { R_NONE, R_SOME, R_EXACTLY, R_UNTIL, R_LINE };
+
+struct aloop_stream {
+  aloop_loop *loop;
+  aloop_transport *t;        /* NULL once the connection is lost */
+  unsigned char *buf;        /* buffered bytes: buf[head .. head + len) */
+  size_t head, len, cap, limit;
+  size_t scanned;            /* readuntil: bytes from head already searched for the separator */
+  bool eof, lost, reading_paused, write_paused, user_closed;
+  int err;                   /* why the connection was lost, if it failed */
+  struct {                   /* the one waiting read */
+    uint8_t kind;
+    aloop_future *future;
+    unsigned char *dst;
+    size_t n;                /* bytes wanted (read, readexactly) or buffer capacity (readuntil) */
+    unsigned char sep[ALOOP_STREAM_SEPARATOR_MAX];
+    size_t seplen;
+  } rd;
+  aloop_future **drains;     /* drain() calls waiting for resume_writing */
+  size_t ndrains, drains_cap;
+  aloop_future *closed;      /* from aloop_stream_close: done at connection_lost */
+  int refs;                  /* the transport's, the owner's, and a server task's */
+  aloop_sockaddr peer;
+  aloop_stream_fn client;    /* server side: the connection's task */
+  void *client_arg;
+};
+
+static aloop_stream *stream_new(aloop_loop *loop, size_t limit, int refs) {
+  aloop_stream *s = calloc(1, sizeof *s);
+  if (!s) return NULL;
+  s->loop = loop;
+  s->limit = limit ? limit : ALOOP_STREAM_LIMIT_DEFAULT;
+  s->refs = refs;
+  return s;
+}
+
+static void unref(aloop_stream *s) {
+  if (--s->refs > 0) return;
+  free(s->buf);
+  free(s->drains);
+  free(s);
+}
+
+/* ---- the read buffer ------------------------------------------------------------------------------ */
+
+static int append(aloop_stream *s, const void *data, size_t n) {
+  if (s->head + s->len + n > s->cap) {
+    memmove(s->buf, s->buf + s->head, s->len); /* buf is NULL only while len == 0 */
+    s->head = 0;
+    if (s->len + n > s->cap) {
+      size_t cap = s->cap ? s->cap : 4096;
+      while (cap < s->len + n) cap *= 2;
+      unsigned char *b = realloc(s->buf, cap);
+      if (!b) return -ENOMEM;
+      s->buf = b;
+      s->cap = cap;
+    }
+  }
+  memcpy(s->buf + s->head + s->len, data, n);
+  s->len += n;
+  return 0;
+}
+
+static void take(aloop_stream *s, void *dst, size_t n) {
+  memcpy(dst, s->buf + s->head, n);
+  s->head += n;
+  s->len -= n;
+  s->scanned = 0;
+  if (!s->len) s->head = 0;
+}
+
+/* Reading stops above twice the limit and resumes at the limit, as asyncio's; a readexactly that
+ * needs more than is buffered always lets reading go on. */
+static void flow(aloop_stream *s) {
+  if (!s->t) return;
+  bool needs_more = s->rd.kind == R_EXACTLY && s->len < s->rd.n;
+  if (!s->reading_paused && s->len >= 2 * s->limit && !needs_more) {
+    s->reading_paused = true;
+    aloop_transport_pause_reading(s->t);
+  } else if (s->reading_paused && (s->len <= s->limit || needs_more)) {
+    s->reading_paused = false;
+    aloop_transport_resume_reading(s->t);
+  }
+}
+
+/* ---- completing the waiting read -------------------------------------------------------------------- */
+
+static bool ended(const aloop_stream *s) { return s->eof || s->lost; }
+
+/* The waiting read's outcome if it can be given now (true), with a message for errors. */
+static bool try_until(aloop_stream *s, int64_t *out, char *msg, size_t msgn) {
+  size_t limit = s->rd.n < s->limit ? s->rd.n : s->limit, seplen = s->rd.seplen;
+  size_t from = s->scanned >= seplen ? s->scanned - (seplen - 1) : 0;
+  const unsigned char *base = s->buf + s->head;
+  const unsigned char *hit = s->len > from ? memmem(base + from, s->len - from, s->rd.sep, seplen)
+                                           : NULL;
+  if (hit) {
+    size_t total = (size_t)(hit - base) + seplen;
+    if (total > limit) {
+      *out = -ALOOP_ELIMIT;
+      snprintf(msg, msgn, "line of %zu bytes, over the limit of %zu", total, limit);
+      return true;
+    }
+    take(s, s->rd.dst, total);
+    if (total < s->rd.n) s->rd.dst[total] = 0;
+    *out = (int64_t)total;
+    return true;
+  }
+  s->scanned = s->len;
+  if (s->len >= limit) {
+    *out = -ALOOP_ELIMIT;
+    snprintf(msg, msgn, "no line end in the first %zu bytes (the limit)", limit);
+    return true;
+  }
+  if (!ended(s)) return false;
+  if (s->err) {
+    *out = s->err;
+  } else if (s->rd.kind == R_LINE) { /* the last line, unterminated, then 0 */
+    *out = (int64_t)s->len;
+    take(s, s->rd.dst, s->len);
+    if ((size_t)*out < s->rd.n) s->rd.dst[*out] = 0;
+  } else {
+    *out = -ALOOP_EINCOMPLETE;
+    snprintf(msg, msgn, "end of stream after %zu bytes without the separator", s->len);
+  }
+  return true;
+}
+
+static bool try_read(aloop_stream *s, int64_t *out, char *msg, size_t msgn) {
+  switch (s->rd.kind) {
+  case R_SOME:
+    if (s->len) {
+      size_t k = s->len < s->rd.n ? s->len : s->rd.n;
+      take(s, s->rd.dst, k);
+      *out = (int64_t)k;
+      return true;
+    }
+    if (!ended(s)) return false;
+    *out = s->err;
+    return true;
+  case R_EXACTLY:
+    if (s->len >= s->rd.n) {
+      take(s, s->rd.dst, s->rd.n);
+      *out = (int64_t)s->rd.n;
+      return true;
+    }
+    if (!ended(s)) return false;
+    *out = s->err ? s->err : -ALOOP_EINCOMPLETE;
+    if (!s->err) snprintf(msg, msgn, "end of stream after %zu of %zu bytes", s->len, s->rd.n);
+    return true;
+  default:
+    return try_until(s, out, msg, msgn);
+  }
+}
+
+static void satisfy(aloop_stream *s) {
+  int64_t outcome;
+  char msg[128] = "";
+  if (s->rd.kind != R_NONE && try_read(s, &outcome, msg, sizeof msg)) {
+    aloop_future *f = s->rd.future;
+    s->rd.kind = R_NONE;
+    s->rd.future = NULL;
+    aloop__future_finish(f, outcome, msg[0] ? msg : NULL);
+    aloop_future_release(f);
+  }
+  flow(s);
+}
+
+static void cancel_read(aloop_future *f, void *arg) {
+  aloop_stream *s = arg;
+  s->rd.kind = R_NONE;
+  s->rd.future = NULL;
+  aloop__future_finish(f, -ECANCELED, NULL);
+  aloop_future_release(f);
+  flow(s);
+}
+
+static aloop_future *start_read(aloop_stream *s, enum read_kind kind, void *dst, size_t n) {
+  aloop_future *f = aloop_future_new(s->loop, "stream read");
+  if (!f) return NULL;
+  if (s->rd.kind != R_NONE) {
+    aloop_future_set_error(f, -EBUSY, "another read is already waiting on this stream");
+    return f;
+  }
+  s->rd.kind = (uint8_t)kind;
+  s->rd.future = aloop_future_ref(f);
+  s->rd.dst = dst;
+  s->rd.n = n;
+  aloop__future_set_work(f, cancel_read, s);
+  satisfy(s);
+  return f;
+}
+
+aloop_future *aloop_stream_read(aloop_stream *s, void *buf, size_t n) {
+  return start_read(s, R_SOME, buf, n);
+}
+
+aloop_future *aloop_stream_readexactly(aloop_stream *s, void *buf, size_t n) {
+  return start_read(s, R_EXACTLY, buf, n);
+}
+
+aloop_future *aloop_stream_readuntil(aloop_stream *s, const void *sep, size_t seplen, void *buf,
+                                     size_t cap) {
+  if (!seplen || seplen > ALOOP_STREAM_SEPARATOR_MAX || s->rd.kind != R_NONE)
+    return start_read(s, R_UNTIL, NULL, 0); /* answered at once with the right error */
+  memcpy(s->rd.sep, sep, seplen);
+  s->rd.seplen = seplen;
+  return start_read(s, R_UNTIL, buf, cap);
+}
+
+aloop_future *aloop_stream_readline(aloop_stream *s, void *buf, size_t cap) {
+  if (s->rd.kind == R_NONE) {
+    s->rd.sep[0] = '\n';
+    s->rd.seplen = 1;
+  }
+  return start_read(s, R_LINE, buf, cap);
+}
+
+bool aloop_stream_at_eof(const aloop_stream *s) { return ended(s) && !s->len; }
+size_t aloop_stream_buffered(const aloop_stream *s) { return s->len; }
+
+/* ---- the protocol --------------------------------------------------------------------------------- */
+
+static void stream_received(aloop_transport *t, const void *data, size_t n, void *ctx) {
+  aloop_stream *s = ctx;
+  if (s->rd.kind == R_SOME && !s->len) { /* a task waits with its buffer: no copy in between */
+    size_t k = n < s->rd.n ? n : s->rd.n;
+    memcpy(s->rd.dst, data, k);
+    aloop_future *f = s->rd.future;
+    s->rd.kind = R_NONE;
+    s->rd.future = NULL;
+    aloop__future_finish(f, (int64_t)k, NULL);
+    aloop_future_release(f);
+    data = (const unsigned char *)data + k;
+    n -= k;
+  }
+  if (n && append(s, data, n) < 0) {
+    aloop_transport_fail(t, -ENOMEM, "stream buffer");
+    return;
+  }
+  satisfy(s);
+}
+
+static bool stream_eof(aloop_transport *t, void *ctx) {
+  (void)t;
+  aloop_stream *s = ctx;
+  s->eof = true;
+  satisfy(s);
+  return true; /* half-closed: the task may still write (asyncio's StreamReaderProtocol) */
+}
+
+static void finish_drains(aloop_stream *s, int64_t outcome) {
+  for (size_t i = 0; i < s->ndrains; i++) {
+    aloop__future_finish(s->drains[i], outcome, NULL);
+    aloop_future_release(s->drains[i]);
+  }
+  s->ndrains = 0;
+}
+
+static void stream_pause_writing(aloop_transport *t, void *ctx) {
+  (void)t;
+  ((aloop_stream *)ctx)->write_paused = true;
+}
+
+static void stream_resume_writing(aloop_transport *t, void *ctx) {
+  (void)t;
+  aloop_stream *s = ctx;
+  s->write_paused = false;
+  finish_drains(s, 0);
+}
+
+static void finish_closed(aloop_stream *s) {
+  aloop__future_finish(s->closed, s->err, NULL);
+  aloop_future_outcome(s->closed); /* a reset peer is no error to report if nobody looks */
+  aloop_future_release(s->closed);
+  s->closed = NULL;
+}
+
+static void stream_lost(aloop_transport *t, int err, void *ctx) {
+  (void)t;
+  aloop_stream *s = ctx;
+  s->t = NULL;
+  s->lost = true;
+  s->err = err;
+  satisfy(s);
+  finish_drains(s, err ? err : -EPIPE);
+  if (s->closed) finish_closed(s);
+  unref(s);
+}
+
+static void client_done(aloop_future *f, void *arg);
+
+static int64_t client_task(void *arg) {
+  aloop_stream *s = arg;
+  return s->client(s, s->client_arg);
+}
+
+static void stream_made(aloop_transport *t, void *ctx) {
+  aloop_stream *s = ctx;
+  s->t = t;
+  aloop_transport_peername(t, &s->peer);
+  if (!s->client) return;
+  aloop_task_options opts = {.size = sizeof opts, .name = "stream client"};
+  aloop_future *task = aloop_task_spawn(s->loop, client_task, s, &opts);
+  if (!task || aloop_future_add_done_callback(task, client_done, s) < 0) {
+    if (task) aloop_future_cancel(task); /* runs nothing: it has not started */
+    aloop_future_release(task);
+    aloop_transport_fail(t, -ENOMEM, "cannot start the connection's task");
+    s->user_closed = true;
+    s->refs -= 2; /* the owner's and the task's; the transport's goes at connection_lost */
+  }
+}
+
+static const aloop_protocol stream_protocol = {
+    .connection_made = stream_made,
+    .data_received = stream_received,
+    .eof_received = stream_eof,
+    .connection_lost = stream_lost,
+    .pause_writing = stream_pause_writing,
+    .resume_writing = stream_resume_writing,
+};
+
+/* ---- writing -------------------------------------------------------------------------------------- */
+
+int aloop_stream_write(aloop_stream *s, const void *data, size_t n) {
+  return s->t ? aloop_transport_write(s->t, data, n) : -EPIPE;
+}
+
+int aloop_stream_writelines(aloop_stream *s, const struct iovec *iov, int iovcnt) {
+  return s->t ? aloop_transport_writev(s->t, iov, iovcnt) : -EPIPE;
+}
+
+int aloop_stream_write_eof(aloop_stream *s) {
+  return s->t ? aloop_transport_write_eof(s->t) : -EPIPE;
+}
+
+static void cancel_drain(aloop_future *f, void *arg) {
+  aloop_stream *s = arg;
+  for (size_t i = 0; i < s->ndrains; i++) {
+    if (s->drains[i] != f) continue;
+    s->drains[i] = s->drains[--s->ndrains];
+    aloop__future_finish(f, -ECANCELED, NULL);
+    aloop_future_release(f);
+    return;
+  }
+}
+
+aloop_future *aloop_stream_drain(aloop_stream *s) {
+  aloop_future *f = aloop_future_new(s->loop, "stream drain");
+  if (!f) return NULL;
+  if (!s->t) {
+    aloop__future_finish(f, s->err ? s->err : -EPIPE, NULL);
+  } else if (!s->write_paused) {
+    aloop__future_finish(f, 0, NULL);
+  } else {
+    if (s->ndrains == s->drains_cap) {
+      size_t cap = s->drains_cap ? s->drains_cap * 2 : 2;
+      aloop_future **d = realloc(s->drains, cap * sizeof *d);
+      if (!d) {
+        aloop_future_release(f);
+        return NULL;
+      }
+      s->drains = d;
+      s->drains_cap = cap;
+    }
+    s->drains[s->ndrains++] = aloop_future_ref(f);
+    aloop__future_set_work(f, cancel_drain, s);
+  }
+  return f;
+}
+
+aloop_future *aloop_stream_close(aloop_stream *s) {
+  aloop_future *f = s->user_closed ? NULL : aloop_future_new(s->loop, "stream close");
+  if (!f) return NULL;
+  s->user_closed = true;
+  s->closed = aloop_future_ref(f);
+  if (s->t)
+    aloop_transport_close(s->t);
+  else
+    finish_closed(s);
+  unref(s); /* the owner's */
+  return f;
+}
+
+aloop_transport *aloop_stream_transport(aloop_stream *s) { return s->t; }
+
+/* ---- servers and connections ------------------------------------------------------------------------ */
+
+static void client_done(aloop_future *f, void *arg) {
+  aloop_stream *s = arg;
+  int64_t outcome = aloop_future_outcome(f);
+  if (outcome < 0 && outcome != -ECANCELED) {
+    if (s->t) {
+      aloop_transport_fail(s->t, (int)outcome, "%s", aloop_future_message(f));
+    } else {
+      char peer[ALOOP_SOCKADDR_STRLEN];
+      aloop__report(s->loop, (int)outcome, -1, "connection", "%s: %s",
+                    aloop_sockaddr_str(&s->peer, peer, sizeof peer), aloop_future_message(f));
+    }
+  }
+  aloop_future_release(f);
+  if (!s->user_closed) aloop_future_release(aloop_stream_close(s));
+  unref(s); /* the task's */
+}
+
+struct client_cfg {
+  aloop_loop *loop;
+  aloop_stream_fn client;
+  void *arg;
+  size_t limit;
+};
+
+/* One stream per accepted connection: references for the transport, the owner (released by
+ * aloop_stream_close) and the task. */
+static void *server_stream(void *arg) {
+  struct client_cfg *cfg = arg;
+  aloop_stream *s = stream_new(cfg->loop, cfg->limit, 3);
+  if (s) {
+    s->client = cfg->client;
+    s->client_arg = cfg->arg;
+  }
+  return s;
+}
+
+static aloop_future *start_server(aloop_loop *loop, aloop_stream_fn client, void *arg,
+                                  const char *host, int port, const char *path,
+                                  const aloop_server_options *opts) {
+  struct client_cfg *cfg = malloc(sizeof *cfg);
+  if (!cfg) return NULL;
+  *cfg = (struct client_cfg){loop, client, arg, opts && opts->size >= sizeof *opts ? opts->limit : 0};
+  aloop_future *f = aloop__create_server(loop, &stream_protocol, server_stream, cfg, free, host,
+                                         port, path, opts);
+  if (!f) free(cfg);
+  return f;
+}
+
+aloop_future *aloop_start_server(aloop_loop *loop, aloop_stream_fn client, void *arg,
+                                 const char *host, int port, const aloop_server_options *opts) {
+  return start_server(loop, client, arg, host, port, NULL, opts);
+}
+
+aloop_future *aloop_start_unix_server(aloop_loop *loop, aloop_stream_fn client, void *arg,
+                                      const char *path, const aloop_server_options *opts) {
+  return start_server(loop, client, arg, NULL, 0, path, opts);
+}
+
+static void discard_unconnected(void *ctx) { free(ctx); } /* no transport, no buffer yet */
+
+static void connected(void *ctx, aloop_transport *t) { ((aloop_stream *)ctx)->t = t; }
+
+static aloop_future *open_connection(aloop_loop *loop, const char *host, int port,
+                                     const char *path, size_t limit) {
+  aloop_stream *s = stream_new(loop, limit, 2); /* the transport's and the owner's */
+  if (!s) return NULL;
+  aloop_future *f = aloop__connect(loop, &stream_protocol, s, discard_unconnected, connected,
+                                   path ? NULL : host ? host : "localhost", port, path);
+  if (!f) free(s);
+  return f;
+}
+
+aloop_future *aloop_open_connection(aloop_loop *loop, const char *host, int port, size_t limit) {
+  return open_connection(loop, host, port, NULL, limit);
+}
+
+aloop_future *aloop_open_unix_connection(aloop_loop *loop, const char *path, size_t limit) {
+  return open_connection(loop, NULL, 0, path, limit);
+}
