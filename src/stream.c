@@ -57,7 +57,7 @@ static void unref(aloop_stream *s) {
 
 static int append(aloop_stream *s, const void *data, size_t n) {
   if (s->head + s->len + n > s->cap) {
-    memmove(s->buf, s->buf + s->head, s->len); /* buf is NULL only while len == 0 */
+    if (s->head) memmove(s->buf, s->buf + s->head, s->len); /* head > 0: buf exists */
     s->head = 0;
     if (s->len + n > s->cap) {
       size_t cap = s->cap ? s->cap : 4096;

@@ -2,6 +2,11 @@
 #include "cli.h"
 
 #include <errno.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <sys/socket.h>
+#include <unistd.h>
 #include <string.h>
 
 void cli_list_backends(FILE *out) {
@@ -56,4 +61,30 @@ aloop_loop *cli_new_loop(const char *prog, const char *backend) {
     errno = err;
   }
   return loop;
+}
+
+int cli_listen(const char *prog, const char *host, int port, int *bound_port) {
+  char service[16];
+  snprintf(service, sizeof service, "%d", port);
+  struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE}, *ai;
+  int err = getaddrinfo(host, service, &hints, &ai);
+  if (err) {
+    fprintf(stderr, "%s: %s:%d: %s\n", prog, host ? host : "*", port, gai_strerror(err));
+    return -1;
+  }
+  int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0), one = 1;
+  struct sockaddr_storage a;
+  socklen_t len = sizeof a;
+  if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) < 0 ||
+      bind(fd, ai->ai_addr, ai->ai_addrlen) < 0 || listen(fd, 1024) < 0 ||
+      getsockname(fd, (struct sockaddr *)&a, &len) < 0) {
+    fprintf(stderr, "%s: listen on %s:%d: %s\n", prog, host ? host : "*", port, strerror(errno));
+    if (fd >= 0) close(fd);
+    freeaddrinfo(ai);
+    return -1;
+  }
+  freeaddrinfo(ai);
+  *bound_port = ntohs(a.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&a)->sin6_port
+                                              : ((struct sockaddr_in *)&a)->sin_port);
+  return fd;
 }

@@ -20,4 +20,8 @@ void cli_list_backends(FILE *out);
 /* A loop on `backend` (NULL: $ALOOP_BACKEND, else auto), or NULL after printing why to stderr. */
 aloop_loop *cli_new_loop(const char *prog, const char *backend);
 
+/* A listening TCP socket (non-blocking, SO_REUSEADDR) on host:port, resolved and bound before
+ * the loop runs; *bound_port says what port 0 became. -1 after printing why. */
+int cli_listen(const char *prog, const char *host, int port, int *bound_port);
+
 #endif

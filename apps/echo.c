@@ -1,0 +1,274 @@
+/* aloop-echo: the echo server in each of aloop's three styles, on any driver.
+ *   sock      tasks with aloop_sock_accept / aloop_sock_recv_into / aloop_sock_sendall
+ *   protocol  a protocol on transports (callbacks), served by aloop_create_server
+ *   streams   a task per connection with aloop_stream_read / write / drain, by aloop_start_server
+ * SIGINT or SIGTERM: stop accepting, let open connections finish for the grace period, abort the
+ * rest, print one line saying so, exit 0. */
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "common/cli.h"
+
+static const char *const prog = "aloop-echo";
+static aloop_loop *loop;
+
+enum { READ_SIZE = 64 * 1024 };
+
+/* ---- protocol mode ------------------------------------------------------------------------------ */
+
+static void echo_data(aloop_transport *t, const void *data, size_t n, void *ctx) {
+  (void)ctx;
+  aloop_transport_write(t, data, n);
+}
+
+/* A client that reads nothing while we echo would make our buffer grow: stop reading until the
+ * writes drain, as asyncio's flow control intends. */
+static void pause_reading(aloop_transport *t, void *ctx) {
+  (void)ctx;
+  aloop_transport_pause_reading(t);
+}
+static void resume_reading(aloop_transport *t, void *ctx) {
+  (void)ctx;
+  aloop_transport_resume_reading(t);
+}
+
+static const aloop_protocol echo_protocol = {.data_received = echo_data,
+                                             .pause_writing = pause_reading,
+                                             .resume_writing = resume_reading};
+
+/* ---- streams mode ---------------------------------------------------------------------------------- */
+
+static int64_t echo_stream(aloop_stream *s, void *arg) {
+  (void)arg;
+  char buf[READ_SIZE]; /* on the task's stack: reads complete into it while the task waits */
+  int64_t n;
+  while ((n = aloop_await(aloop_stream_read(s, buf, sizeof buf))) > 0) {
+    aloop_stream_write(s, buf, (size_t)n);
+    if ((n = aloop_await(aloop_stream_drain(s))) < 0) break;
+  }
+  return n == -ECONNRESET || n == -EPIPE ? 0 : n; /* a peer that vanishes is not an error */
+}
+
+/* ---- sock mode ----------------------------------------------------------------------------------- */
+
+struct sock_server {
+  int fd;
+  size_t clients;          /* tasks serving a connection */
+  aloop_future *all_gone;  /* set while shutting down: done when clients reaches 0 */
+  aloop_future **tasks;    /* each client's task, to cancel after the grace period */
+  size_t ntasks, cap;
+};
+static struct sock_server sock;
+
+static int64_t serve_sock_client(void *arg) {
+  int fd = (int)(intptr_t)arg;
+  char buf[READ_SIZE];
+  int64_t n;
+  while ((n = aloop_await(aloop_sock_recv_into(loop, fd, buf, sizeof buf))) > 0)
+    if ((n = aloop_await(aloop_sock_sendall(loop, fd, buf, (size_t)n))) < 0) break;
+  aloop_close(loop, fd);
+  if (--sock.clients == 0 && sock.all_gone) aloop_future_set_result(sock.all_gone, 0);
+  return n == -ECONNRESET || n == -EPIPE || n == -ECANCELED ? 0 : n;
+}
+
+static void track(aloop_future *task) {
+  size_t kept = 0; /* forget the finished ones first */
+  for (size_t i = 0; i < sock.ntasks; i++) {
+    if (aloop_future_done(sock.tasks[i]))
+      aloop_future_release(sock.tasks[i]);
+    else
+      sock.tasks[kept++] = sock.tasks[i];
+  }
+  sock.ntasks = kept;
+  if (sock.ntasks == sock.cap) {
+    size_t cap = sock.cap ? sock.cap * 2 : 64;
+    aloop_future **t = realloc(sock.tasks, cap * sizeof *t);
+    if (!t) {
+      aloop_future_release(task); /* it runs anyway; only its cancellation at exit is lost */
+      return;
+    }
+    sock.tasks = t;
+    sock.cap = cap;
+  }
+  sock.tasks[sock.ntasks++] = task;
+}
+
+static int64_t accept_sock_clients(void *arg) {
+  (void)arg;
+  for (;;) {
+    int64_t fd = aloop_await(aloop_sock_accept(loop, sock.fd));
+    if (fd == -ECANCELED) return 0;
+    if (fd < 0) { /* EMFILE and friends: say so, breathe, go on serving the others */
+      aloop_report_error(loop, (int)fd, sock.fd, "accept failed; pausing accepts for 1 s");
+      if (aloop_await(aloop_sleep(loop, ALOOP_ACCEPT_PAUSE_NS)) == -ECANCELED) return 0;
+      continue;
+    }
+    setsockopt((int)fd, IPPROTO_TCP, TCP_NODELAY, &(int){1}, sizeof(int));
+    aloop_future *task = aloop_task_spawn(loop, serve_sock_client, (void *)(intptr_t)fd, NULL);
+    if (!task) {
+      aloop_close(loop, (int)fd);
+      continue;
+    }
+    sock.clients++;
+    track(task);
+  }
+}
+
+/* ---- running and stopping -------------------------------------------------------------------------- */
+
+struct options {
+  const char *backend, *mode, *host;
+  int port;
+  double grace;
+};
+
+static void usage(FILE *out) {
+  fprintf(out,
+          "usage: %s [--backend select|libev|io_uring|auto] [--mode sock|protocol|streams]\n"
+          "          [--host H] [--port P] [--grace SECONDS] [--list-backends]\n"
+          "  --backend   the loop's driver (default: $ALOOP_BACKEND, else auto)\n"
+          "  --mode      sock: tasks on socket operations; protocol: transports and protocols;\n"
+          "              streams: a task per connection on streams (default: protocol)\n"
+          "  --host      the address to listen on (default 127.0.0.1)\n"
+          "  --port      the port (default 8888; 0: any free port, printed at start)\n"
+          "  --grace     on SIGINT/SIGTERM, how long open connections may go on (default 5)\n",
+          prog);
+}
+
+static int parse(int argc, char **argv, struct options *o) {
+  int rc = cli_take_backend(&argc, argv, prog, &o->backend);
+  if (rc != CLI_CONTINUE) return rc;
+  for (int i = 1; i < argc; i++) {
+    const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+    char *end = NULL;
+    if (!strcmp(a, "--help")) {
+      usage(stdout);
+      return CLI_EXIT_OK;
+    } else if (!strcmp(a, "--mode") && v && (!strcmp(v, "sock") || !strcmp(v, "protocol") ||
+                                             !strcmp(v, "streams"))) {
+      o->mode = v;
+    } else if (!strcmp(a, "--host") && v) {
+      o->host = v;
+    } else if (!strcmp(a, "--port") && v && (o->port = (int)strtol(v, &end, 10), !*end) &&
+               o->port >= 0 && o->port < 65536) {
+    } else if (!strcmp(a, "--grace") && v && (o->grace = strtod(v, &end), !*end) && o->grace >= 0) {
+    } else {
+      fprintf(stderr, "%s: bad argument '%s'%s\n", prog, a, v ? "" : " (or its value is missing)");
+      usage(stderr);
+      return CLI_EXIT_USAGE;
+    }
+    i++;
+  }
+  return CLI_CONTINUE;
+}
+
+static aloop_future *stop_requested;
+static void on_stop_signal(aloop_loop *l, void *arg) {
+  (void)l, (void)arg;
+  aloop_future_set_result(stop_requested, 0); /* a second signal finds it done: harmless */
+}
+
+struct shutdown_counts {
+  size_t finished, aborted;
+};
+
+/* Stop accepting, give open connections the grace period, abort the rest. */
+static struct shutdown_counts stop_server(aloop_server *server, int64_t grace_ns) {
+  struct shutdown_counts c = {0, 0};
+  size_t open = aloop_server_connections(server);
+  aloop_server_close(server);
+  aloop_future *closed = aloop_server_wait_closed(server);
+  aloop_future *grace = aloop_wait_for(loop, closed, grace_ns);
+  if (aloop_run_until_complete(loop, grace) < 0) {
+    c.aborted = aloop_server_connections(server);
+    aloop_server_abort_clients(server);
+  }
+  aloop_future_release(grace);
+  aloop_future_release(closed);
+  c.finished = open - c.aborted;
+  aloop_future *gone = aloop_server_wait_closed(server);
+  aloop_run_until_complete(loop, gone);
+  aloop_future_release(gone);
+  aloop_server_free(server);
+  return c;
+}
+
+static struct shutdown_counts stop_sock(aloop_future *acceptor, int64_t grace_ns) {
+  struct shutdown_counts c = {0, 0};
+  aloop_future_cancel(acceptor);
+  aloop_run_until_complete(loop, acceptor);
+  aloop_close(loop, sock.fd);
+  size_t open = sock.clients;
+  if (open) {
+    sock.all_gone = aloop_future_new(loop, "clients");
+    aloop_future *grace = aloop_wait_for(loop, sock.all_gone, grace_ns);
+    if (aloop_run_until_complete(loop, grace) < 0) {
+      c.aborted = sock.clients;
+      for (size_t i = 0; i < sock.ntasks; i++) aloop_future_cancel(sock.tasks[i]);
+    }
+    aloop_future_release(grace);
+  }
+  for (size_t i = 0; i < sock.ntasks; i++) {
+    aloop_run_until_complete(loop, sock.tasks[i]);
+    aloop_future_release(sock.tasks[i]);
+  }
+  free(sock.tasks);
+  if (sock.all_gone) aloop_future_release(sock.all_gone);
+  c.finished = open - c.aborted;
+  return c;
+}
+
+int main(int argc, char **argv) {
+  struct options o = {.mode = "protocol", .host = "127.0.0.1", .port = 8888, .grace = 5};
+  int rc = parse(argc, argv, &o);
+  if (rc != CLI_CONTINUE) return rc;
+  if (!(loop = cli_new_loop(prog, o.backend))) return errno == ALOOP_EBACKEND ? CLI_EXIT_USAGE : 1;
+  signal(SIGPIPE, SIG_IGN);
+
+  aloop_server *server = NULL;
+  aloop_future *acceptor = NULL;
+  int port;
+  if (!strcmp(o.mode, "sock")) {
+    if ((sock.fd = cli_listen(prog, o.host, o.port, &port)) < 0) return 1;
+    acceptor = aloop_task_spawn(loop, accept_sock_clients, NULL, NULL);
+  } else {
+    aloop_future *f = !strcmp(o.mode, "streams")
+                          ? aloop_start_server(loop, echo_stream, NULL, o.host, o.port, NULL)
+                          : aloop_create_server(loop, &echo_protocol, NULL, NULL, o.host, o.port,
+                                                NULL);
+    if (aloop_run_until_complete(loop, f) < 0) {
+      fprintf(stderr, "%s: %s\n", prog, aloop_future_message(f));
+      return 1;
+    }
+    server = aloop_future_data(f);
+    aloop_future_release(f);
+    port = aloop_server_port(server);
+  }
+
+  stop_requested = aloop_future_new(loop, "stop");
+  aloop_add_signal_handler(loop, SIGINT, on_stop_signal, NULL);
+  aloop_add_signal_handler(loop, SIGTERM, on_stop_signal, NULL);
+  printf("%s: %s driver, %s mode, listening on %s:%d\n", prog, aloop_backend_name(loop), o.mode,
+         o.host, port);
+  fflush(stdout);
+  aloop_run_until_complete(loop, stop_requested);
+
+  int64_t grace_ns = (int64_t)(o.grace * 1e9);
+  struct shutdown_counts c = server ? stop_server(server, grace_ns) : stop_sock(acceptor, grace_ns);
+  printf("%s: stopped: %zu connection%s finished, %zu aborted after the %.3g s grace period\n",
+         prog, c.finished, c.finished == 1 ? "" : "s", c.aborted, o.grace);
+  aloop_future_release(acceptor);
+  aloop_future_release(stop_requested);
+  aloop_remove_signal_handler(loop, SIGINT);
+  aloop_remove_signal_handler(loop, SIGTERM);
+  aloop_run_once(loop, 0);
+  aloop_free(loop);
+  return 0;
+}
