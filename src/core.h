@@ -185,6 +185,10 @@ aloop_future *aloop__create_server(aloop_loop *loop, const aloop_protocol *proto
                                    aloop_ctx_factory factory, void *arg, void (*arg_free)(void *),
                                    const char *host, int port, const char *path,
                                    const aloop_server_options *opts);
+/* server.c, for stream.c: the server that accepted t (NULL if none); a hold keeps the server's
+ * wait_closed from completing (a connection's task still running). */
+aloop_server *aloop__server_of(aloop_transport *t);
+void aloop__server_hold(aloop_server *s, bool hold);
 /* server.c, for stream.c: connect and give the connection a transport with proto and ctx. If it
  * never gets one, ctx_free(ctx) runs. With `connected`, it is told the transport at once and the
  * future's data is ctx instead of the transport. */

@@ -71,6 +71,10 @@ static void finish(aloop_loop *loop, struct aloop__op *op, int32_t res) {
 
 static void park(aloop_loop *loop, struct aloop__fd *f, struct aloop__op_queue *q,
                  struct aloop__op *op) {
+  if (loop->drv->max_fd && op->fd >= loop->drv->max_fd) { /* select cannot wait on it */
+    finish(loop, op, -ALOOP_EFDLIMIT);
+    return;
+  }
   op->state = OP_PARKED;
   op->next = NULL;
   bool first = !q->head;
@@ -113,10 +117,6 @@ void aloop__op_start(aloop_loop *loop, struct aloop__op *op) {
   int32_t res = (q->head && op->kind != ALOOP__OP_CONNECT) ? -EAGAIN : attempt(loop, op, true);
   if (res != -EAGAIN) {
     finish(loop, op, res);
-    return;
-  }
-  if (loop->drv->max_fd && op->fd >= loop->drv->max_fd) {
-    finish(loop, op, -ALOOP_EFDLIMIT);
     return;
   }
   park(loop, f, q, op);

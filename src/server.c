@@ -41,6 +41,7 @@ struct aloop_server {
   size_t nlisteners;
   struct aloop__conn conns; /* circular list head */
   size_t nconns;
+  size_t holds;             /* stream tasks still running for connections (stream.c) */
   bool serving, freed, pause_reported, tcp;
   char *unix_path;
   struct waiter *waiters;
@@ -50,7 +51,7 @@ struct aloop_server {
 /* ---- lifetime ---------------------------------------------------------------------------------- */
 
 static bool busy(const aloop_server *s) {
-  if (s->nconns) return true;
+  if (s->nconns || s->holds) return true;
   for (size_t i = 0; i < s->nlisteners; i++)
     if (s->listeners[i].accepting) return true;
   return false;
@@ -72,7 +73,7 @@ static void settle_waiters(aloop_server *s) {
   size_t kept = 0;
   for (size_t i = 0; i < s->nwaiters; i++) {
     struct waiter w = s->waiters[i];
-    if (!w.forever && s->nconns) {
+    if (!w.forever && (s->nconns || s->holds)) {
       s->waiters[kept++] = w;
       continue;
     }
@@ -181,6 +182,21 @@ static void conn_lost(struct aloop__conn *c) {
   c->prev->next = c->next;
   c->next->prev = c->prev;
   s->nconns--;
+  settle_waiters(s);
+  maybe_free(s);
+}
+
+aloop_server *aloop__server_of(aloop_transport *t) {
+  struct aloop__conn *c = aloop__transport_conn(t);
+  return c->lost == conn_lost ? c->owner : NULL;
+}
+
+void aloop__server_hold(aloop_server *s, bool hold) {
+  if (hold) {
+    s->holds++;
+    return;
+  }
+  s->holds--;
   settle_waiters(s);
   maybe_free(s);
 }

@@ -35,6 +35,7 @@ struct aloop_stream {
   aloop_sockaddr peer;
   aloop_stream_fn client;    /* server side: the connection's task */
   void *client_arg;
+  aloop_server *server;      /* held while the task runs: wait_closed waits for it too */
 };
 
 static aloop_stream *stream_new(aloop_loop *loop, size_t limit, int refs) {
@@ -314,7 +315,9 @@ static void stream_made(aloop_transport *t, void *ctx) {
   if (!s->client) return;
   aloop_task_options opts = {.size = sizeof opts, .name = "stream client"};
   aloop_future *task = aloop_task_spawn(s->loop, client_task, s, &opts);
-  if (!task || aloop_future_add_done_callback(task, client_done, s) < 0) {
+  if (task && aloop_future_add_done_callback(task, client_done, s) == 0) {
+    if ((s->server = aloop__server_of(t))) aloop__server_hold(s->server, true);
+  } else {
     if (task) aloop_future_cancel(task); /* runs nothing: it has not started */
     aloop_future_release(task);
     aloop_transport_fail(t, -ENOMEM, "cannot start the connection's task");
@@ -412,6 +415,7 @@ static void client_done(aloop_future *f, void *arg) {
   }
   aloop_future_release(f);
   if (!s->user_closed) aloop_future_release(aloop_stream_close(s));
+  if (s->server) aloop__server_hold(s->server, false);
   unref(s); /* the task's */
 }
 

@@ -117,21 +117,41 @@ void aloop_transport_abort(aloop_transport *t) {
   maybe_finish(t);
 }
 
-static void fail(aloop_transport *t, int err) {
+static void lose(aloop_transport *t, int err) {
   if (!t->lost_err) t->lost_err = err;
   aloop_transport_abort(t);
 }
 
-void aloop_transport_fail(aloop_transport *t, int err, const char *fmt, ...) {
-  char peer[ALOOP_SOCKADDR_STRLEN] = "?", message[256];
+static void report(aloop_transport *t, int err, const char *message) {
+  char peer[ALOOP_SOCKADDR_STRLEN] = "?";
   aloop_sockaddr addr;
   if (aloop_transport_peername(t, &addr) == 0) aloop_sockaddr_str(&addr, peer, sizeof peer);
+  aloop__report(t->loop, err, t->fd, "connection", "%s: %s", peer, message);
+}
+
+/* What the network or the peer did is the connection's own news (connection_lost says it); a
+ * local fault (out of memory, an fd the driver cannot watch) is also reported. */
+static bool peer_error(int err) {
+  static const int errs[] = {ECONNRESET, EPIPE,       ETIMEDOUT, ECONNABORTED, ECONNREFUSED,
+                             ENOTCONN,   EHOSTUNREACH, ENETUNREACH, ENETDOWN,  EHOSTDOWN};
+  for (size_t i = 0; i < ALOOP__ARRAY_LEN(errs); i++)
+    if (err == -errs[i]) return true;
+  return false;
+}
+
+static void fail(aloop_transport *t, int err) {
+  if (!peer_error(err) && !t->aborting) report(t, err, "connection failed");
+  lose(t, err);
+}
+
+void aloop_transport_fail(aloop_transport *t, int err, const char *fmt, ...) {
+  char message[256];
   va_list ap;
   va_start(ap, fmt);
   vsnprintf(message, sizeof message, fmt, ap);
   va_end(ap);
-  aloop__report(t->loop, err, t->fd, "connection", "%s: %s", peer, message);
-  fail(t, err < 0 ? err : -EIO);
+  report(t, err, message);
+  lose(t, err < 0 ? err : -EIO);
 }
 
 void aloop_transport_close(aloop_transport *t) {

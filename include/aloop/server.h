@@ -65,7 +65,8 @@ ALOOP_API bool aloop_server_is_serving(const aloop_server *server);
 
 /* Stop accepting and close the listening sockets; open connections go on. Idempotent. */
 ALOOP_API void aloop_server_close(aloop_server *server);
-/* A future done (0) once the server is closed and its last connection is gone. */
+/* A future done (0) once the server is closed and its last connection is gone (for
+ * aloop_start_server: and the connection's task has returned). */
 ALOOP_API aloop_future *aloop_server_wait_closed(aloop_server *server);
 /* A future done (0) when the server is closed; cancelling it closes the server (as asyncio's
  * serve_forever). */

@@ -237,6 +237,48 @@ START_TEST(test_running_out_of_fds_pauses_accepting_and_loses_no_client) {
 }
 END_TEST
 
+/* A connection whose fd is above what the driver can watch (select: FD_SETSIZE) is reported and
+ * closed, and the server goes on serving; drivers without such a limit serve it like any other. */
+START_TEST(test_a_connection_on_an_fd_the_driver_cannot_watch_is_refused_in_words) {
+  aloop_backend_info info[8];
+  int max_fd = 0;
+  for (size_t i = 0, n = aloop_list_backends(info, 8); i < n && i < 8; i++)
+    if (!strcmp(info[i].name, test_driver)) max_fd = info[i].max_fd;
+  aloop_server *s = serve(&echo, "127.0.0.1");
+  int port = aloop_server_port(s);
+  enum { HIGH = 1100 };
+  static int filler[HIGH];
+  int nfill = 0, fd;
+  while ((fd = dup(0)) >= 0 && fd < HIGH) filler[nfill++] = fd; /* the next accept gets >= HIGH */
+  ck_assert_int_ge(fd, 0);
+  close(fd);
+  int high_client = connect_blocking(port); /* this process' fds are all high now: both ends */
+  if (max_fd) reports_expected = 1;
+  struct exchange e = {high_client, "high", -1};
+  aloop_future *f = aloop_run_in_executor(L, ask_in_executor, &e);
+  ck_assert_int_eq(aloop_run_until_complete(L, f), 0);
+  aloop_future_release(f);
+  if (max_fd) {
+    ck_assert_int_eq(e.result, -1);
+    ck_assert_int_eq(reports.count, 1);
+    ck_assert_int_eq(reports.code, -ALOOP_EFDLIMIT);
+    ck_assert_msg(strstr(reports.message, "127.0.0.1:"), "report: %s", reports.message);
+  } else {
+    ck_assert_int_eq(e.result, 0);
+  }
+  close(high_client);
+  while (nfill) close(filler[--nfill]);
+  int low_client = connect_blocking(port); /* and the server goes on */
+  e = (struct exchange){low_client, "low", -1};
+  f = aloop_run_in_executor(L, ask_in_executor, &e);
+  ck_assert_int_eq(aloop_run_until_complete(L, f), 0);
+  aloop_future_release(f);
+  ck_assert_int_eq(e.result, 0);
+  close(low_client);
+  close_and_wait(s);
+}
+END_TEST
+
 /* ---- addresses ----------------------------------------------------------------------------------- */
 
 static int client_got;
@@ -315,6 +357,7 @@ TCase *conformance_server(void) {
   tcase_add_test(tc, test_shutdown_aborts_what_is_still_open_after_a_grace_period);
   tcase_add_test(tc, test_a_failing_connection_is_reported_with_its_peer_and_the_others_carry_on);
   tcase_add_test(tc, test_running_out_of_fds_pauses_accepting_and_loses_no_client);
+  tcase_add_test(tc, test_a_connection_on_an_fd_the_driver_cannot_watch_is_refused_in_words);
   tcase_add_test(tc, test_create_connection_talks_to_a_server_over_tcp_and_unix_sockets);
   tcase_add_test(tc, test_a_server_on_ipv6_loopback);
   tcase_add_test(tc, test_listening_on_a_port_in_use_and_connecting_to_a_closed_one_are_errors_in_words);
