@@ -83,6 +83,10 @@ static void park(aloop_loop *loop, struct aloop__fd *f, struct aloop__op_queue *
   if (first) aloop__fd_update_interest(loop, op->fd, f, false);
 }
 
+bool aloop__op_native(const aloop_loop *loop, enum aloop__op_kind kind) {
+  return loop->drv->op_kinds & ALOOP__OP_BIT(kind);
+}
+
 void aloop__op_start(aloop_loop *loop, struct aloop__op *op) {
   loop->live_ops++;
   /* Both paths keep per-fd state (parked queues here, per-fd requests in a completion driver). */

@@ -53,6 +53,10 @@ struct aloop__op_queue {
 /* Start op (kind, fd and the kind's fields set, done set); done will be called. A completion driver
  * may decline a kind at run time (-EOPNOTSUPP from submit): the core then performs it itself. */
 void aloop__op_start(aloop_loop *loop, struct aloop__op *op);
+/* Whether the driver completes `kind` itself. For a layer that would otherwise try the syscall
+ * before starting an operation (the transport's first send): with a completion driver the
+ * operation rides the next submission batch instead, which costs no syscall of its own. */
+bool aloop__op_native(const aloop_loop *loop, enum aloop__op_kind kind);
 /* Ask op to stop. done is still called exactly once: at once for a parked op, when the kernel
  * answers for a submitted one. Nothing happens if op is idle or already being cancelled. */
 void aloop__op_cancel(aloop_loop *loop, struct aloop__op *op);

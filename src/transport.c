@@ -1,8 +1,10 @@
 /* The transport: one implementation over operations for every driver. The read side is one
  * RECV_STREAM operation (io_uring: in the kernel; select/libev: the core reads on readiness into
- * the loop's buffer); the write side tries sendmsg() at once when nothing is queued, queues only
- * the rest in chunks, and keeps at most one SENDMSG operation in flight, covering every queued
- * chunk (up to SEND_IOV), so a queue drains in one request however it was written. connection_lost comes once, after
+ * the loop's buffer). The write side keeps at most one SENDMSG operation in flight, covering every
+ * queued chunk (up to SEND_IOV), so a queue drains in one request however it was written. With
+ * nothing queued, a readiness driver's transport tries sendmsg() at once and queues only the
+ * rest; a completion driver's queues it all, and the send rides the next submission batch with
+ * the wait (no syscall of its own, and still no extra loop iteration). connection_lost comes once, after
  * both operations have completed and the fd is closed, so no buffer is in use when the transport
  * is freed. */
 #include <errno.h>
@@ -42,9 +44,11 @@ struct aloop_transport {
   bool closing, aborting, lost_scheduled;
   bool eof_requested, eof_sent;
   bool write_paused;
+  bool native_send;              /* the driver sends in its own batch: no inline send first */
   bool made;                     /* connection_made has run: connection_lost may follow */
   int lost_err;
   struct chunk *wq, *wq_last;    /* queued bytes, oldest first */
+  struct chunk *spare;           /* one sent CHUNK_MIN chunk kept for the next write */
   size_t wq_bytes, high, low;
   unsigned char *held;           /* bytes that arrived while reading was paused */
   size_t held_len;
@@ -94,6 +98,7 @@ static void lost(aloop_loop *loop, void *arg) {
   aloop_transport *t = arg;
   if (t->proto->connection_lost) t->proto->connection_lost(t, t->lost_err, t->ctx);
   if (t->conn.lost) t->conn.lost(&t->conn);
+  free(t->spare);
   free(t->held);
   free(t);
 }
@@ -226,7 +231,10 @@ static void on_sent(aloop_loop *loop, struct aloop__op *op, int32_t res) {
     left -= take;
     if (c->off < c->len) break;
     if (!(t->wq = c->next)) t->wq_last = NULL;
-    free(c);
+    if (!t->spare && c->cap == CHUNK_MIN)
+      t->spare = c; /* a connection that keeps writing keeps its chunk: no malloc per message */
+    else
+      free(c);
   }
   if (t->wq) {
     start_sending(t);
@@ -245,8 +253,9 @@ static int enqueue(aloop_transport *t, const unsigned char *data, size_t n) {
     tail->len += n;
   } else {
     size_t cap = n > CHUNK_MIN ? n : CHUNK_MIN;
-    struct chunk *c = malloc(sizeof *c + cap);
+    struct chunk *c = cap == CHUNK_MIN && t->spare ? t->spare : malloc(sizeof *c + cap);
     if (!c) return -ENOMEM;
+    if (c == t->spare) t->spare = NULL;
     *c = (struct chunk){.len = n, .cap = cap};
     memcpy(c->data, data, n);
     if (tail)
@@ -264,7 +273,7 @@ int aloop_transport_writev(aloop_transport *t, const struct iovec *iov, int iovc
   size_t total = 0, sent = 0;
   for (int i = 0; i < iovcnt; i++) total += iov[i].iov_len;
   if (!total) return 0;
-  if (!t->wq && !t->sending) { /* nothing queued: straight to the socket, no extra iteration */
+  if (!t->wq && !t->sending && !t->native_send) { /* nothing queued: straight to the socket */
     struct msghdr msg = {.msg_iov = (struct iovec *)iov, .msg_iovlen = (size_t)iovcnt};
     ssize_t n;
     do n = sendmsg(t->fd, &msg, MSG_DONTWAIT | MSG_NOSIGNAL);
@@ -406,6 +415,7 @@ aloop_transport *aloop_transport_new(aloop_loop *loop, int fd, const aloop_proto
   t->fd = fd;
   t->proto = proto;
   t->ctx = ctx;
+  t->native_send = aloop__op_native(loop, ALOOP__OP_SENDMSG);
   aloop_transport_set_write_buffer_limits(t, 0, 0);
   return t;
 }
