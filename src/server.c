@@ -182,8 +182,7 @@ static void conn_lost(struct aloop__conn *c) {
   c->prev->next = c->next;
   c->next->prev = c->prev;
   s->nconns--;
-  settle_waiters(s);
-  maybe_free(s);
+  settle_waiters(s); /* and frees a freed server whose last connection this was */
 }
 
 aloop_server *aloop__server_of(aloop_transport *t) {
@@ -198,7 +197,6 @@ void aloop__server_hold(aloop_server *s, bool hold) {
   }
   s->holds--;
   settle_waiters(s);
-  maybe_free(s);
 }
 
 static void new_connection(aloop_server *s, int fd, const struct aloop__op *op) {
@@ -320,11 +318,18 @@ static aloop_server *server_new(struct server_req *r, const int *fds, size_t n) 
   return s;
 }
 
+/* In a task: path as a Unix socket address, or an error that says why not. */
+static int64_t unix_address(const char *path, struct sockaddr_un *a) {
+  *a = (struct sockaddr_un){.sun_family = AF_UNIX};
+  if (strlen(path) >= sizeof a->sun_path)
+    return aloop_task_error(-ENAMETOOLONG, "unix socket path too long: %s", path);
+  strcpy(a->sun_path, path);
+  return 0;
+}
+
 static int64_t unix_listen(struct server_req *r, int *fd) {
-  struct sockaddr_un a = {.sun_family = AF_UNIX};
-  if (strlen(r->path) >= sizeof a.sun_path)
-    return aloop_task_error(-ENAMETOOLONG, "unix socket path too long: %s", r->path);
-  strcpy(a.sun_path, r->path);
+  struct sockaddr_un a;
+  if (unix_address(r->path, &a) < 0) return -ENAMETOOLONG;
   struct stat st;
   if (stat(r->path, &st) == 0 && S_ISSOCK(st.st_mode)) unlink(r->path); /* a stale socket */
   int err = listen_socket((struct sockaddr *)&a, sizeof a, &r->opts, fd);
@@ -474,10 +479,8 @@ static int64_t resolve_and_connect(struct connect_req *r, int *fd) {
 }
 
 static int64_t unix_connect(struct connect_req *r, int *fd) {
-  struct sockaddr_un a = {.sun_family = AF_UNIX};
-  if (strlen(r->path) >= sizeof a.sun_path)
-    return aloop_task_error(-ENAMETOOLONG, "unix socket path too long: %s", r->path);
-  strcpy(a.sun_path, r->path);
+  struct sockaddr_un a;
+  if (unix_address(r->path, &a) < 0) return -ENAMETOOLONG;
   int64_t err = connect_to(r->loop, (struct sockaddr *)&a, sizeof a, fd);
   if (err < 0 && err != -ECANCELED)
     err = aloop_task_error(err, "connect to unix:%s: %s", r->path, aloop_strerror((int)err));

@@ -385,13 +385,13 @@ aloop_future *aloop_stream_drain(aloop_stream *s) {
 }
 
 aloop_future *aloop_stream_close(aloop_stream *s) {
-  aloop_future *f = s->user_closed ? NULL : aloop_future_new(s->loop, "stream close");
-  if (!f) return NULL;
+  if (s->user_closed) return NULL;
   s->user_closed = true;
-  s->closed = aloop_future_ref(f);
+  aloop_future *f = aloop_future_new(s->loop, "stream close"); /* NULL: closed all the same */
+  if (f) s->closed = aloop_future_ref(f);
   if (s->t)
     aloop_transport_close(s->t);
-  else
+  else if (s->closed)
     finish_closed(s);
   unref(s); /* the owner's */
   return f;

@@ -175,6 +175,18 @@ START_TEST(test_shutdown_aborts_what_is_still_open_after_a_grace_period) {
 }
 END_TEST
 
+START_TEST(test_freeing_a_server_with_a_connection_open_aborts_it_and_wait_closed_completes) {
+  aloop_server *s = serve(&echo, "127.0.0.1");
+  int fd = connect_blocking(aloop_server_port(s));
+  run_until_made(1);
+  aloop_future *closed = aloop_server_wait_closed(s);
+  aloop_server_free(s); /* the memory goes once the connection is gone */
+  ck_assert_int_eq(run_within(closed, 60 * SEC), 0);
+  ck_assert_int_eq(lost, 1);
+  close(fd);
+}
+END_TEST
+
 /* ---- faults ---------------------------------------------------------------------------------------- */
 
 START_TEST(test_a_failing_connection_is_reported_with_its_peer_and_the_others_carry_on) {
@@ -355,6 +367,7 @@ TCase *conformance_server(void) {
   tcase_add_test(tc, test_wait_closed_waits_for_the_last_connection_after_close);
   tcase_add_test(tc, test_cancelling_serve_forever_closes_the_server);
   tcase_add_test(tc, test_shutdown_aborts_what_is_still_open_after_a_grace_period);
+  tcase_add_test(tc, test_freeing_a_server_with_a_connection_open_aborts_it_and_wait_closed_completes);
   tcase_add_test(tc, test_a_failing_connection_is_reported_with_its_peer_and_the_others_carry_on);
   tcase_add_test(tc, test_running_out_of_fds_pauses_accepting_and_loses_no_client);
   tcase_add_test(tc, test_a_connection_on_an_fd_the_driver_cannot_watch_is_refused_in_words);
