@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "common/cli.h"
@@ -125,19 +126,22 @@ static int64_t accept_sock_clients(void *arg) {
 
 struct options {
   const char *backend, *mode, *host;
-  int port;
+  int port, workers;
   double grace;
+  int ready_fd; /* a worker tells its parent it listens (and on which driver) here; -1: none */
 };
 
 static void usage(FILE *out) {
   fprintf(out,
           "usage: %s [--backend select|libev|io_uring|auto] [--mode sock|protocol|streams]\n"
-          "          [--host H] [--port P] [--grace SECONDS] [--list-backends]\n"
+          "          [--host H] [--port P] [--workers N] [--grace SECONDS] [--list-backends]\n"
           "  --backend   the loop's driver (default: $ALOOP_BACKEND, else auto)\n"
           "  --mode      sock: tasks on socket operations; protocol: transports and protocols;\n"
           "              streams: a task per connection on streams (default: protocol)\n"
           "  --host      the address to listen on (default 127.0.0.1)\n"
           "  --port      the port (default 8888; 0: any free port, printed at start)\n"
+          "  --workers   N processes, each with its own loop, sharing the port (SO_REUSEPORT)\n"
+          "              to use every core (default 1)\n"
           "  --grace     on SIGINT/SIGTERM, how long open connections may go on (default 5)\n",
           prog);
 }
@@ -158,6 +162,8 @@ static int parse(int argc, char **argv, struct options *o) {
       o->host = v;
     } else if (!strcmp(a, "--port") && v && (o->port = (int)strtol(v, &end, 10), !*end) &&
                o->port >= 0 && o->port < 65536) {
+    } else if (!strcmp(a, "--workers") && v && (o->workers = (int)strtol(v, &end, 10), !*end) &&
+               o->workers >= 1 && o->workers <= 256) {
     } else if (!strcmp(a, "--grace") && v && (o->grace = strtod(v, &end), !*end) && o->grace >= 0) {
     } else {
       fprintf(stderr, "%s: bad argument '%s'%s\n", prog, a, v ? "" : " (or its value is missing)");
@@ -225,24 +231,22 @@ static struct shutdown_counts stop_sock(aloop_future *acceptor, int64_t grace_ns
   return c;
 }
 
-int main(int argc, char **argv) {
-  struct options o = {.mode = "protocol", .host = "127.0.0.1", .port = 8888, .grace = 5};
-  int rc = parse(argc, argv, &o);
-  if (rc != CLI_CONTINUE) return rc;
-  if (!(loop = cli_new_loop(prog, o.backend))) return errno == ALOOP_EBACKEND ? CLI_EXIT_USAGE : 1;
-  signal(SIGPIPE, SIG_IGN);
-
+/* One loop serving until SIGINT/SIGTERM. A worker (ready_fd >= 0) reports to its parent instead
+ * of printing. */
+static int serve(const struct options *o) {
+  if (!(loop = cli_new_loop(prog, o->backend))) return errno == ALOOP_EBACKEND ? CLI_EXIT_USAGE : 1;
+  aloop_server_options sopts = {.size = sizeof sopts, .reuse_port = o->workers > 1};
   aloop_server *server = NULL;
   aloop_future *acceptor = NULL;
   int port;
-  if (!strcmp(o.mode, "sock")) {
-    if ((sock.fd = cli_listen(prog, o.host, o.port, &port)) < 0) return 1;
+  if (!strcmp(o->mode, "sock")) {
+    if ((sock.fd = cli_listen(prog, o->host, o->port, o->workers > 1, &port)) < 0) return 1;
     acceptor = aloop_task_spawn(loop, accept_sock_clients, NULL, NULL);
   } else {
-    aloop_future *f = !strcmp(o.mode, "streams")
-                          ? aloop_start_server(loop, echo_stream, NULL, o.host, o.port, NULL)
-                          : aloop_create_server(loop, &echo_protocol, NULL, NULL, o.host, o.port,
-                                                NULL);
+    aloop_future *f = !strcmp(o->mode, "streams")
+                          ? aloop_start_server(loop, echo_stream, NULL, o->host, o->port, &sopts)
+                          : aloop_create_server(loop, &echo_protocol, NULL, NULL, o->host, o->port,
+                                                &sopts);
     if (aloop_run_until_complete(loop, f) < 0) {
       fprintf(stderr, "%s: %s\n", prog, aloop_future_message(f));
       return 1;
@@ -255,15 +259,21 @@ int main(int argc, char **argv) {
   stop_requested = aloop_future_new(loop, "stop");
   aloop_add_signal_handler(loop, SIGINT, on_stop_signal, NULL);
   aloop_add_signal_handler(loop, SIGTERM, on_stop_signal, NULL);
-  printf("%s: %s driver, %s mode, listening on %s:%d\n", prog, aloop_backend_name(loop), o.mode,
-         o.host, port);
-  fflush(stdout);
+  if (o->ready_fd >= 0) {
+    dprintf(o->ready_fd, "%s\n", aloop_backend_name(loop));
+    close(o->ready_fd);
+  } else {
+    printf("%s: %s driver, %s mode, listening on %s:%d\n", prog, aloop_backend_name(loop), o->mode,
+           o->host, port);
+    fflush(stdout);
+  }
   aloop_run_until_complete(loop, stop_requested);
 
-  int64_t grace_ns = (int64_t)(o.grace * 1e9);
+  int64_t grace_ns = (int64_t)(o->grace * 1e9);
   struct shutdown_counts c = server ? stop_server(server, grace_ns) : stop_sock(acceptor, grace_ns);
-  printf("%s: stopped: %zu connection%s finished, %zu aborted after the %.3g s grace period\n",
-         prog, c.finished, c.finished == 1 ? "" : "s", c.aborted, o.grace);
+  if (o->ready_fd < 0)
+    printf("%s: stopped: %zu connection%s finished, %zu aborted after the %.3g s grace period\n",
+           prog, c.finished, c.finished == 1 ? "" : "s", c.aborted, o->grace);
   aloop_future_release(acceptor);
   aloop_future_release(stop_requested);
   aloop_remove_signal_handler(loop, SIGINT);
@@ -271,4 +281,69 @@ int main(int argc, char **argv) {
   aloop_run_once(loop, 0);
   aloop_free(loop);
   return 0;
+}
+
+/* --workers N: N processes, each its own loop and listening socket on the same port. The parent
+ * only starts them, relays SIGINT/SIGTERM, and says when they are all done. */
+static int run_workers(struct options *o) {
+  if (o->port == 0) { /* any free port: find one and let it go; the first worker binds it at once */
+    int probe = cli_listen(prog, o->host, 0, true, &o->port);
+    if (probe < 0) return 1;
+    close(probe);
+  }
+  sigset_t stop;
+  sigemptyset(&stop);
+  sigaddset(&stop, SIGINT);
+  sigaddset(&stop, SIGTERM);
+  sigaddset(&stop, SIGCHLD);
+  sigprocmask(SIG_BLOCK, &stop, NULL); /* from now on they wait for sigwaitinfo below */
+  pid_t pids[256];
+  char driver[32] = "?";
+  for (int i = 0; i < o->workers; i++) {
+    int p[2];
+    if (pipe(p) < 0 || (pids[i] = fork()) < 0) {
+      perror(prog);
+      return 1;
+    }
+    if (pids[i] == 0) {
+      sigprocmask(SIG_UNBLOCK, &stop, NULL);
+      close(p[0]);
+      o->ready_fd = p[1];
+      _exit(serve(o));
+    }
+    close(p[1]);
+    ssize_t n = read(p[0], driver, sizeof driver - 1);
+    close(p[0]);
+    if (n <= 0) {
+      fprintf(stderr, "%s: worker %d did not start\n", prog, i + 1);
+      for (int k = 0; k <= i; k++) kill(pids[k], SIGTERM);
+      return 1;
+    }
+    driver[n - 1] = 0;
+  }
+  printf("%s: %s driver, %s mode, %d workers, listening on %s:%d\n", prog, driver, o->mode,
+         o->workers, o->host, o->port);
+  fflush(stdout);
+  siginfo_t info;
+  while (sigwaitinfo(&stop, &info) < 0 && errno == EINTR) {
+  }
+  int failed = 0;
+  for (int i = 0; i < o->workers; i++) kill(pids[i], SIGTERM);
+  for (int i = 0; i < o->workers; i++) {
+    int status;
+    if (waitpid(pids[i], &status, 0) != pids[i] || !WIFEXITED(status) || WEXITSTATUS(status))
+      failed++;
+  }
+  printf("%s: stopped: %d worker%s, %d failed\n", prog, o->workers, o->workers == 1 ? "" : "s",
+         failed);
+  return failed ? 1 : 0;
+}
+
+int main(int argc, char **argv) {
+  struct options o = {.mode = "protocol", .host = "127.0.0.1", .port = 8888, .workers = 1,
+                      .grace = 5, .ready_fd = -1};
+  int rc = parse(argc, argv, &o);
+  if (rc != CLI_CONTINUE) return rc;
+  signal(SIGPIPE, SIG_IGN);
+  return o.workers > 1 ? run_workers(&o) : serve(&o);
 }

@@ -63,7 +63,7 @@ aloop_loop *cli_new_loop(const char *prog, const char *backend) {
   return loop;
 }
 
-int cli_listen(const char *prog, const char *host, int port, int *bound_port) {
+int cli_listen(const char *prog, const char *host, int port, bool reuse_port, int *bound_port) {
   char service[16];
   snprintf(service, sizeof service, "%d", port);
   struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE}, *ai;
@@ -76,6 +76,7 @@ int cli_listen(const char *prog, const char *host, int port, int *bound_port) {
   struct sockaddr_storage a;
   socklen_t len = sizeof a;
   if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) < 0 ||
+      (reuse_port && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) < 0) ||
       bind(fd, ai->ai_addr, ai->ai_addrlen) < 0 || listen(fd, 1024) < 0 ||
       getsockname(fd, (struct sockaddr *)&a, &len) < 0) {
     fprintf(stderr, "%s: listen on %s:%d: %s\n", prog, host ? host : "*", port, strerror(errno));

@@ -3,6 +3,7 @@
 #ifndef ALOOP_CLI_H
 #define ALOOP_CLI_H
 
+#include <stdbool.h>
 #include <stdio.h>
 
 #include "aloop.h"
@@ -20,8 +21,9 @@ void cli_list_backends(FILE *out);
 /* A loop on `backend` (NULL: $ALOOP_BACKEND, else auto), or NULL after printing why to stderr. */
 aloop_loop *cli_new_loop(const char *prog, const char *backend);
 
-/* A listening TCP socket (non-blocking, SO_REUSEADDR) on host:port, resolved and bound before
- * the loop runs; *bound_port says what port 0 became. -1 after printing why. */
-int cli_listen(const char *prog, const char *host, int port, int *bound_port);
+/* A listening TCP socket (non-blocking, SO_REUSEADDR, and SO_REUSEPORT if reuse_port) on
+ * host:port, resolved and bound before the loop runs; *bound_port says what port 0 became. -1
+ * after printing why. */
+int cli_listen(const char *prog, const char *host, int port, bool reuse_port, int *bound_port);
 
 #endif

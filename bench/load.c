@@ -1,0 +1,261 @@
+/* aloop-load: the benchmark's load client. It uses none of aloop (plain epoll), so every server is
+ * measured by the same yardstick. N connections each send a message, wait for the whole echo,
+ * check it byte for byte, and repeat; after a warm-up it counts for a fixed time and reports
+ * requests/s, MiB/s, latency percentiles, errors, and the server's CPU time per request (read from
+ * /proc: on 2 cores the client may saturate first, and the server's own cost stays meaningful). */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+#include <dirent.h>
+
+enum { MAX_PIDS = 64, MAX_EVENTS = 256 };
+
+struct conn {
+  int fd;
+  size_t sent, got;      /* of the current message */
+  uint64_t started;      /* when its first byte went out */
+  bool want_out;         /* EPOLLOUT registered */
+  bool dead;
+};
+
+struct options {
+  const char *host;
+  int port, connections;
+  size_t size;
+  double duration, warmup;
+  pid_t pids[MAX_PIDS];
+  int npids;
+  bool json;
+};
+
+static uint64_t now_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* CPU time of every thread of the server processes, in ns (schedstat's first field). */
+static uint64_t server_cpu_ns(const struct options *o) {
+  uint64_t total = 0;
+  for (int i = 0; i < o->npids; i++) {
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/task", (int)o->pids[i]);
+    DIR *d = opendir(path);
+    if (!d) continue;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+      if (e->d_name[0] == '.') continue;
+      char stat[320];
+      snprintf(stat, sizeof stat, "/proc/%d/task/%s/schedstat", (int)o->pids[i], e->d_name);
+      FILE *f = fopen(stat, "r");
+      unsigned long long ns = 0;
+      if (f && fscanf(f, "%llu", &ns) == 1) total += ns;
+      if (f) fclose(f);
+    }
+    closedir(d);
+  }
+  return total;
+}
+
+static void usage(FILE *out) {
+  fprintf(out, "usage: aloop-load --port P [--host H] [--connections N] [--size BYTES]\n"
+               "                  [--duration S] [--warmup S] [--pid PID]... [--json]\n"
+               "  N connections (default 10) each send a SIZE-byte message (default 1024), wait for\n"
+               "  the whole echo, check it, repeat; counts for DURATION s (default 5) after WARMUP s\n"
+               "  (default 1). --pid: the server's process(es), for its CPU time per request.\n");
+}
+
+static int parse(int argc, char **argv, struct options *o) {
+  static const struct option longs[] = {
+      {"host", 1, 0, 'h'},     {"port", 1, 0, 'p'},   {"connections", 1, 0, 'c'},
+      {"size", 1, 0, 's'},     {"duration", 1, 0, 'd'}, {"warmup", 1, 0, 'w'},
+      {"pid", 1, 0, 'P'},      {"json", 0, 0, 'j'},   {"help", 0, 0, 'H'},
+      {0, 0, 0, 0}};
+  *o = (struct options){.host = "127.0.0.1", .connections = 10, .size = 1024, .duration = 5,
+                        .warmup = 1};
+  int c;
+  char *end;
+  while ((c = getopt_long(argc, argv, "", longs, NULL)) != -1) {
+    switch (c) {
+    case 'h': o->host = optarg; break;
+    case 'p': o->port = (int)strtol(optarg, &end, 10); if (*end || o->port <= 0 || o->port > 65535) goto bad; break;
+    case 'c': o->connections = (int)strtol(optarg, &end, 10); if (*end || o->connections <= 0) goto bad; break;
+    case 's': o->size = strtoul(optarg, &end, 10); if (*end || !o->size || o->size > (64u << 20)) goto bad; break;
+    case 'd': o->duration = strtod(optarg, &end); if (*end || o->duration <= 0 || o->duration > 3600) goto bad; break;
+    case 'w': o->warmup = strtod(optarg, &end); if (*end || o->warmup < 0 || o->warmup > 600) goto bad; break;
+    case 'P': if (o->npids == MAX_PIDS) goto bad; o->pids[o->npids++] = (pid_t)strtol(optarg, &end, 10); if (*end) goto bad; break;
+    case 'j': o->json = true; break;
+    case 'H': usage(stdout); exit(0);
+    default: goto bad;
+    }
+  }
+  if (optind == argc && o->port) return 0;
+bad:
+  usage(stderr);
+  return 2;
+}
+
+static int connect_one(const struct sockaddr *addr, socklen_t len) {
+  int fd = socket(addr->sa_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0 || connect(fd, addr, len) < 0) {
+    if (fd >= 0) close(fd);
+    return -1;
+  }
+  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &(int){1}, sizeof(int));
+  fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+  return fd;
+}
+
+static int cmp_u64(const void *a, const void *b) {
+  uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+  return x < y ? -1 : x > y;
+}
+
+struct results {
+  uint64_t requests, errors, *lat;
+  size_t nlat, cap;
+};
+
+static void record(struct results *r, uint64_t ns) {
+  r->requests++;
+  if (r->nlat == r->cap) {
+    r->cap = r->cap ? r->cap * 2 : 1 << 16;
+    r->lat = realloc(r->lat, r->cap * sizeof *r->lat);
+    if (!r->lat) { perror("aloop-load"); exit(1); }
+  }
+  r->lat[r->nlat++] = ns;
+}
+
+static void interest(int ep, struct conn *c, bool out) {
+  if (c->want_out == out) return;
+  struct epoll_event ev = {.events = EPOLLIN | (out ? EPOLLOUT : 0), .data.ptr = c};
+  epoll_ctl(ep, EPOLL_CTL_MOD, c->fd, &ev);
+  c->want_out = out;
+}
+
+static void fail(int ep, struct conn *c, struct results *r, bool counting) {
+  epoll_ctl(ep, EPOLL_CTL_DEL, c->fd, NULL);
+  close(c->fd);
+  c->dead = true;
+  if (counting) r->errors++;
+}
+
+/* Push what the socket takes of the current message. */
+static bool pump_out(int ep, struct conn *c, const unsigned char *msg, size_t size) {
+  while (c->sent < size) {
+    ssize_t n = send(c->fd, msg + c->sent, size - c->sent, MSG_NOSIGNAL);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && errno == EAGAIN) break;
+    if (n <= 0) return false;
+    c->sent += (size_t)n;
+  }
+  interest(ep, c, c->sent < size);
+  return true;
+}
+
+int main(int argc, char **argv) {
+  struct options o;
+  if (parse(argc, argv, &o)) return 2;
+  char service[16];
+  snprintf(service, sizeof service, "%d", o.port);
+  struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *ai;
+  int gai = getaddrinfo(o.host, service, &hints, &ai);
+  if (gai) {
+    fprintf(stderr, "aloop-load: %s: %s\n", o.host, gai_strerror(gai));
+    return 1;
+  }
+  unsigned char *msg = malloc(o.size), *back = malloc(o.size);
+  for (size_t i = 0; i < o.size; i++) msg[i] = (unsigned char)(i * 131 + 7);
+  struct conn *conns = calloc((size_t)o.connections, sizeof *conns);
+  int ep = epoll_create1(EPOLL_CLOEXEC);
+  for (int i = 0; i < o.connections; i++) {
+    struct conn *c = &conns[i];
+    if ((c->fd = connect_one(ai->ai_addr, ai->ai_addrlen)) < 0) {
+      fprintf(stderr, "aloop-load: connect to %s:%d: %s\n", o.host, o.port, strerror(errno));
+      return 1;
+    }
+    struct epoll_event ev = {.events = EPOLLIN, .data.ptr = c};
+    epoll_ctl(ep, EPOLL_CTL_ADD, c->fd, &ev);
+  }
+  freeaddrinfo(ai);
+
+  struct results r = {0};
+  uint64_t t0 = now_ns(), start = t0 + (uint64_t)(o.warmup * 1e9);
+  uint64_t end = start + (uint64_t)(o.duration * 1e9), cpu0 = 0;
+  bool counting = false;
+  for (int i = 0; i < o.connections; i++) {
+    conns[i].started = now_ns();
+    if (!pump_out(ep, &conns[i], msg, o.size)) fail(ep, &conns[i], &r, false);
+  }
+  struct epoll_event events[MAX_EVENTS];
+  int alive = o.connections;
+  for (uint64_t t = now_ns(); t < end && alive > 0; t = now_ns()) {
+    if (!counting && t >= start) {
+      counting = true;
+      cpu0 = server_cpu_ns(&o);
+      r.requests = 0;
+      r.nlat = 0;
+    }
+    int n = epoll_wait(ep, events, MAX_EVENTS, 100);
+    for (int k = 0; k < n; k++) {
+      struct conn *c = events[k].data.ptr;
+      if (c->dead) continue;
+      if ((events[k].events & EPOLLOUT) && !pump_out(ep, c, msg, o.size)) {
+        fail(ep, c, &r, counting), alive--;
+        continue;
+      }
+      if (!(events[k].events & (EPOLLIN | EPOLLERR | EPOLLHUP))) continue;
+      for (;;) {
+        ssize_t got = recv(c->fd, back, o.size - c->got, 0);
+        if (got < 0 && errno == EINTR) continue;
+        if (got < 0 && errno == EAGAIN) break;
+        if (got <= 0 || c->got + (size_t)got > c->sent ||
+            memcmp(back, msg + c->got, (size_t)got) != 0) { /* reset, early end, wrong bytes */
+          fail(ep, c, &r, counting), alive--;
+          break;
+        }
+        c->got += (size_t)got;
+        if (c->got < o.size) continue;
+        uint64_t done = now_ns();
+        if (counting && done <= end) record(&r, done - c->started);
+        c->sent = c->got = 0;
+        c->started = done;
+        if (!pump_out(ep, c, msg, o.size)) {
+          fail(ep, c, &r, counting), alive--;
+          break;
+        }
+      }
+    }
+  }
+  double secs = (double)(now_ns() - (counting ? start : t0)) / 1e9;
+  uint64_t cpu = counting && o.npids ? server_cpu_ns(&o) - cpu0 : 0;
+  qsort(r.lat, r.nlat, sizeof *r.lat, cmp_u64);
+  double pct[4] = {0};
+  static const double at[4] = {0.50, 0.90, 0.99, 0.999};
+  for (int i = 0; i < 4 && r.nlat; i++) pct[i] = (double)r.lat[(size_t)(at[i] * (double)(r.nlat - 1))] / 1e3;
+  double rps = (double)r.requests / secs, mibs = rps * (double)o.size / (1 << 20);
+  double cpu_us = r.requests && o.npids ? (double)cpu / 1e3 / (double)r.requests : 0;
+  if (o.json)
+    printf("{\"requests_per_s\": %.1f, \"mib_per_s\": %.2f, \"p50_us\": %.1f, \"p90_us\": %.1f, "
+           "\"p99_us\": %.1f, \"p999_us\": %.1f, \"errors\": %llu, \"requests\": %llu, "
+           "\"server_cpu_us_per_req\": %.3f, \"seconds\": %.2f}\n",
+           rps, mibs, pct[0], pct[1], pct[2], pct[3], (unsigned long long)r.errors,
+           (unsigned long long)r.requests, cpu_us, secs);
+  else
+    printf("%.0f req/s, %.1f MiB/s, latency p50 %.1f us, p90 %.1f us, p99 %.1f us, p99.9 %.1f us, "
+           "%llu errors, server CPU %.2f us/request\n",
+           rps, mibs, pct[0], pct[1], pct[2], pct[3], (unsigned long long)r.errors, cpu_us);
+  return r.errors || alive < o.connections ? 1 : 0;
+}
