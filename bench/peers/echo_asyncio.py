@@ -1,0 +1,219 @@
+#!/usr/bin/python3
+# Reference peer for aloop's echo benchmark: a TCP echo server written the way an
+# asyncio user would write it, in one of asyncio's three styles, so aloop's own
+# sock_*, transport/protocol and streams layers can be compared with the library
+# they are modelled on, on the stock loop or on uvloop.
+#
+#   --mode sock      loop.sock_accept / sock_recv_into (one reused 64 KiB bytearray)
+#                    / sock_sendall, one task per connection (the docs' low-level idiom)
+#   --mode protocol  asyncio.Protocol whose data_received does transport.write(data),
+#                    served by loop.create_server (the docs' echo protocol)
+#   --mode streams   asyncio.start_server; the handler loops reader.read(65536),
+#                    writer.write(data), await writer.drain() until EOF, then closes
+#
+# The load client is ping-pong (it sends one message and waits for all of it to come
+# back), so at most one message per connection is ever buffered and the plain
+# transport.write idiom needs no extra flow control.
+#
+# Runs under Debian's /usr/bin/python3 so that the python3-uvloop package is found.
+# Prints "echo-asyncio: listening on HOST:PORT" (or echo-uvloop) once listening, stops
+# cleanly on SIGINT/SIGTERM ("...: stopped", status 0); status 3 if uvloop is missing.
+
+import argparse
+import asyncio
+import signal
+import socket
+import sys
+
+BACKLOG = 1024
+BUFSIZE = 65536
+
+
+def port_number(text):
+    try:
+        value = int(text, 10)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid port: {text!r}")
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"port out of range 0..65535: {value}")
+    return value
+
+
+def parse_args():
+    p = argparse.ArgumentParser(
+        description="asyncio echo server (reference peer for aloop's echo benchmark)")
+    p.add_argument("--mode", choices=("sock", "protocol", "streams"), default="protocol",
+                   help="asyncio style to serve with (default: protocol)")
+    p.add_argument("--loop", choices=("asyncio", "uvloop"), default="asyncio",
+                   help="event loop implementation (default: asyncio)")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
+    p.add_argument("--port", type=port_number, default=8888,
+                   help="port to listen on, 0 = ephemeral (default: 8888)")
+    return p.parse_args()
+
+
+def format_addr(sockname):
+    host, port = sockname[0], sockname[1]
+    if ":" in host:
+        host = f"[{host}]"
+    return f"{host}:{port}"
+
+
+# --- sock mode ---------------------------------------------------------------
+
+async def serve_sock(host, port):
+    loop = asyncio.get_running_loop()
+    family, _, _, _, addr = (await loop.getaddrinfo(
+        host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE))[0]
+    lsock = socket.create_server(addr, family=family, backlog=BACKLOG)
+    lsock.setblocking(False)
+    tasks = set()
+
+    async def handle(conn):
+        buf = bytearray(BUFSIZE)
+        view = memoryview(buf)
+        try:
+            while True:
+                n = await loop.sock_recv_into(conn, buf)
+                if not n:
+                    break
+                await loop.sock_sendall(conn, view[:n])
+        except OSError:
+            pass  # reset by the peer and the like: drop this connection only
+        finally:
+            view.release()
+            conn.close()
+
+    async def accept_loop():
+        while True:
+            try:
+                conn, _ = await loop.sock_accept(lsock)
+            except (ConnectionAbortedError, InterruptedError):
+                continue
+            except OSError as e:  # EMFILE and the like: back off, keep serving
+                print(f"accept: {e}", file=sys.stderr, flush=True)
+                await asyncio.sleep(0.1)
+                continue
+            conn.setblocking(False)
+            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            t = loop.create_task(handle(conn))
+            tasks.add(t)
+            t.add_done_callback(tasks.discard)
+
+    acceptor = loop.create_task(accept_loop())
+
+    async def close():
+        acceptor.cancel()
+        for t in list(tasks):
+            t.cancel()
+        await asyncio.gather(acceptor, *tasks, return_exceptions=True)
+        lsock.close()
+
+    return lsock.getsockname(), close
+
+
+# --- protocol mode -----------------------------------------------------------
+
+class EchoProtocol(asyncio.Protocol):
+    def __init__(self, transports):
+        self.transports = transports
+        self.transport = None
+
+    def connection_made(self, transport):
+        self.transport = transport
+        self.transports.add(transport)
+
+    def data_received(self, data):
+        self.transport.write(data)
+
+    def connection_lost(self, exc):
+        self.transports.discard(self.transport)
+
+
+async def serve_protocol(host, port):
+    loop = asyncio.get_running_loop()
+    transports = set()
+    server = await loop.create_server(lambda: EchoProtocol(transports), host, port,
+                                      backlog=BACKLOG)
+
+    async def close():
+        server.close()
+        for tr in list(transports):
+            tr.abort()
+        await server.wait_closed()
+
+    return server.sockets[0].getsockname(), close
+
+
+# --- streams mode ------------------------------------------------------------
+
+async def serve_streams(host, port):
+    loop = asyncio.get_running_loop()
+    handlers = {}
+
+    async def handle(reader, writer):
+        handlers[asyncio.current_task()] = writer
+        try:
+            while True:
+                data = await reader.read(BUFSIZE)
+                if not data:
+                    break
+                writer.write(data)
+                await writer.drain()
+            writer.close()
+            await writer.wait_closed()
+        except OSError:
+            writer.transport.abort()  # reset by the peer: drop this connection only
+        finally:
+            handlers.pop(asyncio.current_task(), None)
+
+    server = await asyncio.start_server(handle, host, port, backlog=BACKLOG)
+
+    async def close():
+        server.close()
+        tasks = list(handlers)
+        for t, writer in list(handlers.items()):
+            writer.transport.abort()
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await server.wait_closed()
+
+    return server.sockets[0].getsockname(), close
+
+
+SERVERS = {"sock": serve_sock, "protocol": serve_protocol, "streams": serve_streams}
+
+
+async def main(args, name):
+    loop = asyncio.get_running_loop()
+    stopping = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stopping.set)
+    try:
+        sockname, close = await SERVERS[args.mode](args.host, args.port)
+    except OSError as e:
+        print(f"{name}: cannot listen on {args.host}:{args.port}: {e}", file=sys.stderr, flush=True)
+        return 1
+    print(f"{name}: listening on {format_addr(sockname)}", flush=True)
+    await stopping.wait()
+    await close()
+    print(f"{name}: stopped", flush=True)
+    return 0
+
+
+def run():
+    args = parse_args()
+    name = f"echo-{args.loop}"
+    if args.loop == "uvloop":
+        try:
+            import uvloop
+        except ImportError as e:
+            print(f"{name}: uvloop is not available to {sys.executable} ({e}); "
+                  "install it with: apt-get install python3-uvloop", file=sys.stderr, flush=True)
+            return 3
+        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    return asyncio.run(main(args, name))
+
+
+if __name__ == "__main__":
+    sys.exit(run())
