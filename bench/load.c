@@ -257,5 +257,9 @@ int main(int argc, char **argv) {
     printf("%.0f req/s, %.1f MiB/s, latency p50 %.1f us, p90 %.1f us, p99 %.1f us, p99.9 %.1f us, "
            "%llu errors, server CPU %.2f us/request\n",
            rps, mibs, pct[0], pct[1], pct[2], pct[3], (unsigned long long)r.errors, cpu_us);
+  for (int i = 0; i < o.connections; i++)
+    if (!conns[i].dead) close(conns[i].fd);
+  close(ep);
+  free(conns), free(msg), free(back), free(r.lat);
   return r.errors || alive < o.connections ? 1 : 0;
 }
