@@ -214,8 +214,13 @@ aloop_future *aloop_stream_readexactly(aloop_stream *s, void *buf, size_t n) {
 
 aloop_future *aloop_stream_readuntil(aloop_stream *s, const void *sep, size_t seplen, void *buf,
                                      size_t cap) {
-  if (!seplen || seplen > ALOOP_STREAM_SEPARATOR_MAX || s->rd.kind != R_NONE)
-    return start_read(s, R_UNTIL, NULL, 0); /* answered at once with the right error */
+  if (s->rd.kind != R_NONE) return start_read(s, R_UNTIL, NULL, 0); /* answers -EBUSY */
+  if (!seplen || seplen > ALOOP_STREAM_SEPARATOR_MAX || !cap) {
+    aloop_future *f = aloop_future_new(s->loop, "stream read");
+    if (f) aloop_future_set_error(f, -EINVAL, "readuntil needs a separator of 1 to %d bytes and a buffer",
+                                  ALOOP_STREAM_SEPARATOR_MAX);
+    return f;
+  }
   memcpy(s->rd.sep, sep, seplen);
   s->rd.seplen = seplen;
   return start_read(s, R_UNTIL, buf, cap);

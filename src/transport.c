@@ -2,9 +2,9 @@
  * RECV_STREAM operation (io_uring: in the kernel; select/libev: the core reads on readiness into
  * the loop's buffer). The write side keeps at most one SENDMSG operation in flight, covering every
  * queued chunk (up to SEND_IOV), so a queue drains in one request however it was written. With
- * nothing queued, a readiness driver's transport tries sendmsg() at once and queues only the
- * rest; a completion driver's queues it all, and the send rides the next submission batch with
- * the wait (no syscall of its own, and still no extra loop iteration). connection_lost comes once, after
+ * nothing queued, a write tries sendmsg() at once and queues only the rest; on a completion
+ * driver a small one (below CHUNK_MIN) is queued instead, and its send rides the next submission
+ * batch with the wait (no syscall of its own, and still no extra loop iteration). connection_lost comes once, after
  * both operations have completed and the fd is closed, so no buffer is in use when the transport
  * is freed. */
 #include <errno.h>
@@ -273,7 +273,10 @@ int aloop_transport_writev(aloop_transport *t, const struct iovec *iov, int iovc
   size_t total = 0, sent = 0;
   for (int i = 0; i < iovcnt; i++) total += iov[i].iov_len;
   if (!total) return 0;
-  if (!t->wq && !t->sending && !t->native_send) { /* nothing queued: straight to the socket */
+  /* Nothing queued: straight to the socket, except small writes on a completion driver, which
+   * ride the next submission batch (a copy is cheaper than a syscall; for a large write the
+   * copy, and a fresh buffer's page faults, cost more). */
+  if (!t->wq && !t->sending && (!t->native_send || total >= CHUNK_MIN)) {
     struct msghdr msg = {.msg_iov = (struct iovec *)iov, .msg_iovlen = (size_t)iovcnt};
     ssize_t n;
     do n = sendmsg(t->fd, &msg, MSG_DONTWAIT | MSG_NOSIGNAL);

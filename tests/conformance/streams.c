@@ -154,6 +154,8 @@ START_TEST(test_readuntil_finds_a_separator_split_across_packets) {
   ck_assert_int_eq(run(aloop_stream_readline(s, buf, sizeof buf)), 3); /* the unterminated rest */
   ck_assert_str_eq(buf, "def");
   ck_assert_int_eq(run(aloop_stream_readline(s, buf, sizeof buf)), 0);
+  ck_assert_int_eq(run(aloop_stream_readuntil(s, "", 0, buf, sizeof buf)), -EINVAL);
+  ck_assert_int_eq(run(aloop_stream_readuntil(s, "x", 1, buf, 0)), -EINVAL);
   close(peer), close(lfd);
   close_stream(s);
 }
