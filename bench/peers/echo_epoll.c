@@ -26,8 +26,9 @@
 #include <unistd.h>
 
 #define NAME "echo-epoll"
+#include "peer.h"
 
-enum { BUF_SIZE = 64 * 1024, MAX_EVENTS = 512, BACKLOG = 4096 };
+enum { BUF_SIZE = 64 * 1024, MAX_EVENTS = 512 };
 
 struct conn {
   int fd;
@@ -36,81 +37,6 @@ struct conn {
 };
 
 static char listen_tag, signal_tag; /* epoll data.ptr for the two non-connection fds */
-
-static void usage(FILE *f, const char *prog) {
-  fprintf(f, "usage: %s [--host H] [--port P]  (defaults 127.0.0.1 and 8888; port 0 = ephemeral)\n",
-          prog);
-}
-
-static void parse_args(int argc, char **argv, const char **host, int *port) {
-  for (int i = 1; i < argc; i++) {
-    const char *arg = argv[i], *val = NULL;
-    if (!strcmp(arg, "--help") || !strcmp(arg, "-h")) {
-      usage(stdout, argv[0]);
-      exit(0);
-    }
-    if (!strncmp(arg, "--host=", 7) || !strncmp(arg, "--port=", 7)) {
-      val = arg + 7;
-    } else if ((!strcmp(arg, "--host") || !strcmp(arg, "--port")) && i + 1 < argc) {
-      val = argv[++i];
-    } else {
-      fprintf(stderr, "%s: bad argument: %s\n", NAME, arg);
-      usage(stderr, argv[0]);
-      exit(2);
-    }
-    if (arg[2] == 'h') {
-      *host = val;
-    } else {
-      char *end;
-      errno = 0;
-      long v = strtol(val, &end, 10);
-      if (errno || end == val || *end || v < 0 || v > 65535) {
-        fprintf(stderr, "%s: bad port: %s\n", NAME, val);
-        usage(stderr, argv[0]);
-        exit(2);
-      }
-      *port = (int)v;
-    }
-  }
-}
-
-/* A non-blocking listening socket on host:port; *bound gets the real port. Exits on failure. */
-static int listen_on(const char *host, int port, int *bound) {
-  struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
-                           .ai_flags = AI_PASSIVE | AI_NUMERICSERV}, *res, *ai;
-  char service[8];
-  snprintf(service, sizeof service, "%d", port);
-  int rc = getaddrinfo(host, service, &hints, &res);
-  if (rc) {
-    fprintf(stderr, "%s: %s: %s\n", NAME, host, gai_strerror(rc));
-    exit(1);
-  }
-  int fd = -1, err = 0;
-  for (ai = res; ai; ai = ai->ai_next) {
-    fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, ai->ai_protocol);
-    if (fd < 0) {
-      err = errno;
-      continue;
-    }
-    int one = 1;
-    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    if (bind(fd, ai->ai_addr, ai->ai_addrlen) == 0 && listen(fd, BACKLOG) == 0) break;
-    err = errno;
-    close(fd);
-    fd = -1;
-  }
-  freeaddrinfo(res);
-  if (fd < 0) {
-    fprintf(stderr, "%s: cannot listen on %s:%d: %s\n", NAME, host, port, strerror(err));
-    exit(1);
-  }
-  struct sockaddr_storage ss;
-  socklen_t sl = sizeof ss;
-  getsockname(fd, (struct sockaddr *)&ss, &sl);
-  *bound = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
-                                          : ((struct sockaddr_in *)&ss)->sin_port);
-  return fd;
-}
 
 static void drop(struct conn *c) {
   close(c->fd); /* also takes it out of the epoll set */
@@ -176,7 +102,7 @@ static int serve(struct conn *c, uint32_t events) {
 int main(int argc, char **argv) {
   const char *host = "127.0.0.1";
   int port = 8888;
-  parse_args(argc, argv, &host, &port);
+  peer_parse_args(argc, argv, &host, &port);
 
   struct rlimit rl;
   if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
@@ -196,7 +122,7 @@ int main(int argc, char **argv) {
     return 1;
   }
   int bound;
-  int lfd = listen_on(host, port, &bound);
+  int lfd = peer_listen(host, port, &bound);
   struct epoll_event ev = {.events = EPOLLIN, .data.ptr = &listen_tag};
   epoll_ctl(ep, EPOLL_CTL_ADD, lfd, &ev);
   ev.data.ptr = &signal_tag;

@@ -18,8 +18,9 @@
 #include <uv.h>
 
 #define NAME "echo-libuv"
+#include "peer.h"
 
-enum { BUF_SIZE = 64 * 1024, BACKLOG = 4096 };
+enum { BUF_SIZE = 64 * 1024 };
 
 struct conn {
   uv_tcp_t tcp; /* first: the handle's address is the connection's */
@@ -29,42 +30,6 @@ struct conn {
 
 static uv_loop_t *loop;
 
-static void usage(FILE *f, const char *prog) {
-  fprintf(f, "usage: %s [--host H] [--port P]  (defaults 127.0.0.1 and 8888; port 0 = ephemeral)\n",
-          prog);
-}
-
-static void parse_args(int argc, char **argv, const char **host, int *port) {
-  for (int i = 1; i < argc; i++) {
-    const char *arg = argv[i], *val = NULL;
-    if (!strcmp(arg, "--help") || !strcmp(arg, "-h")) {
-      usage(stdout, argv[0]);
-      exit(0);
-    }
-    if (!strncmp(arg, "--host=", 7) || !strncmp(arg, "--port=", 7)) {
-      val = arg + 7;
-    } else if ((!strcmp(arg, "--host") || !strcmp(arg, "--port")) && i + 1 < argc) {
-      val = argv[++i];
-    } else {
-      fprintf(stderr, "%s: bad argument: %s\n", NAME, arg);
-      usage(stderr, argv[0]);
-      exit(2);
-    }
-    if (arg[2] == 'h') {
-      *host = val;
-    } else {
-      char *end;
-      errno = 0;
-      long v = strtol(val, &end, 10);
-      if (errno || end == val || *end || v < 0 || v > 65535) {
-        fprintf(stderr, "%s: bad port: %s\n", NAME, val);
-        usage(stderr, argv[0]);
-        exit(2);
-      }
-      *port = (int)v;
-    }
-  }
-}
 
 static void on_close(uv_handle_t *h) { free(h); }
 
@@ -129,7 +94,7 @@ static void on_signal(uv_signal_t *h, int signum) {
 int main(int argc, char **argv) {
   const char *host = "127.0.0.1";
   int port = 8888;
-  parse_args(argc, argv, &host, &port);
+  peer_parse_args(argc, argv, &host, &port);
   signal(SIGPIPE, SIG_IGN);
   loop = uv_default_loop();
 
@@ -147,7 +112,7 @@ int main(int argc, char **argv) {
   for (ai = res; ai; ai = ai->ai_next) {
     uv_tcp_init(loop, &server);
     if ((rc = uv_tcp_bind(&server, ai->ai_addr, 0)) == 0 &&
-        (rc = uv_listen((uv_stream_t *)&server, BACKLOG, on_connection)) == 0)
+        (rc = uv_listen((uv_stream_t *)&server, PEER_BACKLOG, on_connection)) == 0)
       break;
     uv_close((uv_handle_t *)&server, NULL);
     uv_run(loop, UV_RUN_NOWAIT); /* let the close finish before the handle is reused */
