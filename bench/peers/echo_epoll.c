@@ -104,11 +104,7 @@ int main(int argc, char **argv) {
   int port = 8888;
   peer_parse_args(argc, argv, &host, &port);
 
-  struct rlimit rl;
-  if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
-    rl.rlim_cur = rl.rlim_max;
-    setrlimit(RLIMIT_NOFILE, &rl);
-  }
+  peer_raise_fd_limit();
   signal(SIGPIPE, SIG_IGN);
   sigset_t mask;
   sigemptyset(&mask);
