@@ -62,7 +62,7 @@ ALOOP_API aloop_future *aloop_stream_readexactly(aloop_stream *stream, void *buf
  * A line longer than the limit or than cap, whichever is smaller, is -ALOOP_ELIMIT, with a message
  * saying which; nothing is consumed, so the bytes can still be read with aloop_stream_read. If the
  * stream ends before a separator: -ALOOP_EINCOMPLETE (the bytes stay buffered). Separators are
- * 1 to ALOOP_STREAM_SEPARATOR_MAX bytes. */
+ * 1 to ALOOP_STREAM_SEPARATOR_MAX bytes and cap at least 1 (else -EINVAL). */
 #define ALOOP_STREAM_SEPARATOR_MAX 16
 ALOOP_API aloop_future *aloop_stream_readuntil(aloop_stream *stream, const void *separator,
                                                size_t separator_len, void *buf, size_t cap);
