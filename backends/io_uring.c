@@ -21,8 +21,8 @@
  *  f) The SQ can fill up between polls (10,000 fds added at once): submit what is queued and go on.
  *  g) CQ overflow: with IORING_FEAT_NODROP the kernel keeps overflowed CQEs; without it the ring
  *     is refused by the probe.
- *  h) Socket operations are native: accept, recv, send, sendmsg and connect are submitted as requests and
- *     complete in the kernel; user_data is the operation. Cancelling one is a request too, and the
+ *  h) Socket operations are native: accept, recv, send, sendmsg and connect are submitted as
+ *     requests and complete in the kernel; user_data is the operation. Cancelling one is a request too, and the
  *     operation's own completion (-ECANCELED or its result, if it won the race) still follows:
  *     only then may its buffer be reused.
  *  i) A listening socket that keeps being asked to accept gets one multishot accept (5.19+): each

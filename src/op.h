@@ -1,7 +1,7 @@
 /* Operations: the seam between the layers above (socket ops, transports, servers) and the drivers.
- * An operation is one accept, recv, send, sendmsg or connect on an fd. aloop__op_start() is the only place
- * that decides how it is carried out: a completion driver (io_uring) whose op_kinds include the
- * kind completes it in the kernel; otherwise the core tries the syscall at once and, if the socket
+ * An operation is one accept, recv, send, sendmsg or connect on an fd. aloop__op_start() is the
+ * only place that decides how it is carried out: a completion driver (io_uring) whose op_kinds
+ * include the kind completes it in the kernel; otherwise the core tries the syscall at once and, if the socket
  * is not ready, parks the operation on the fd and retries it on readiness (as asyncio's selector
  * loop does). The fd's interest follows its parked operations, through the core's change list, so
  * a connection that parks its next operation in the same iteration as the last one completed

@@ -4,9 +4,9 @@
  * queued chunk (up to SEND_IOV), so a queue drains in one request however it was written. With
  * nothing queued, a write tries sendmsg() at once and queues only the rest; on a completion
  * driver a small one (below CHUNK_MIN) is queued instead, and its send rides the next submission
- * batch with the wait (no syscall of its own, and still no extra loop iteration). connection_lost comes once, after
- * both operations have completed and the fd is closed, so no buffer is in use when the transport
- * is freed. */
+ * batch with the wait (no syscall of its own, and still no extra loop iteration).
+ * connection_lost comes once, after both operations have completed and the fd is closed, so no
+ * buffer is in use when the transport is freed. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
