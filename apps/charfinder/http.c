@@ -1,0 +1,669 @@
+/* The HTTP server: Fluent Python's http_charfinder.py (a page with a search form, a table of
+ * results and links for sample words) on aloop transports, with Debian's libhttp-parser doing the
+ * parsing. Beyond the original: everything user-supplied is HTML-escaped; the page shows the first
+ * CF_PAGE_ROWS rows and a script loads more from /api/search as the user scrolls; HTTP/1.1
+ * keep-alive and pipelining; a defined error for every bad request.
+ *
+ * cf_http (one connection's parser and responses) knows nothing of sockets: the transport glue at
+ * the end feeds it bytes and gives it a sink to write to, and so can the tests and fuzz targets.
+ *   a. Responses go out in request order because each is written whole from its request's
+ *      message_complete callback; pipelined requests in one read are answered in one go.
+ *   b. When the transport's buffer is above its high mark, parsing pauses (http_parser_pause) and
+ *      the unparsed bytes wait in `pending` with reading stopped, so a client that pipelines
+ *      thousands of requests and reads nothing cannot grow our memory.
+ *   c. Errors that leave the request stream unreadable (bad syntax, oversized head, timeout) are
+ *      answered with Connection: close and the connection closed; 404 and 405 keep it open. */
+#include <errno.h>
+#include <http_parser.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "servers.h"
+
+enum {
+  CF_PAGE_ROWS = 200,     /* rows in the page; the rest come through the API */
+  CF_API_MAX_ROWS = 1000, /* items in one API response at most */
+  URL_MAX = 8 * 1024,     /* 414 beyond */
+  HEAD_MAX = 16 * 1024,   /* request line and headers: 431 beyond */
+  BODY_MAX = 64 * 1024,   /* 413 beyond (a GET has no business sending one) */
+};
+
+struct cf_http {
+  http_parser parser;
+  const struct cf_config *cfg;
+  cf_http_sink sink;
+  char peer[ALOOP_SOCKADDR_STRLEN];
+  char url[URL_MAX];
+  size_t url_len, head_bytes, body_bytes;
+  int error_status; /* set by a callback that stopped the parser */
+  bool in_request, any_request, paused, closing;
+  cf_buf head, body;
+};
+
+/* ---- responses ----------------------------------------------------------------------------------- */
+
+static const struct {
+  int code;
+  const char *reason;
+} statuses[] = {{200, "OK"},
+                {400, "Bad Request"},
+                {404, "Not Found"},
+                {405, "Method Not Allowed"},
+                {408, "Request Timeout"},
+                {413, "Content Too Large"},
+                {414, "URI Too Long"},
+                {431, "Request Header Fields Too Large"},
+                {500, "Internal Server Error"}};
+
+static const char *reason_of(int code) {
+  for (size_t i = 0; i < sizeof statuses / sizeof *statuses; i++)
+    if (statuses[i].code == code) return statuses[i].reason;
+  return "Error";
+}
+
+/* The Date header's value, formatted once a second. */
+static const char *http_date(void) {
+  static time_t cached;
+  static char text[64];
+  time_t now = time(NULL);
+  if (now != cached) {
+    struct tm tm;
+    gmtime_r(&now, &tm);
+    strftime(text, sizeof text, "%a, %d %b %Y %H:%M:%S GMT", &tm);
+    cached = now;
+  }
+  return text;
+}
+
+/* Send h->body with a status line and headers; close afterwards if asked or if the client did. */
+static void send_response(cf_http *h, int code, const char *type, bool close, const char *extra) {
+  if (h->body.failed) {
+    code = 500, type = "text/plain; charset=UTF-8", close = true;
+    cf_buf_free(&h->body);
+    cf_buf_adds(&h->body, "500 Internal Server Error: out of memory\n");
+  }
+  close = close || !http_should_keep_alive(&h->parser);
+  h->head.len = 0;
+  cf_buf_printf(&h->head,
+                "HTTP/1.1 %d %s\r\nServer: aloop-charfinder\r\nDate: %s\r\n"
+                "Content-Type: %s\r\nContent-Length: %zu\r\n%s%s\r\n",
+                code, reason_of(code), http_date(), type, h->body.len, extra ? extra : "",
+                close ? "Connection: close\r\n" : "");
+  bool head_only = h->parser.method == HTTP_HEAD && !h->error_status;
+  h->sink.write(h->sink.ctx, h->head.data, h->head.len);
+  if (!head_only && h->body.len) h->sink.write(h->sink.ctx, h->body.data, h->body.len);
+  h->body.len = 0;
+  if (close) {
+    h->closing = true;
+    h->sink.close(h->sink.ctx);
+  }
+}
+
+static void send_error(cf_http *h, int code, const char *why, bool close, const char *extra) {
+  h->body.len = 0;
+  cf_buf_printf(&h->body, "%d %s: %s\n", code, reason_of(code), why);
+  if (h->cfg->log) {
+    fprintf(h->cfg->log, "http %s: %d %s\n", h->peer, code, why);
+    fflush(h->cfg->log);
+  }
+  send_response(h, code, "text/plain; charset=UTF-8", close, extra);
+}
+
+/* ---- escaping ------------------------------------------------------------------------------------ */
+
+static void add_html(cf_buf *out, const char *s, size_t n) {
+  size_t from = 0;
+  for (size_t i = 0; i < n; i++) {
+    const char *rep = s[i] == '&'    ? "&amp;"
+                      : s[i] == '<'  ? "&lt;"
+                      : s[i] == '>'  ? "&gt;"
+                      : s[i] == '"'  ? "&quot;"
+                      : s[i] == '\'' ? "&#39;"
+                                     : NULL;
+    if (!rep) continue;
+    cf_buf_add(out, s + from, i - from);
+    cf_buf_adds(out, rep);
+    from = i + 1;
+  }
+  cf_buf_add(out, s + from, n - from);
+}
+
+/* A JSON string's contents (valid UTF-8 in); U+2028/2029 escaped too, for scripts that eval. */
+static void add_json(cf_buf *out, const char *s, size_t n) {
+  size_t from = 0;
+  for (size_t i = 0; i < n; i++) {
+    unsigned char c = (unsigned char)s[i];
+    bool sep = c == 0xE2 && i + 2 < n && (unsigned char)s[i + 1] == 0x80 &&
+               ((unsigned char)s[i + 2] == 0xA8 || (unsigned char)s[i + 2] == 0xA9);
+    if (c >= 0x20 && c != '"' && c != '\\' && !sep) continue;
+    cf_buf_add(out, s + from, i - from);
+    if (c == '"' || c == '\\')
+      cf_buf_printf(out, "\\%c", c);
+    else if (sep)
+      cf_buf_printf(out, "\\u%04x", (unsigned char)s[i + 2] == 0xA8 ? 0x2028 : 0x2029), i += 2;
+    else
+      cf_buf_printf(out, "\\u%04x", c);
+    from = i + 1;
+  }
+  cf_buf_add(out, s + from, n - from);
+}
+
+/* ---- the query string ---------------------------------------------------------------------------- */
+
+static int hex_digit(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+/* application/x-www-form-urlencoded decoding of s[0..n) into out; false for a bad %-escape. */
+static bool form_decode(const char *s, size_t n, cf_buf *out) {
+  for (size_t i = 0; i < n; i++) {
+    char c = s[i];
+    if (c == '+') {
+      c = ' ';
+    } else if (c == '%') {
+      int hi = i + 2 < n ? hex_digit(s[i + 1]) : -1, lo = hi >= 0 ? hex_digit(s[i + 2]) : -1;
+      if (lo < 0) return false;
+      c = (char)(hi << 4 | lo);
+      i += 2;
+    }
+    cf_buf_add(out, &c, 1);
+  }
+  return true;
+}
+
+struct params {
+  cf_buf query;
+  bool has_query;
+  long start, stop; /* -1: not given */
+};
+
+/* Decode the parameters we know (the first of each), ignoring others. NULL, or what is wrong. */
+static const char *parse_params(const char *qs, size_t n, struct params *p) {
+  p->start = p->stop = -1;
+  bool seen_start = false, seen_stop = false;
+  for (size_t i = 0; i < n;) {
+    size_t end = i;
+    while (end < n && qs[end] != '&') end++;
+    const char *eq = memchr(qs + i, '=', end - i);
+    size_t klen = eq ? (size_t)(eq - (qs + i)) : end - i;
+    const char *val = eq ? eq + 1 : qs + end;
+    size_t vlen = (size_t)(qs + end - val);
+    cf_buf key = {0}, value = {0};
+    bool ok = form_decode(qs + i, klen, &key) && form_decode(val, vlen, &value);
+    const char *err = NULL;
+    if (!ok)
+      err = "bad %-escape in the query string";
+    else if (key.failed || value.failed)
+      err = "out of memory";
+    else if (value.len && !cf_utf8_valid(value.data, value.len))
+      err = "a parameter is not valid UTF-8";
+    else if (key.len == 5 && !memcmp(key.data, "query", 5) && !p->has_query) {
+      p->has_query = true;
+      cf_buf_add(&p->query, value.data, value.len);
+    } else if ((key.len == 5 && !memcmp(key.data, "start", 5) && !seen_start) ||
+               (key.len == 4 && !memcmp(key.data, "stop", 4) && !seen_stop)) {
+      char *e = NULL;
+      long v = value.len && value.len < 12 && value.data[0] >= '0' && value.data[0] <= '9'
+                   ? strtol(value.data, &e, 10)
+                   : -1;
+      if (v < 0 || *e)
+        err = key.len == 5 ? "start must be a whole number" : "stop must be a whole number";
+      else if (key.len == 5)
+        p->start = v, seen_start = true;
+      else
+        p->stop = v, seen_stop = true;
+    }
+    cf_buf_free(&key);
+    cf_buf_free(&value);
+    if (err) return err;
+    i = end + 1;
+  }
+  return NULL;
+}
+
+/* ---- pages --------------------------------------------------------------------------------------- */
+
+static const char *const sample_words[] = {
+    "bismillah", "Braille", "black",   "cat",    "chess", "circled", "digit",    "dot",
+    "Ethiopic",  "face",    "hexagram", "Malayalam", "mark", "operator", "Roman", "symbol"};
+
+static const char page_head[] =
+    "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
+    "<title>Charfinder</title>\n"
+    "<style>body{font-family:sans-serif}th{font-size:150%;font-weight:normal;padding:0 1em}"
+    "td{font-family:monospace}</style>\n</head>\n<body>\n<form action=\"/\">\n"
+    "<input type=\"search\" name=\"query\" value=\"";
+
+static const char script[] =
+    "// Loads more rows of the result table from /api/search as the user scrolls to its end.\n"
+    "(function () {\n"
+    "  const table = document.getElementById('results');\n"
+    "  const more = document.getElementById('more');\n"
+    "  if (!table || !more) return;\n"
+    "  const query = table.dataset.query, count = Number(table.dataset.count), page = 200;\n"
+    "  let shown = Number(table.dataset.shown), loading = false;\n"
+    "  async function load() {\n"
+    "    if (loading || shown >= count) return;\n"
+    "    loading = true;\n"
+    "    try {\n"
+    "      const res = await fetch('/api/search?query=' + encodeURIComponent(query) +\n"
+    "                              '&start=' + shown + '&stop=' + (shown + page));\n"
+    "      if (!res.ok) throw new Error('HTTP ' + res.status);\n"
+    "      const data = await res.json();\n"
+    "      for (const item of data.items) {\n"
+    "        const row = table.insertRow();\n"
+    "        row.insertCell().textContent = item.code;\n"
+    "        const th = document.createElement('th');\n"
+    "        th.textContent = item.char;\n"
+    "        row.appendChild(th);\n"
+    "        row.insertCell().textContent = item.name;\n"
+    "      }\n"
+    "      shown = data.items.length ? shown + data.items.length : count;\n"
+    "      more.textContent = shown < count ? shown + ' of ' + count + ' shown; scroll for more.'\n"
+    "                                       : 'All ' + count + ' shown.';\n"
+    "    } catch (e) {\n"
+    "      more.textContent = 'Could not load more rows: ' + e.message;\n"
+    "      return;\n"
+    "    } finally {\n"
+    "      loading = false;\n"
+    "    }\n"
+    "    if (more.getBoundingClientRect().top < window.innerHeight) load();\n"
+    "  }\n"
+    "  new IntersectionObserver((entries) => {\n"
+    "    if (entries.some((e) => e.isIntersecting)) load();\n"
+    "  }).observe(more);\n"
+    "})();\n";
+
+static void add_row(const cf_index *ix, uint32_t id, cf_buf *out) {
+  char name[CF_NAME_MAX], ch[4];
+  uint32_t cp = cf_codepoint(ix, id);
+  size_t nlen = cf_name(ix, id, name), clen = cf_utf8_put(cp, ch);
+  cf_buf_printf(out, "<tr><td>U+%04X</td><th>", (unsigned)cp);
+  add_html(out, ch, clen);
+  cf_buf_adds(out, "</th><td>");
+  cf_buf_add(out, name, nlen); /* names are A-Z, 0-9, space and hyphen */
+  cf_buf_adds(out, "</td></tr>\n");
+}
+
+static void page(cf_http *h, const char *q, size_t qlen) {
+  const cf_index *ix = h->cfg->index;
+  cf_buf *b = &h->body;
+  cf_result r = {0};
+  if (qlen && cf_find(ix, q, qlen, &r) < 0) b->failed = true;
+  cf_buf_adds(b, page_head);
+  add_html(b, q, qlen);
+  cf_buf_adds(b, "\" autofocus>\n<input type=\"submit\" value=\"find\">\nExamples: ");
+  for (size_t i = 0; i < sizeof sample_words / sizeof *sample_words; i++)
+    cf_buf_printf(b, "%s<a href=\"/?query=%s\" title=\"find &quot;%s&quot;\">%s</a>",
+                  i ? ", " : "", sample_words[i], sample_words[i], sample_words[i]);
+  cf_buf_adds(b, "\n</form>\n<p id=\"status\">");
+  if (qlen) {
+    cf_buf status = {0};
+    cf_status(ix, q, qlen, r.count, &status);
+    add_html(b, status.data, status.len);
+    b->failed |= status.failed;
+    cf_buf_free(&status);
+  } else {
+    cf_buf_adds(b, "Enter words describing characters.");
+  }
+  size_t shown = r.count < CF_PAGE_ROWS ? r.count : CF_PAGE_ROWS;
+  cf_buf_adds(b, "</p>\n<hr>\n<table id=\"results\" data-query=\"");
+  add_html(b, q, qlen);
+  cf_buf_printf(b, "\" data-count=\"%zu\" data-shown=\"%zu\">\n", r.count, shown);
+  for (size_t i = 0; i < shown; i++) add_row(ix, r.ids[i], b);
+  cf_buf_adds(b, "</table>\n");
+  if (shown < r.count)
+    cf_buf_printf(b, "<p id=\"more\">%zu of %zu shown; scroll for more.</p>\n", shown, r.count);
+  cf_buf_adds(b, "<script src=\"/charfinder.js\"></script>\n</body>\n</html>\n");
+  if (h->cfg->log) {
+    cf_buf rq = {0};
+    cf_repr(ix, q, qlen, &rq);
+    fprintf(h->cfg->log, "http %s: page %s, %zu result%s\n", h->peer, rq.data ? rq.data : "''",
+            r.count, r.count == 1 ? "" : "s");
+    fflush(h->cfg->log);
+    cf_buf_free(&rq);
+  }
+  cf_result_free(&r);
+  send_response(h, 200, "text/html; charset=UTF-8", false, NULL);
+}
+
+static void api_search(cf_http *h, const char *q, size_t qlen, long start, long stop) {
+  const cf_index *ix = h->cfg->index;
+  cf_buf *b = &h->body;
+  cf_result r = {0};
+  if (qlen && cf_find(ix, q, qlen, &r) < 0) b->failed = true;
+  if (start < 0) start = 0;
+  if (stop < 0) stop = start + CF_PAGE_ROWS;
+  if (stop > start + CF_API_MAX_ROWS) stop = start + CF_API_MAX_ROWS;
+  size_t from = (size_t)start < r.count ? (size_t)start : r.count;
+  size_t to = (size_t)stop < r.count ? (size_t)stop : r.count;
+  if (to < from) to = from;
+  cf_buf_adds(b, "{\"query\":\"");
+  add_json(b, q, qlen);
+  cf_buf_printf(b, "\",\"count\":%zu,\"start\":%zu,\"stop\":%zu,\"items\":[", r.count, from, to);
+  for (size_t i = from; i < to; i++) {
+    char name[CF_NAME_MAX], ch[4];
+    uint32_t cp = cf_codepoint(ix, r.ids[i]);
+    size_t nlen = cf_name(ix, r.ids[i], name), clen = cf_utf8_put(cp, ch);
+    cf_buf_printf(b, "%s{\"code\":\"U+%04X\",\"char\":\"", i > from ? "," : "", (unsigned)cp);
+    add_json(b, ch, clen);
+    cf_buf_adds(b, "\",\"name\":\"");
+    cf_buf_add(b, name, nlen);
+    cf_buf_adds(b, "\"}");
+  }
+  cf_buf_adds(b, "]}\n");
+  if (h->cfg->log) {
+    cf_buf rq = {0};
+    cf_repr(ix, q, qlen, &rq);
+    fprintf(h->cfg->log, "http %s: api %s [%zu:%zu], %zu result%s\n", h->peer,
+            rq.data ? rq.data : "''", from, to, r.count, r.count == 1 ? "" : "s");
+    fflush(h->cfg->log);
+    cf_buf_free(&rq);
+  }
+  cf_result_free(&r);
+  send_response(h, 200, "application/json", false, NULL);
+}
+
+static bool path_is(const char *path, size_t n, const char *want) {
+  return n == strlen(want) && !memcmp(path, want, n);
+}
+
+/* A whole request has arrived: answer it. */
+static void respond(cf_http *h) {
+  if (h->parser.method != HTTP_GET && h->parser.method != HTTP_HEAD) {
+    send_error(h, 405, "only GET and HEAD are served here", false, "Allow: GET, HEAD\r\n");
+    return;
+  }
+  struct http_parser_url u;
+  http_parser_url_init(&u);
+  if (http_parser_parse_url(h->url, h->url_len, 0, &u) != 0 || !(u.field_set & (1 << UF_PATH))) {
+    send_error(h, 400, "the request target is not a URL path", true, NULL);
+    return;
+  }
+  const char *path = h->url + u.field_data[UF_PATH].off;
+  size_t plen = u.field_data[UF_PATH].len;
+  bool is_page = path_is(path, plen, "/"), is_api = path_is(path, plen, "/api/search");
+  if (path_is(path, plen, "/charfinder.js")) {
+    cf_buf_add(&h->body, script, sizeof script - 1);
+    send_response(h, 200, "text/javascript; charset=UTF-8", false,
+                  "Cache-Control: max-age=3600\r\n");
+    return;
+  }
+  if (!is_page && !is_api) {
+    send_error(h, 404, "no such page; try / or /api/search?query=WORDS", false, NULL);
+    return;
+  }
+  struct params p = {0};
+  const char *bad = u.field_set & (1 << UF_QUERY)
+                        ? parse_params(h->url + u.field_data[UF_QUERY].off,
+                                       u.field_data[UF_QUERY].len, &p)
+                        : NULL;
+  if (bad) {
+    send_error(h, 400, bad, false, NULL);
+  } else {
+    const char *q = p.query.data ? p.query.data : "";
+    size_t qlen = p.query.len;
+    cf_strip(&q, &qlen);
+    if (is_page)
+      page(h, q, qlen);
+    else
+      api_search(h, q, qlen, p.start, p.stop);
+  }
+  cf_buf_free(&p.query);
+}
+
+/* ---- the parser's callbacks ---------------------------------------------------------------------- */
+
+static int on_message_begin(http_parser *p) {
+  cf_http *h = p->data;
+  h->url_len = h->head_bytes = h->body_bytes = 0;
+  h->in_request = h->any_request = true;
+  return 0;
+}
+
+static int on_url(http_parser *p, const char *at, size_t n) {
+  cf_http *h = p->data;
+  if (n > URL_MAX - h->url_len) {
+    h->error_status = 414;
+    return -1;
+  }
+  memcpy(h->url + h->url_len, at, n);
+  h->url_len += n;
+  return 0;
+}
+
+static int on_head_bytes(http_parser *p, const char *at, size_t n) {
+  cf_http *h = p->data;
+  (void)at;
+  if ((h->head_bytes += n) > HEAD_MAX) {
+    h->error_status = 431;
+    return -1;
+  }
+  return 0;
+}
+
+static int on_body(http_parser *p, const char *at, size_t n) {
+  cf_http *h = p->data;
+  (void)at;
+  if ((h->body_bytes += n) > BODY_MAX) {
+    h->error_status = 413;
+    return -1;
+  }
+  return 0;
+}
+
+static int on_message_complete(http_parser *p) {
+  cf_http *h = p->data;
+  h->in_request = false;
+  respond(h);
+  if (h->closing) return -1; /* stop here: nothing after this request will be answered */
+  if (h->paused) http_parser_pause(p, 1);
+  return 0;
+}
+
+static const http_parser_settings settings = {
+    .on_message_begin = on_message_begin,
+    .on_url = on_url,
+    .on_header_field = on_head_bytes,
+    .on_header_value = on_head_bytes,
+    .on_body = on_body,
+    .on_message_complete = on_message_complete,
+};
+
+/* ---- one connection ------------------------------------------------------------------------------ */
+
+cf_http *cf_http_new(const struct cf_config *cfg, cf_http_sink sink, const char *peer) {
+  cf_http *h = calloc(1, sizeof *h);
+  if (!h) return NULL;
+  http_parser_init(&h->parser, HTTP_REQUEST);
+  h->parser.data = h;
+  h->cfg = cfg;
+  h->sink = sink;
+  snprintf(h->peer, sizeof h->peer, "%s", peer ? peer : "?");
+  return h;
+}
+
+static void parse_error(cf_http *h) {
+  enum http_errno e = HTTP_PARSER_ERRNO(&h->parser);
+  int code = h->error_status ? h->error_status : e == HPE_HEADER_OVERFLOW ? 431 : 400;
+  const char *why = code == 414   ? "the URL is longer than 8 KiB"
+                    : code == 431 ? "the request line and headers are longer than 16 KiB"
+                    : code == 413 ? "a request body of more than 64 KiB"
+                                  : http_errno_description(e);
+  h->error_status = code;
+  send_error(h, code, why, true, NULL);
+}
+
+size_t cf_http_feed(cf_http *h, const char *data, size_t n) {
+  if (h->closing) return n; /* what follows a closing response is not read */
+  if (h->paused || !n) return 0;
+  if (HTTP_PARSER_ERRNO(&h->parser) == HPE_PAUSED) http_parser_pause(&h->parser, 0);
+  size_t done = http_parser_execute(&h->parser, &settings, data, n);
+  enum http_errno e = HTTP_PARSER_ERRNO(&h->parser);
+  if (h->closing) return n;
+  if (e == HPE_PAUSED) return done;
+  if (e != HPE_OK) {
+    parse_error(h);
+    return n;
+  }
+  return done;
+}
+
+void cf_http_eof(cf_http *h) {
+  if (h->closing) return;
+  h->closing = true;
+  h->sink.close(h->sink.ctx); /* a request cut short gets no answer: nobody would read it */
+}
+
+void cf_http_timeout(cf_http *h) {
+  if (h->closing) return;
+  if (h->in_request || !h->any_request) {
+    h->error_status = 408;
+    send_error(h, 408, "no complete request in time", true, NULL);
+  } else { /* idle between requests: close quietly, as a client expects a keep-alive to end */
+    h->closing = true;
+    h->sink.close(h->sink.ctx);
+  }
+}
+
+void cf_http_pause(cf_http *h, bool paused) { h->paused = paused; }
+
+void cf_http_free(cf_http *h) {
+  if (!h) return;
+  cf_buf_free(&h->head);
+  cf_buf_free(&h->body);
+  free(h);
+}
+
+/* ---- on an aloop transport ----------------------------------------------------------------------- */
+
+struct conn {
+  aloop_transport *t;
+  cf_http *http;
+  aloop_loop *loop;
+  const struct cf_config *cfg;
+  aloop_handle timer;
+  int64_t last_activity;
+  cf_buf pending; /* bytes received while parsing was paused (rule b) */
+  bool eof;
+};
+
+static void sink_write(void *ctx, const void *data, size_t n) {
+  struct conn *c = ctx;
+  aloop_transport_write(c->t, data, n);
+}
+
+static void sink_close(void *ctx) {
+  struct conn *c = ctx;
+  aloop_transport_close(c->t);
+}
+
+static void on_idle_timer(aloop_loop *loop, void *arg) {
+  struct conn *c = arg;
+  int64_t due = c->last_activity + c->cfg->idle_timeout, now = aloop_time(loop);
+  c->timer = (aloop_handle){0};
+  if (now < due) { /* there was activity since: wait for the rest */
+    aloop_call_at(loop, due, on_idle_timer, c, &c->timer);
+    return;
+  }
+  cf_http_timeout(c->http);
+}
+
+static void connection_made(aloop_transport *t, void *ctx) {
+  struct conn *c = ctx;
+  c->t = t;
+  c->loop = aloop_transport_loop(t);
+  aloop_sockaddr addr;
+  char peer[ALOOP_SOCKADDR_STRLEN] = "?";
+  if (aloop_transport_peername(t, &addr) == 0) aloop_sockaddr_str(&addr, peer, sizeof peer);
+  c->http = cf_http_new(c->cfg, (cf_http_sink){sink_write, sink_close, c}, peer);
+  if (!c->http) {
+    aloop_transport_fail(t, -ENOMEM, "no memory for an HTTP connection");
+    return;
+  }
+  c->last_activity = aloop_time(c->loop);
+  aloop_call_later(c->loop, c->cfg->idle_timeout, on_idle_timer, c, &c->timer);
+}
+
+/* Parse what waits in pending; once it is all parsed, read again (and close after an EOF). */
+static void drain_pending(struct conn *c) {
+  size_t used = cf_http_feed(c->http, c->pending.data, c->pending.len);
+  memmove(c->pending.data, c->pending.data + used, c->pending.len - used);
+  c->pending.len -= used;
+  if (c->pending.len) return;
+  if (c->eof)
+    cf_http_eof(c->http);
+  else
+    aloop_transport_resume_reading(c->t);
+}
+
+static void data_received(aloop_transport *t, const void *data, size_t n, void *ctx) {
+  struct conn *c = ctx;
+  c->last_activity = aloop_time(c->loop);
+  if (!c->http) return;
+  size_t used = c->pending.len ? 0 : cf_http_feed(c->http, data, n);
+  if (used < n) { /* parsing paused: keep the rest, read no more until it is parsed */
+    cf_buf_add(&c->pending, (const char *)data + used, n - used);
+    aloop_transport_pause_reading(t);
+    if (c->pending.failed) aloop_transport_fail(t, -ENOMEM, "no memory for pipelined requests");
+  }
+}
+
+static bool eof_received(aloop_transport *t, void *ctx) {
+  struct conn *c = ctx;
+  (void)t;
+  if (c->pending.len) { /* answer what was sent before the end first */
+    c->eof = true;
+    return true;
+  }
+  if (c->http) cf_http_eof(c->http);
+  return true; /* the close above flushes our answers first */
+}
+
+static void pause_writing(aloop_transport *t, void *ctx) {
+  struct conn *c = ctx;
+  (void)t;
+  if (c->http) cf_http_pause(c->http, true);
+}
+
+static void resume_writing(aloop_transport *t, void *ctx) {
+  struct conn *c = ctx;
+  (void)t;
+  if (!c->http) return;
+  cf_http_pause(c->http, false);
+  if (c->pending.len) drain_pending(c);
+}
+
+static void connection_lost(aloop_transport *t, int err, void *ctx) {
+  struct conn *c = ctx;
+  (void)t, (void)err;
+  if (c->timer.h) aloop_cancel(c->loop, c->timer);
+  cf_http_free(c->http);
+  cf_buf_free(&c->pending);
+  free(c);
+}
+
+static const aloop_protocol http_protocol = {
+    .connection_made = connection_made,
+    .data_received = data_received,
+    .eof_received = eof_received,
+    .connection_lost = connection_lost,
+    .pause_writing = pause_writing,
+    .resume_writing = resume_writing,
+};
+
+static void *new_conn(void *arg) {
+  struct conn *c = calloc(1, sizeof *c);
+  if (c) c->cfg = arg;
+  return c;
+}
+
+aloop_future *cf_http_serve(aloop_loop *loop, const struct cf_config *cfg, const char *host,
+                            int port) {
+  aloop_server_options opts = {.size = sizeof opts};
+  return aloop_create_server(loop, &http_protocol, new_conn, (void *)cfg, host, port, &opts);
+}

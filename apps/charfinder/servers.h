@@ -1,0 +1,60 @@
+/* charfinder's two servers on an aloop loop, and the pure functions that answer their requests
+ * (which the tests and fuzz targets call directly, without sockets). */
+#ifndef ALOOP_CHARFINDER_SERVERS_H
+#define ALOOP_CHARFINDER_SERVERS_H
+
+#include "aloop.h"
+#include "charfinder.h"
+
+struct cf_config {
+  const cf_index *index;
+  FILE *log;             /* one line per query; NULL: quiet */
+  int64_t idle_timeout;  /* HTTP: ns a connection may stay silent mid-request or between requests */
+};
+
+/* ---- TCP: the line protocol ----------------------------------------------------------------------- */
+
+#define CF_PROMPT "?> "
+enum { CF_LINE_LIMIT = 64 * 1024 };
+
+enum cf_line_action {
+  CF_LINE_PROMPT, /* an empty query: nothing but the next prompt */
+  CF_LINE_ANSWER, /* out holds the result lines and the status, each ending in CRLF */
+  CF_LINE_CLOSE,  /* a control character (or undecodable bytes): end the session */
+};
+/* Answer one line as received (newline included). *count: the matches; query (may be NULL) gets
+ * repr() of the query for the log. */
+enum cf_line_action cf_line_answer(const cf_index *ix, const char *line, size_t n, cf_buf *out,
+                                   size_t *count, cf_buf *query);
+
+/* Start the TCP server (aloop streams): the future's data is the aloop_server. */
+aloop_future *cf_tcp_serve(aloop_loop *loop, const struct cf_config *cfg, const char *host,
+                           int port);
+
+/* ---- HTTP ------------------------------------------------------------------------------------------ */
+
+typedef struct cf_http cf_http;
+/* Where an HTTP connection's bytes go: write them, or close after what was written. */
+typedef struct cf_http_sink {
+  void (*write)(void *ctx, const void *data, size_t n);
+  void (*close)(void *ctx);
+  void *ctx;
+} cf_http_sink;
+
+/* One HTTP connection's state, independent of any socket. */
+cf_http *cf_http_new(const struct cf_config *cfg, cf_http_sink sink, const char *peer);
+/* Parse bytes from the peer, writing each response to the sink in order. Returns how many bytes
+ * were consumed: less than n when parsing paused (cf_http_pause) or the connection is closing. */
+size_t cf_http_feed(cf_http *h, const char *data, size_t n);
+/* The peer sent its last byte. */
+void cf_http_eof(cf_http *h);
+/* The idle timeout passed: 408 when a request is under way (or none came yet), then close. */
+void cf_http_timeout(cf_http *h);
+/* Hold back parsing (the sink's writes are backed up) / let it go on. */
+void cf_http_pause(cf_http *h, bool paused);
+void cf_http_free(cf_http *h);
+
+aloop_future *cf_http_serve(aloop_loop *loop, const struct cf_config *cfg, const char *host,
+                            int port);
+
+#endif

@@ -1,0 +1,88 @@
+/* The TCP server: Fluent Python's tcp_charfinder.py on aloop streams, one task per client, with its
+ * one bug fixed (the original prompts forever once the client has gone: end of stream ends the
+ * session here). */
+#include <errno.h>
+#include <string.h>
+
+#include "servers.h"
+
+enum cf_line_action cf_line_answer(const cf_index *ix, const char *line, size_t n, cf_buf *out,
+                                   size_t *count, cf_buf *query) {
+  *count = 0;
+  /* Undecodable bytes are a NUL query, as the original's `except UnicodeDecodeError` makes them. */
+  const char *q = cf_utf8_valid(line, n) ? line : "\0";
+  size_t qlen = q == line ? n : 1;
+  cf_strip(&q, &qlen);
+  if (query) cf_repr(ix, q, qlen, query);
+  if (qlen == 0) return CF_LINE_PROMPT;
+  if ((unsigned char)q[0] < 0x20) return CF_LINE_CLOSE;
+  cf_result r;
+  if (cf_find(ix, q, qlen, &r) < 0) {
+    cf_buf_adds(out, "out of memory\r\n");
+    return CF_LINE_ANSWER;
+  }
+  for (size_t i = 0; i < r.count; i++) {
+    cf_describe(ix, r.ids[i], out);
+    cf_buf_add(out, "\r\n", 2);
+  }
+  *count = r.count;
+  cf_result_free(&r);
+  cf_status(ix, q, qlen, *count, out);
+  cf_buf_add(out, "\r\n", 2);
+  return CF_LINE_ANSWER;
+}
+
+static void log_query(const struct cf_config *cfg, const char *peer, const cf_buf *query,
+                      size_t count) {
+  if (!cfg->log) return;
+  fprintf(cfg->log, "tcp %s: %s, %zu result%s\n", peer, query->data ? query->data : "''", count,
+          count == 1 ? "" : "s");
+  fflush(cfg->log);
+}
+
+static void peer_of(aloop_stream *s, char *out, size_t n) {
+  aloop_sockaddr addr;
+  if (aloop_transport_peername(aloop_stream_transport(s), &addr) < 0 ||
+      !aloop_sockaddr_str(&addr, out, n))
+    snprintf(out, n, "?");
+}
+
+static int64_t serve_client(aloop_stream *s, void *arg) {
+  const struct cf_config *cfg = arg;
+  char peer[ALOOP_SOCKADDR_STRLEN];
+  peer_of(s, peer, sizeof peer);
+  char line[CF_LINE_LIMIT + 1]; /* the limit, plus room for readline's NUL */
+  cf_buf out = {0}, query = {0};
+  int64_t n = 0;
+  for (;;) {
+    aloop_stream_write(s, CF_PROMPT, sizeof CF_PROMPT - 1);
+    if ((n = aloop_await(aloop_stream_drain(s))) < 0) break;
+    if ((n = aloop_await(aloop_stream_readline(s, line, sizeof line))) <= 0) {
+      if (n == -ALOOP_ELIMIT) {
+        static const char msg[] = "line too long: the limit is 65536 bytes; closing\r\n";
+        aloop_stream_write(s, msg, sizeof msg - 1);
+        if (cfg->log) fprintf(cfg->log, "tcp %s: line over %d bytes, closed\n", peer, CF_LINE_LIMIT);
+        n = 0;
+      }
+      break; /* 0: end of stream, the session is over */
+    }
+    size_t count;
+    out.len = query.len = 0;
+    enum cf_line_action act = cf_line_answer(cfg->index, line, (size_t)n, &out, &count, &query);
+    if (act != CF_LINE_PROMPT) log_query(cfg, peer, &query, count);
+    if (act == CF_LINE_CLOSE) break;
+    if (act == CF_LINE_ANSWER) aloop_stream_write(s, out.data, out.len);
+  }
+  cf_buf_free(&out);
+  cf_buf_free(&query);
+  aloop_future *closed = aloop_stream_close(s);
+  aloop_future_release(closed);
+  /* A client that vanished is routine, not a server error. */
+  return n == -ECONNRESET || n == -EPIPE || n == -ECANCELED ? 0 : n;
+}
+
+aloop_future *cf_tcp_serve(aloop_loop *loop, const struct cf_config *cfg, const char *host,
+                           int port) {
+  aloop_server_options opts = {.size = sizeof opts, .limit = CF_LINE_LIMIT};
+  return aloop_start_server(loop, serve_client, (void *)cfg, host, port, &opts);
+}
