@@ -219,6 +219,7 @@ static char *trim(char *s) {
 static int parse_unicode_data(struct builder *b, char *text, char *err, size_t errlen) {
   char range[CF_NAME_MAX] = "";
   uint32_t range_first = 0, range_flags = 0;
+  long prev = -1;
   unsigned lineno = 0;
   for (char *line = text, *next; line && *line; line = next) {
     lineno++;
@@ -235,6 +236,11 @@ static int parse_unicode_data(struct builder *b, char *text, char *err, size_t e
       snprintf(err, errlen, "line %u: bad code point or category", lineno);
       return -EINVAL;
     }
+    if ((long)cp <= prev) {
+      snprintf(err, errlen, "line %u: code point %04lX out of order", lineno, cp);
+      return -EINVAL;
+    }
+    prev = (long)cp;
     const char *name = f[1];
     uint32_t flags = class_flags((uint32_t)cp, f[2], *f[6] || *f[7] || *f[8]);
     size_t nlen = strlen(name);

@@ -60,6 +60,9 @@ typedef struct cf_result {
  * No words, or a word that no name has: count 0. 0, or -ENOMEM. */
 int cf_find(const cf_index *ix, const char *query, size_t len, cf_result *out);
 void cf_result_free(cf_result *r);
+/* Python's islice(result, start, stop) as the index range [*from, *to): start < 0 means 0, stop < 0
+ * the end; both clamped to the result. */
+void cf_slice(const cf_result *r, long start, long stop, size_t *from, size_t *to);
 
 uint32_t cf_codepoint(const cf_index *ix, uint32_t id);
 /* The character's name as unicodedata.name gives it (NUL-terminated; at most CF_NAME_MAX bytes). */

@@ -339,9 +339,8 @@ static void api_search(cf_http *h, const char *q, size_t qlen, long start, long 
   if (start < 0) start = 0;
   if (stop < 0) stop = start + CF_PAGE_ROWS;
   if (stop > start + CF_API_MAX_ROWS) stop = start + CF_API_MAX_ROWS;
-  size_t from = (size_t)start < r.count ? (size_t)start : r.count;
-  size_t to = (size_t)stop < r.count ? (size_t)stop : r.count;
-  if (to < from) to = from;
+  size_t from, to;
+  cf_slice(&r, start, stop, &from, &to);
   cf_buf_adds(b, "{\"query\":\"");
   add_json(b, q, qlen);
   cf_buf_printf(b, "\",\"count\":%zu,\"start\":%zu,\"stop\":%zu,\"items\":[", r.count, from, to);

@@ -327,6 +327,12 @@ nomem:
   return -ENOMEM;
 }
 
+void cf_slice(const cf_result *r, long start, long stop, size_t *from, size_t *to) {
+  *from = start < 0 ? 0 : (size_t)start < r->count ? (size_t)start : r->count;
+  *to = stop < 0 ? r->count : (size_t)stop < r->count ? (size_t)stop : r->count;
+  if (*to < *from) *to = *from;
+}
+
 void cf_result_free(cf_result *r) {
   free(r->owned);
   *r = (cf_result){0};

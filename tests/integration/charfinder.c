@@ -1,0 +1,416 @@
+/* aloop-charfinder as a user runs it, on each compiled driver: the TCP line protocol rule by rule
+ * (prompt, answers, empty lines, invalid UTF-8, control characters, end of stream, an over-long
+ * line, many clients at once), HTTP over real sockets (keep-alive, pipelining, the idle timeout,
+ * serving on after errors), the log, the command line and SIGTERM. Clients are plain blocking
+ * sockets with receive timeouts: nothing of aloop on this side. */
+#include "../run_suite.h"
+#include <arpa/inet.h>
+#include <check.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "aloop.h"
+
+#define PROG "apps/aloop-charfinder"
+
+static char dir[] = "/tmp/aloop-cf-int-XXXXXX";
+static char index_path[256];
+
+struct server {
+  pid_t pid;
+  char log[300];
+  int tcp, http;
+};
+
+/* What the server has printed so far. */
+static void read_log(const struct server *s, char *buf, size_t cap) {
+  FILE *f = fopen(s->log, "r");
+  size_t n = f ? fread(buf, 1, cap - 1, f) : 0;
+  buf[n] = 0;
+  if (f) fclose(f);
+}
+
+/* Wait (up to 30 s) for the log to contain text. */
+static bool log_has(const struct server *s, const char *text) {
+  static char buf[1 << 20];
+  for (int i = 0; i < 3000; i++) {
+    read_log(s, buf, sizeof buf);
+    if (strstr(buf, text)) return true;
+    usleep(10000);
+  }
+  return false;
+}
+
+static int port_after(const char *log, const char *label) {
+  const char *p = strstr(log, label);
+  if (!p) return 0;
+  const char *eol = strchr(p, '\n');
+  const char *colon = p;
+  for (const char *q = p; q < eol; q++)
+    if (*q == ':') colon = q;
+  return atoi(colon + 1);
+}
+
+static struct server start(const char *backend) {
+  struct server s = {0};
+  snprintf(s.log, sizeof s.log, "%s/%s-%ld.log", dir, backend, (long)getpid()); /* a test's own */
+  unlink(s.log);
+  s.pid = fork();
+  ck_assert_int_ge(s.pid, 0);
+  if (s.pid == 0) {
+    int fd = open(s.log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    dup2(fd, 1);
+    dup2(fd, 2);
+    execl(PROG, PROG, "--backend", backend, "--tcp", "127.0.0.1:0", "--http", "127.0.0.1:0",
+          "--index", index_path, "--timeout", "1", "--grace", "1", (char *)NULL);
+    _exit(127);
+  }
+  ck_assert_msg(log_has(&s, "HTTP on"), "%s: the server did not start", backend);
+  char buf[4096];
+  read_log(&s, buf, sizeof buf);
+  ck_assert_msg(strstr(buf, backend), "%s: log: %s", backend, buf);
+  s.tcp = port_after(buf, "TCP on");
+  s.http = port_after(buf, "HTTP on");
+  ck_assert_int_gt(s.tcp, 0);
+  ck_assert_int_gt(s.http, 0);
+  return s;
+}
+
+static void stop(struct server *s) {
+  kill(s->pid, SIGTERM);
+  int status;
+  ck_assert_int_eq(waitpid(s->pid, &status, 0), s->pid);
+  ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "exit status %d", status);
+  ck_assert(log_has(s, "aloop-charfinder: stopped"));
+}
+
+static int connect_to(int port) {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+                          .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+  struct timeval tv = {30, 0}; /* a hung server fails the test instead of hanging it */
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  ck_assert_int_eq(connect(fd, (struct sockaddr *)&a, sizeof a), 0);
+  return fd;
+}
+
+static void send_all(int fd, const void *data, size_t n) {
+  for (const char *p = data; n;) {
+    ssize_t w = write(fd, p, n);
+    if (w <= 0) return; /* the server may have closed: the reads will tell */
+    p += w;
+    n -= (size_t)w;
+  }
+}
+
+static void send_str(int fd, const char *s) { send_all(fd, s, strlen(s)); }
+
+/* Read until the bytes received end with `end` (or contain it, if anywhere), the peer closes, or
+ * the buffer is full. Returns the length; buf is NUL-terminated. */
+static size_t read_until(int fd, const char *end, char *buf, size_t cap, bool anywhere) {
+  size_t len = 0, elen = end ? strlen(end) : 0;
+  buf[0] = 0;
+  while (len + 1 < cap) {
+    ssize_t n = read(fd, buf + len, cap - 1 - len);
+    if (n <= 0) break;
+    len += (size_t)n;
+    buf[len] = 0;
+    if (end && (anywhere ? strstr(buf, end) != NULL
+                         : len >= elen && !memcmp(buf + len - elen, end, elen)))
+      break;
+  }
+  return len;
+}
+
+/* The peer closed the connection (read gives 0 or a reset) after anything still in flight. */
+static bool closed_by_peer(int fd, char *buf, size_t cap) {
+  read_until(fd, NULL, buf, cap, false);
+  char c;
+  return read(fd, &c, 1) <= 0;
+}
+
+/* ---- TCP ------------------------------------------------------------------------------------------ */
+
+static void tcp_rules(const struct server *s, const char *backend) {
+  static char buf[1 << 17];
+  int fd = connect_to(s->tcp);
+  read_until(fd, "?> ", buf, sizeof buf, false);
+  ck_assert_str_eq(buf, "?> ");
+  send_str(fd, "chess black king\r\n");
+  read_until(fd, "\r\n?> ", buf, sizeof buf, false);
+  ck_assert_str_eq(buf, "U+265A \t\u265a\tBLACK CHESS KING\r\n"
+                        "U+1FA0F\t\U0001FA0F\tBLACK CHESS KING ROTATED NINETY DEGREES\r\n"
+                        "U+1FA24\t\U0001FA24\tBLACK CHESS TURNED KING\r\n"
+                        "U+1FA39\t\U0001FA39\tBLACK CHESS KING ROTATED TWO HUNDRED SEVENTY DEGREES\r\n"
+                        "4 matches for 'chess black king'\r\n?> ");
+  send_str(fd, "\r\n"); /* empty: just the prompt */
+  read_until(fd, "?> ", buf, sizeof buf, false);
+  ck_assert_str_eq(buf, "?> ");
+  send_str(fd, " \t \n"); /* whitespace only: the same */
+  read_until(fd, "?> ", buf, sizeof buf, false);
+  ck_assert_str_eq(buf, "?> ");
+  send_str(fd, "zzzq\n");
+  read_until(fd, "?> ", buf, sizeof buf, false);
+  ck_assert_str_eq(buf, "No match for 'zzzq'\r\n?> ");
+  send_str(fd, "it's\n");
+  read_until(fd, "?> ", buf, sizeof buf, false);
+  ck_assert_str_eq(buf, "No match for \"it's\"\r\n?> ");
+  /* Two lines in one packet: two answers in order. */
+  send_str(fd, "digit nine full stop\ndigit eight full stop\n");
+  read_until(fd, "'digit eight full stop'\r\n?> ", buf, sizeof buf, false);
+  ck_assert_str_eq(buf, "U+2490 \t\u2490\tDIGIT NINE FULL STOP\r\n1 match for 'digit nine full stop'\r\n?> "
+                        "U+248F \t\u248f\tDIGIT EIGHT FULL STOP\r\n1 match for 'digit eight full stop'\r\n?> ");
+  /* End of stream ends the session: the server closes instead of prompting forever. */
+  shutdown(fd, SHUT_WR);
+  ck_assert_msg(closed_by_peer(fd, buf, sizeof buf), "%s: not closed after EOF", backend);
+  ck_assert_str_eq(buf, "");
+  close(fd);
+  ck_assert(log_has(s, ": 'chess black king', 4 results"));
+  ck_assert(log_has(s, ": 'zzzq', 0 results"));
+}
+
+/* A line that ends the session: what comes back before the close. */
+static void tcp_ends_with(const struct server *s, const char *line, size_t n, const char *want) {
+  static char buf[4096];
+  int fd = connect_to(s->tcp);
+  read_until(fd, "?> ", buf, sizeof buf, false);
+  send_all(fd, line, n);
+  ck_assert_msg(closed_by_peer(fd, buf, sizeof buf), "not closed after %.20s", line);
+  ck_assert_str_eq(buf, want);
+  close(fd);
+}
+
+static void tcp_endings(const struct server *s) {
+  tcp_ends_with(s, "\x03\r\n", 3, "");               /* Ctrl-C typed in nc */
+  tcp_ends_with(s, "\xff\xf4\xff\xfd\x06\r\n", 7, ""); /* Ctrl-C from telnet: undecodable */
+  tcp_ends_with(s, "cat \xc3\x28\n", 7, "");        /* invalid UTF-8 anywhere */
+  tcp_ends_with(s, "  \x01 cat\n", 8, "");          /* control first, after stripping */
+  /* Over the 64 KiB line limit: one line saying so, then the close. */
+  size_t n = 70000;
+  char *big = malloc(n);
+  memset(big, 'a', n);
+  big[n - 1] = '\n';
+  tcp_ends_with(s, big, n, "line too long: the limit is 65536 bytes; closing\r\n");
+  /* Exactly at the limit (65,535 bytes and the newline) is an ordinary query. */
+  static char buf[4096];
+  int fd = connect_to(s->tcp);
+  read_until(fd, "?> ", buf, sizeof buf, false);
+  send_all(fd, big, 65535);
+  send_str(fd, "\n");
+  read_until(fd, "?> ", buf, sizeof buf, false);
+  ck_assert_msg(!strncmp(buf, "No match for 'aaaa", 18), "got %.60s", buf);
+  close(fd);
+  free(big);
+  ck_assert(log_has(s, "line over 65536 bytes, closed"));
+}
+
+struct client {
+  int port, ok;
+};
+
+static void *tcp_client(void *arg) {
+  struct client *c = arg;
+  static const char *const queries[] = {"cat face\n", "chess black\n", "hangul gag\n"};
+  static const char *const status[] = {"10 matches for 'cat face'\r\n?> ",
+                                       "33 matches for 'chess black'\r\n?> ",
+                                       "1 match for 'hangul gag'\r\n?> "};
+  char buf[16384];
+  int fd = connect_to(c->port);
+  read_until(fd, "?> ", buf, sizeof buf, false);
+  c->ok = !strcmp(buf, "?> ");
+  for (int round = 0; round < 3; round++)
+    for (int q = 0; q < 3; q++) {
+      send_str(fd, queries[q]);
+      size_t n = read_until(fd, status[q], buf, sizeof buf, false);
+      c->ok &= n >= strlen(status[q]) && !strcmp(buf + n - strlen(status[q]), status[q]);
+    }
+  close(fd);
+  return NULL;
+}
+
+static void tcp_many_clients(const struct server *s, const char *backend) {
+  enum { N = 64 };
+  struct client c[N];
+  pthread_t t[N];
+  for (int i = 0; i < N; i++) {
+    c[i] = (struct client){s->tcp, 0};
+    ck_assert_int_eq(pthread_create(&t[i], NULL, tcp_client, &c[i]), 0);
+  }
+  for (int i = 0; i < N; i++) pthread_join(t[i], NULL);
+  for (int i = 0; i < N; i++) ck_assert_msg(c[i].ok, "%s: client %d got a wrong answer", backend, i);
+}
+
+/* ---- HTTP ----------------------------------------------------------------------------------------- */
+
+static void http_over_sockets(const struct server *s, const char *backend) {
+  static char buf[1 << 17];
+  int fd = connect_to(s->http);
+  /* Pipelined on one kept-alive connection: both answers, in order. */
+  send_str(fd, "GET /api/search?query=digit+one&stop=1 HTTP/1.1\r\nHost: t\r\n\r\n"
+               "GET /api/search?query=digit+two&stop=1 HTTP/1.1\r\nHost: t\r\n\r\n");
+  size_t got = 0;
+  while (!strstr(buf, "DIGIT TWO\"}]}\n") && got + 1 < sizeof buf) {
+    size_t n = read_until(fd, "]}\n", buf + got, sizeof buf - got, false);
+    if (!n) break;
+    got += n;
+  }
+  const char *one = strstr(buf, "DIGIT ONE"), *two = strstr(buf, "DIGIT TWO");
+  ck_assert_msg(one && two && one < two, "%s: %s", backend, buf);
+  /* The same connection goes on serving, the page this time. */
+  send_str(fd, "GET /?query=cat+face HTTP/1.1\r\nHost: t\r\n\r\n");
+  read_until(fd, "</html>\n", buf, sizeof buf, false);
+  ck_assert(strstr(buf, "HTTP/1.1 200 OK\r\n") == buf);
+  ck_assert(strstr(buf, "10 matches for &#39;cat face&#39;"));
+  /* Idle past the timeout (1 s here) between requests: closed quietly. */
+  ck_assert(closed_by_peer(fd, buf, sizeof buf));
+  ck_assert_str_eq(buf, "");
+  close(fd);
+
+  /* Half a request, then silence: 408 and the close. */
+  fd = connect_to(s->http);
+  send_str(fd, "GET /?query=cat HTTP/1.1\r\nHo");
+  ck_assert(closed_by_peer(fd, buf, sizeof buf));
+  ck_assert_msg(!strncmp(buf, "HTTP/1.1 408 Request Timeout\r\n", 30), "%s: %s", backend, buf);
+  close(fd);
+
+  /* Garbage: 400 and the close; the next client is served as ever. */
+  fd = connect_to(s->http);
+  send_str(fd, "\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03 hello\r\n\r\n");
+  ck_assert(closed_by_peer(fd, buf, sizeof buf));
+  ck_assert_msg(!strncmp(buf, "HTTP/1.1 400 Bad Request\r\n", 26), "%s: %s", backend, buf);
+  close(fd);
+  fd = connect_to(s->http);
+  send_str(fd, "GET /nope HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+  ck_assert(closed_by_peer(fd, buf, sizeof buf));
+  ck_assert_msg(!strncmp(buf, "HTTP/1.1 404 Not Found\r\n", 24), "%s: %s", backend, buf);
+  close(fd);
+
+  /* A client that pipelines many requests for big pages and reads nothing for a while: served in
+   * full once it reads, every answer present. */
+  fd = connect_to(s->http);
+  enum { REQUESTS = 300 };
+  for (int i = 0; i < REQUESTS; i++) send_str(fd, "GET /?query=cjk HTTP/1.1\r\nHost: t\r\n\r\n");
+  send_str(fd, "GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+  usleep(200000);
+  size_t total = 0;
+  int answers = 0;
+  ssize_t n;
+  char *all = malloc(64 << 20);
+  while ((n = read(fd, all + total, (64 << 20) - total)) > 0) total += (size_t)n;
+  all[total] = 0;
+  for (const char *p = all; (p = strstr(p, "HTTP/1.1 200 OK")); p++) answers++;
+  ck_assert_int_eq(answers, REQUESTS + 1);
+  free(all);
+  close(fd);
+}
+
+/* ---- every driver --------------------------------------------------------------------------------- */
+
+static void on_every_driver(void (*fn)(const struct server *s, const char *backend)) {
+  aloop_backend_info info[8];
+  size_t n = aloop_list_backends(info, 8);
+  for (size_t i = 0; i < n && i < 8; i++) {
+    if (!info[i].available) {
+      ck_assert_msg(!getenv("ALOOP_REQUIRE_ALL_DRIVERS"), "%s unavailable: %s", info[i].name,
+                    info[i].reason);
+      fprintf(stderr, "%s unavailable here, not run: %s\n", info[i].name, info[i].reason);
+      continue;
+    }
+    struct server s = start(info[i].name);
+    fn(&s, info[i].name);
+    stop(&s);
+  }
+}
+
+static void tcp_all(const struct server *s, const char *backend) {
+  tcp_rules(s, backend);
+  tcp_endings(s);
+  tcp_many_clients(s, backend);
+}
+
+START_TEST(test_the_tcp_line_protocol_on_every_driver) { on_every_driver(tcp_all); }
+END_TEST
+
+START_TEST(test_http_over_sockets_on_every_driver) { on_every_driver(http_over_sockets); }
+END_TEST
+
+/* Run the program with up to three arguments (quoted); its stdout and stderr into out. */
+static int run(const char *a1, const char *a2, const char *a3, char *out, size_t cap) {
+  char cmd[1024];
+  int n = snprintf(cmd, sizeof cmd, "ALOOP_CHARFINDER_INDEX='%s' %s '%s'", index_path, PROG, a1);
+  if (a2) n += snprintf(cmd + n, sizeof cmd - (size_t)n, " '%s'", a2);
+  if (a3) n += snprintf(cmd + n, sizeof cmd - (size_t)n, " '%s'", a3);
+  snprintf(cmd + n, sizeof cmd - (size_t)n, " 2>&1");
+  FILE *p = popen(cmd, "r");
+  size_t got = fread(out, 1, cap - 1, p);
+  out[got] = 0;
+  int status = pclose(p);
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+START_TEST(test_the_command_line) {
+  static char out[1 << 16];
+  /* The first run builds the index and says so on stderr; the answer follows on stdout. */
+  ck_assert_int_eq(run("query", "zzzq", NULL, out, sizeof out), 0);
+  ck_assert_msg(strstr(out, "building the index") && strstr(out, "(it does not exist)"), "%s", out);
+  ck_assert_int_eq(run("query", "chess", "black king", out, sizeof out), 0);
+  ck_assert_str_eq(out, "U+265A \t\u265a\tBLACK CHESS KING\n"
+                        "U+1FA0F\t\U0001FA0F\tBLACK CHESS KING ROTATED NINETY DEGREES\n"
+                        "U+1FA24\t\U0001FA24\tBLACK CHESS TURNED KING\n"
+                        "U+1FA39\t\U0001FA39\tBLACK CHESS KING ROTATED TWO HUNDRED SEVENTY DEGREES\n"
+                        "(4 matches for 'chess black king')\n");
+  ck_assert_int_eq(run("query", "zzzq", NULL, out, sizeof out), 0);
+  ck_assert_str_eq(out, "(No match for 'zzzq')\n");
+  ck_assert_int_eq(run("--help", NULL, NULL, out, sizeof out), 0);
+  ck_assert(strstr(out, "--tcp") && strstr(out, "--http") && strstr(out, "--backend"));
+  ck_assert_int_eq(run("--list-backends", NULL, NULL, out, sizeof out), 0);
+  ck_assert(strstr(out, "select"));
+  ck_assert_int_eq(run("--backend", "nope", NULL, out, sizeof out), 2);
+  ck_assert_int_eq(run("--tcp", "localhost:99999", NULL, out, sizeof out), 2);
+  ck_assert_int_eq(run("--timeout", "0", NULL, out, sizeof out), 2);
+  ck_assert_int_eq(run("--bogus", NULL, NULL, out, sizeof out), 2);
+  /* A port in use: said in words, exit 1. */
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+  socklen_t len = sizeof a;
+  ck_assert_int_eq(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
+  ck_assert_int_eq(listen(fd, 1), 0);
+  getsockname(fd, (struct sockaddr *)&a, &len);
+  char taken[32];
+  snprintf(taken, sizeof taken, "127.0.0.1:%d", ntohs(a.sin_port));
+  ck_assert_int_eq(run("--http", taken, NULL, out, sizeof out), 1);
+  ck_assert_msg(strstr(out, "HTTP server on 127.0.0.1:") && strstr(out, "in use"), "%s", out);
+  close(fd);
+}
+END_TEST
+
+int main(void) {
+  if (!mkdtemp(dir)) {
+    perror("mkdtemp");
+    return EXIT_FAILURE;
+  }
+  snprintf(index_path, sizeof index_path, "%s/charfinder.index", dir);
+  Suite *suite = suite_create("integration");
+  TCase *tc = tcase_create("charfinder");
+  tcase_set_timeout(tc, 600);
+  tcase_add_test(tc, test_the_command_line); /* first: it builds the index the others use */
+  tcase_add_test(tc, test_the_tcp_line_protocol_on_every_driver);
+  tcase_add_test(tc, test_http_over_sockets_on_every_driver);
+  suite_add_tcase(suite, tc);
+  signal(SIGPIPE, SIG_IGN);
+  int rc = run_suite(suite);
+  char cmd[300];
+  snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+  if (system(cmd) != 0) rc = EXIT_FAILURE;
+  return rc;
+}
