@@ -84,12 +84,21 @@ static void send_response(cf_http *h, int code, const char *type, bool close, co
     cf_buf_adds(&h->body, "500 Internal Server Error: out of memory\n");
   }
   close = close || !http_should_keep_alive(&h->parser);
-  h->head.len = 0;
-  cf_buf_printf(&h->head,
-                "HTTP/1.1 %d %s\r\nServer: aloop-charfinder\r\nDate: %s\r\n"
-                "Content-Type: %s\r\nContent-Length: %zu\r\n%s%s\r\n",
-                code, reason_of(code), http_date(), type, h->body.len, extra ? extra : "",
-                close ? "Connection: close\r\n" : "");
+  cf_buf *hd = &h->head;
+  hd->len = 0;
+  cf_buf_adds(hd, "HTTP/1.1 ");
+  cf_buf_add_uint(hd, (unsigned)code);
+  cf_buf_adds(hd, " ");
+  cf_buf_adds(hd, reason_of(code));
+  cf_buf_adds(hd, "\r\nServer: aloop-charfinder\r\nDate: ");
+  cf_buf_adds(hd, http_date());
+  cf_buf_adds(hd, "\r\nContent-Type: ");
+  cf_buf_adds(hd, type);
+  cf_buf_adds(hd, "\r\nContent-Length: ");
+  cf_buf_add_uint(hd, h->body.len);
+  cf_buf_adds(hd, "\r\n");
+  if (extra) cf_buf_adds(hd, extra);
+  cf_buf_adds(hd, close ? "Connection: close\r\n\r\n" : "\r\n");
   bool head_only = h->parser.method == HTTP_HEAD && !h->error_status;
   h->sink.write(h->sink.ctx, h->head.data, h->head.len);
   if (!head_only && h->body.len) h->sink.write(h->sink.ctx, h->body.data, h->body.len);
@@ -282,11 +291,25 @@ static void add_row(const cf_index *ix, uint32_t id, cf_buf *out) {
   char name[CF_NAME_MAX], ch[4];
   uint32_t cp = cf_codepoint(ix, id);
   size_t nlen = cf_name(ix, id, name), clen = cf_utf8_put(cp, ch);
-  cf_buf_printf(out, "<tr><td>U+%04X</td><th>", (unsigned)cp);
+  cf_buf_adds(out, "<tr><td>");
+  cf_buf_add_code(out, cp);
+  cf_buf_adds(out, "</td><th>");
   add_html(out, ch, clen);
   cf_buf_adds(out, "</th><td>");
   cf_buf_add(out, name, nlen); /* names are A-Z, 0-9, space and hyphen */
   cf_buf_adds(out, "</td></tr>\n");
+}
+
+/* The form's tail and the sample-word links: the same on every page, made once. */
+static const char *form_tail(void) {
+  static cf_buf text;
+  if (text.len) return text.data;
+  cf_buf_adds(&text, "\" autofocus>\n<input type=\"submit\" value=\"find\">\nExamples: ");
+  for (size_t i = 0; i < sizeof sample_words / sizeof *sample_words; i++)
+    cf_buf_printf(&text, "%s<a href=\"/?query=%s\" title=\"find &quot;%s&quot;\">%s</a>",
+                  i ? ", " : "", sample_words[i], sample_words[i], sample_words[i]);
+  cf_buf_adds(&text, "\n</form>\n<p id=\"status\">");
+  return text.failed ? "\">\n</form>\n<p id=\"status\">" : text.data;
 }
 
 static void page(cf_http *h, const char *q, size_t qlen) {
@@ -296,17 +319,13 @@ static void page(cf_http *h, const char *q, size_t qlen) {
   if (qlen && cf_find(ix, q, qlen, &r) < 0) b->failed = true;
   cf_buf_adds(b, page_head);
   add_html(b, q, qlen);
-  cf_buf_adds(b, "\" autofocus>\n<input type=\"submit\" value=\"find\">\nExamples: ");
-  for (size_t i = 0; i < sizeof sample_words / sizeof *sample_words; i++)
-    cf_buf_printf(b, "%s<a href=\"/?query=%s\" title=\"find &quot;%s&quot;\">%s</a>",
-                  i ? ", " : "", sample_words[i], sample_words[i], sample_words[i]);
-  cf_buf_adds(b, "\n</form>\n<p id=\"status\">");
+  cf_buf_adds(b, form_tail());
   if (qlen) {
-    cf_buf status = {0};
-    cf_status(ix, q, qlen, r.count, &status);
-    add_html(b, status.data, status.len);
-    b->failed |= status.failed;
-    cf_buf_free(&status);
+    cf_buf *status = &h->head; /* free until the response is sent */
+    status->len = 0;
+    cf_status(ix, q, qlen, r.count, status);
+    add_html(b, status->data, status->len);
+    b->failed |= status->failed;
   } else {
     cf_buf_adds(b, "Enter words describing characters.");
   }
@@ -348,7 +367,9 @@ static void api_search(cf_http *h, const char *q, size_t qlen, long start, long 
     char name[CF_NAME_MAX], ch[4];
     uint32_t cp = cf_codepoint(ix, r.ids[i]);
     size_t nlen = cf_name(ix, r.ids[i], name), clen = cf_utf8_put(cp, ch);
-    cf_buf_printf(b, "%s{\"code\":\"U+%04X\",\"char\":\"", i > from ? "," : "", (unsigned)cp);
+    cf_buf_adds(b, i > from ? ",{\"code\":\"" : "{\"code\":\"");
+    cf_buf_add_code(b, cp);
+    cf_buf_adds(b, "\",\"char\":\"");
     add_json(b, ch, clen);
     cf_buf_adds(b, "\",\"name\":\"");
     cf_buf_add(b, name, nlen);

@@ -343,20 +343,27 @@ void cf_result_free(cf_result *r) {
 uint32_t cf_codepoint(const cf_index *ix, uint32_t id) { return ix->chars[id].cp; }
 
 size_t cf_name(const cf_index *ix, uint32_t id, char buf[CF_NAME_MAX]) {
+  static const char hex[] = "0123456789ABCDEF";
   const struct cf_char *c = &ix->chars[id];
   const char *text = ix->strings + (c->name & ~CF_HEX_TAIL);
-  int n = c->name & CF_HEX_TAIL ? snprintf(buf, CF_NAME_MAX, "%s-%04X", text, (unsigned)c->cp)
-                                : snprintf(buf, CF_NAME_MAX, "%s", text);
-  return n < CF_NAME_MAX ? (size_t)n : CF_NAME_MAX - 1;
+  size_t n = strnlen(text, CF_NAME_MAX - 8);
+  memcpy(buf, text, n);
+  if (c->name & CF_HEX_TAIL) { /* "-" and the code point, at least four digits */
+    buf[n++] = '-';
+    int digits = c->cp > 0xFFFFF ? 6 : c->cp > 0xFFFF ? 5 : 4;
+    for (int d = digits - 1; d >= 0; d--) buf[n++] = hex[c->cp >> (4 * d) & 0xF];
+  }
+  buf[n] = 0;
+  return n;
 }
 
 void cf_describe(const cf_index *ix, uint32_t id, cf_buf *out) {
-  char name[CF_NAME_MAX], ch[4], code[16];
+  char name[CF_NAME_MAX], ch[4];
   uint32_t cp = ix->chars[id].cp;
-  size_t nlen = cf_name(ix, id, name);
-  int clen = snprintf(code, sizeof code, "U+%04X", (unsigned)cp);
-  cf_buf_add(out, code, (size_t)clen);
-  cf_buf_add(out, "       ", clen < 7 ? 7 - (size_t)clen : 0);
+  size_t nlen = cf_name(ix, id, name), start = out->len;
+  cf_buf_add_code(out, cp);
+  size_t clen = out->len - start;
+  cf_buf_add(out, "       ", clen < 7 ? 7 - clen : 0);
   cf_buf_add(out, "\t", 1);
   cf_buf_add(out, ch, cf_utf8_put(cp, ch));
   cf_buf_add(out, "\t", 1);

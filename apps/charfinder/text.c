@@ -33,15 +33,36 @@ void cf_buf_add(cf_buf *b, const void *data, size_t n) {
 void cf_buf_adds(cf_buf *b, const char *s) { cf_buf_add(b, s, strlen(s)); }
 
 void cf_buf_printf(cf_buf *b, const char *fmt, ...) {
+  if (!reserve(b, 64)) return;
   va_list ap;
-  va_start(ap, fmt);
-  int n = vsnprintf(NULL, 0, fmt, ap);
+  va_start(ap, fmt); /* most fit in what is there: one formatting pass */
+  int n = vsnprintf(b->data + b->len, b->cap - b->len, fmt, ap);
   va_end(ap);
-  if (n <= 0 || !reserve(b, (size_t)n)) return;
-  va_start(ap, fmt);
-  vsnprintf(b->data + b->len, (size_t)n + 1, fmt, ap);
-  va_end(ap);
+  if (n < 0) return;
+  if ((size_t)n >= b->cap - b->len) {
+    if (!reserve(b, (size_t)n)) return;
+    va_start(ap, fmt);
+    vsnprintf(b->data + b->len, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+  }
   b->len += (size_t)n;
+}
+
+void cf_buf_add_uint(cf_buf *b, uint64_t v) {
+  char digits[24];
+  size_t i = sizeof digits;
+  do digits[--i] = (char)('0' + v % 10);
+  while (v /= 10);
+  cf_buf_add(b, digits + i, sizeof digits - i);
+}
+
+void cf_buf_add_code(cf_buf *b, uint32_t cp) {
+  static const char hex[] = "0123456789ABCDEF";
+  char text[10] = "U+";
+  size_t n = 2;
+  int digits = cp > 0xFFFFF ? 6 : cp > 0xFFFF ? 5 : 4;
+  for (int d = digits - 1; d >= 0; d--) text[n++] = hex[cp >> (4 * d) & 0xF];
+  cf_buf_add(b, text, n);
 }
 
 void cf_buf_free(cf_buf *b) {

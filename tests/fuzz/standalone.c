@@ -1,0 +1,116 @@
+/* The fuzz targets without libFuzzer, as a Check suite `make check` runs (and, in the sanitizer
+ * build, under AddressSanitizer and UBSan): every seed, then a fixed number of inputs made from
+ * them by a seeded generator (byte flips, insertions of interesting bytes, cuts, splices of two
+ * seeds), so a failure is reproducible. FUZZ_RUNS overrides the count. For open-ended fuzzing,
+ * configure --enable-fuzzing with clang and run the -libfuzzer programs. */
+#include "../run_suite.h"
+#include <check.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "fuzz.h"
+
+static char dir[] = "/tmp/aloop-fuzz-XXXXXX";
+
+const cf_index *fuzz_index(void) {
+  static cf_index *ix;
+  if (!ix) {
+    char path[256], err[512];
+    snprintf(path, sizeof path, "%s/charfinder.index", dir);
+    if (!(ix = cf_index_open(path, CF_UNICODE_DATA, NULL, err, sizeof err))) {
+      fprintf(stderr, "fuzz: %s\n", err);
+      abort();
+    }
+  }
+  return ix;
+}
+
+static uint64_t rng = 0x9E3779B97F4A7C15u;
+static uint64_t next(void) {
+  rng ^= rng << 13;
+  rng ^= rng >> 7;
+  rng ^= rng << 17;
+  return rng;
+}
+
+static size_t nseeds(void) {
+  size_t n = 0;
+  while (fuzz_seeds[n]) n++;
+  return n;
+}
+
+/* A variation of a random seed into buf (cap bytes); returns its length. */
+static size_t mutate(uint8_t *buf, size_t cap) {
+  static const uint8_t interesting[] = {0, '\r', '\n', ' ', '%', '&', '=', '+', '?', ':', 0x7f,
+                                        0x80, 0xc3, 0xe2, 0xf4, 0xff, '"', '\'', '\\', '<'};
+  const char *seed = fuzz_seeds[next() % nseeds()];
+  size_t len = strlen(seed) < cap ? strlen(seed) : cap;
+  memcpy(buf, seed, len);
+  for (int edits = 1 + (int)(next() % 6); edits > 0; edits--) {
+    size_t at = len ? next() % len : 0;
+    switch (next() % 5) {
+      case 0: /* flip a bit */
+        if (len) buf[at] ^= (uint8_t)(1u << (next() % 8));
+        break;
+      case 1: /* insert an interesting byte */
+        if (len < cap) {
+          memmove(buf + at + 1, buf + at, len - at);
+          buf[at] = interesting[next() % sizeof interesting];
+          len++;
+        }
+        break;
+      case 2: /* cut */
+        len = at;
+        break;
+      case 3: { /* splice another seed in */
+        const char *other = fuzz_seeds[next() % nseeds()];
+        size_t olen = strlen(other), take = olen ? next() % olen : 0;
+        if (at + take > cap) take = cap - at;
+        memcpy(buf + at, other + (olen - take), take);
+        if (at + take > len) len = at + take;
+        break;
+      }
+      default: /* repeat a run of bytes (long lines, many headers) */
+        for (size_t k = 0, n = next() % 2000; k < n && len < cap; k++) buf[len++] = buf[at];
+    }
+  }
+  return len;
+}
+
+START_TEST(test_every_seed) {
+  for (size_t i = 0; fuzz_seeds[i]; i++)
+    LLVMFuzzerTestOneInput((const uint8_t *)fuzz_seeds[i], strlen(fuzz_seeds[i]));
+}
+END_TEST
+
+START_TEST(test_generated_inputs) {
+  const char *env = getenv("FUZZ_RUNS");
+  long runs = env ? atol(env) : 20000;
+  static uint8_t buf[1 << 16];
+  for (long i = 0; i < runs; i++) {
+    size_t n = mutate(buf, sizeof buf);
+    LLVMFuzzerTestOneInput(buf, n);
+  }
+}
+END_TEST
+
+int main(void) {
+  if (!mkdtemp(dir)) {
+    perror("mkdtemp");
+    return EXIT_FAILURE;
+  }
+  fuzz_index(); /* built once here, before the tests fork */
+  Suite *suite = suite_create("fuzz");
+  TCase *tc = tcase_create("fuzz");
+  tcase_set_timeout(tc, 600);
+  tcase_add_test(tc, test_every_seed);
+  tcase_add_test(tc, test_generated_inputs);
+  suite_add_tcase(suite, tc);
+  int rc = run_suite(suite);
+  char cmd[300];
+  snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+  if (system(cmd) != 0) rc = EXIT_FAILURE;
+  return rc;
+}
