@@ -23,6 +23,8 @@ typedef struct cf_buf {
 
 void cf_buf_add(cf_buf *b, const void *data, size_t n);
 void cf_buf_adds(cf_buf *b, const char *s);
+/* A string literal: its length is known when compiling. */
+#define cf_buf_lit(b, literal) cf_buf_add((b), "" literal, sizeof(literal) - 1)
 void cf_buf_printf(cf_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void cf_buf_add_uint(cf_buf *b, uint64_t v);
 void cf_buf_add_code(cf_buf *b, uint32_t cp); /* "U+0041", "U+1F600": Python's 'U+{:04X}' */

@@ -81,27 +81,27 @@ static void send_response(cf_http *h, int code, const char *type, bool close, co
   if (h->body.failed) {
     code = 500, type = "text/plain; charset=UTF-8", close = true;
     cf_buf_free(&h->body);
-    cf_buf_adds(&h->body, "500 Internal Server Error: out of memory\n");
+    cf_buf_lit(&h->body, "500 Internal Server Error: out of memory\n");
   }
   close = close || !http_should_keep_alive(&h->parser);
   cf_buf *hd = &h->head;
   hd->len = 0;
-  cf_buf_adds(hd, "HTTP/1.1 ");
+  cf_buf_lit(hd, "HTTP/1.1 ");
   cf_buf_add_uint(hd, (unsigned)code);
-  cf_buf_adds(hd, " ");
+  cf_buf_lit(hd, " ");
   cf_buf_adds(hd, reason_of(code));
-  cf_buf_adds(hd, "\r\nServer: aloop-charfinder\r\nDate: ");
+  cf_buf_lit(hd, "\r\nServer: aloop-charfinder\r\nDate: ");
   cf_buf_adds(hd, http_date());
-  cf_buf_adds(hd, "\r\nContent-Type: ");
+  cf_buf_lit(hd, "\r\nContent-Type: ");
   cf_buf_adds(hd, type);
-  cf_buf_adds(hd, "\r\nContent-Length: ");
+  cf_buf_lit(hd, "\r\nContent-Length: ");
   cf_buf_add_uint(hd, h->body.len);
-  cf_buf_adds(hd, "\r\n");
+  cf_buf_lit(hd, "\r\n");
   if (extra) cf_buf_adds(hd, extra);
   cf_buf_adds(hd, close ? "Connection: close\r\n\r\n" : "\r\n");
   bool head_only = h->parser.method == HTTP_HEAD && !h->error_status;
-  h->sink.write(h->sink.ctx, h->head.data, h->head.len);
-  if (!head_only && h->body.len) h->sink.write(h->sink.ctx, h->body.data, h->body.len);
+  struct iovec iov[2] = {{h->head.data, h->head.len}, {h->body.data, h->body.len}};
+  h->sink.write(h->sink.ctx, iov, head_only || !h->body.len ? 1 : 2);
   h->body.len = 0;
   if (close) {
     h->closing = true;
@@ -291,24 +291,24 @@ static void add_row(const cf_index *ix, uint32_t id, cf_buf *out) {
   char name[CF_NAME_MAX], ch[4];
   uint32_t cp = cf_codepoint(ix, id);
   size_t nlen = cf_name(ix, id, name), clen = cf_utf8_put(cp, ch);
-  cf_buf_adds(out, "<tr><td>");
+  cf_buf_lit(out, "<tr><td>");
   cf_buf_add_code(out, cp);
-  cf_buf_adds(out, "</td><th>");
+  cf_buf_lit(out, "</td><th>");
   add_html(out, ch, clen);
-  cf_buf_adds(out, "</th><td>");
+  cf_buf_lit(out, "</th><td>");
   cf_buf_add(out, name, nlen); /* names are A-Z, 0-9, space and hyphen */
-  cf_buf_adds(out, "</td></tr>\n");
+  cf_buf_lit(out, "</td></tr>\n");
 }
 
 /* The form's tail and the sample-word links: the same on every page, made once. */
 static const char *form_tail(void) {
   static cf_buf text;
   if (text.len) return text.data;
-  cf_buf_adds(&text, "\" autofocus>\n<input type=\"submit\" value=\"find\">\nExamples: ");
+  cf_buf_lit(&text, "\" autofocus>\n<input type=\"submit\" value=\"find\">\nExamples: ");
   for (size_t i = 0; i < sizeof sample_words / sizeof *sample_words; i++)
     cf_buf_printf(&text, "%s<a href=\"/?query=%s\" title=\"find &quot;%s&quot;\">%s</a>",
                   i ? ", " : "", sample_words[i], sample_words[i], sample_words[i]);
-  cf_buf_adds(&text, "\n</form>\n<p id=\"status\">");
+  cf_buf_lit(&text, "\n</form>\n<p id=\"status\">");
   return text.failed ? "\">\n</form>\n<p id=\"status\">" : text.data;
 }
 
@@ -317,7 +317,7 @@ static void page(cf_http *h, const char *q, size_t qlen) {
   cf_buf *b = &h->body;
   cf_result r = {0};
   if (qlen && cf_find(ix, q, qlen, &r) < 0) b->failed = true;
-  cf_buf_adds(b, page_head);
+  cf_buf_add(b, page_head, sizeof page_head - 1);
   add_html(b, q, qlen);
   cf_buf_adds(b, form_tail());
   if (qlen) {
@@ -327,17 +327,17 @@ static void page(cf_http *h, const char *q, size_t qlen) {
     add_html(b, status->data, status->len);
     b->failed |= status->failed;
   } else {
-    cf_buf_adds(b, "Enter words describing characters.");
+    cf_buf_lit(b, "Enter words describing characters.");
   }
   size_t shown = r.count < CF_PAGE_ROWS ? r.count : CF_PAGE_ROWS;
-  cf_buf_adds(b, "</p>\n<hr>\n<table id=\"results\" data-query=\"");
+  cf_buf_lit(b, "</p>\n<hr>\n<table id=\"results\" data-query=\"");
   add_html(b, q, qlen);
   cf_buf_printf(b, "\" data-count=\"%zu\" data-shown=\"%zu\">\n", r.count, shown);
   for (size_t i = 0; i < shown; i++) add_row(ix, r.ids[i], b);
-  cf_buf_adds(b, "</table>\n");
+  cf_buf_lit(b, "</table>\n");
   if (shown < r.count)
     cf_buf_printf(b, "<p id=\"more\">%zu of %zu shown; scroll for more.</p>\n", shown, r.count);
-  cf_buf_adds(b, "<script src=\"/charfinder.js\"></script>\n</body>\n</html>\n");
+  cf_buf_lit(b, "<script src=\"/charfinder.js\"></script>\n</body>\n</html>\n");
   if (h->cfg->log) {
     cf_buf rq = {0};
     cf_repr(ix, q, qlen, &rq);
@@ -360,7 +360,7 @@ static void api_search(cf_http *h, const char *q, size_t qlen, long start, long 
   if (stop > start + CF_API_MAX_ROWS) stop = start + CF_API_MAX_ROWS;
   size_t from, to;
   cf_slice(&r, start, stop, &from, &to);
-  cf_buf_adds(b, "{\"query\":\"");
+  cf_buf_lit(b, "{\"query\":\"");
   add_json(b, q, qlen);
   cf_buf_printf(b, "\",\"count\":%zu,\"start\":%zu,\"stop\":%zu,\"items\":[", r.count, from, to);
   for (size_t i = from; i < to; i++) {
@@ -369,13 +369,13 @@ static void api_search(cf_http *h, const char *q, size_t qlen, long start, long 
     size_t nlen = cf_name(ix, r.ids[i], name), clen = cf_utf8_put(cp, ch);
     cf_buf_adds(b, i > from ? ",{\"code\":\"" : "{\"code\":\"");
     cf_buf_add_code(b, cp);
-    cf_buf_adds(b, "\",\"char\":\"");
+    cf_buf_lit(b, "\",\"char\":\"");
     add_json(b, ch, clen);
-    cf_buf_adds(b, "\",\"name\":\"");
+    cf_buf_lit(b, "\",\"name\":\"");
     cf_buf_add(b, name, nlen);
-    cf_buf_adds(b, "\"}");
+    cf_buf_lit(b, "\"}");
   }
-  cf_buf_adds(b, "]}\n");
+  cf_buf_lit(b, "]}\n");
   if (h->cfg->log) {
     cf_buf rq = {0};
     cf_repr(ix, q, qlen, &rq);
@@ -572,9 +572,9 @@ struct conn {
   bool eof;
 };
 
-static void sink_write(void *ctx, const void *data, size_t n) {
+static void sink_write(void *ctx, const struct iovec *iov, int iovcnt) {
   struct conn *c = ctx;
-  aloop_transport_write(c->t, data, n);
+  aloop_transport_writev(c->t, iov, iovcnt);
 }
 
 static void sink_close(void *ctx) {

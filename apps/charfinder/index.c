@@ -372,11 +372,11 @@ void cf_describe(const cf_index *ix, uint32_t id, cf_buf *out) {
 
 void cf_status(const cf_index *ix, const char *query, size_t len, size_t count, cf_buf *out) {
   if (count == 0)
-    cf_buf_adds(out, "No match");
+    cf_buf_lit(out, "No match");
   else if (count == 1)
-    cf_buf_adds(out, "1 match");
+    cf_buf_lit(out, "1 match");
   else
     cf_buf_printf(out, "%zu matches", count);
-  cf_buf_adds(out, " for ");
+  cf_buf_lit(out, " for ");
   cf_repr(ix, query, len, out);
 }

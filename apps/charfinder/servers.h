@@ -3,6 +3,8 @@
 #ifndef ALOOP_CHARFINDER_SERVERS_H
 #define ALOOP_CHARFINDER_SERVERS_H
 
+#include <sys/uio.h>
+
 #include "aloop.h"
 #include "charfinder.h"
 
@@ -34,9 +36,10 @@ aloop_future *cf_tcp_serve(aloop_loop *loop, const struct cf_config *cfg, const 
 /* ---- HTTP ------------------------------------------------------------------------------------------ */
 
 typedef struct cf_http cf_http;
-/* Where an HTTP connection's bytes go: write them, or close after what was written. */
+/* Where an HTTP connection's bytes go: write them (a response's head and body, in one call so
+ * that they leave in one send), or close after what was written. */
 typedef struct cf_http_sink {
-  void (*write)(void *ctx, const void *data, size_t n);
+  void (*write)(void *ctx, const struct iovec *iov, int iovcnt);
   void (*close)(void *ctx);
   void *ctx;
 } cf_http_sink;

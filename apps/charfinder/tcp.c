@@ -18,7 +18,7 @@ enum cf_line_action cf_line_answer(const cf_index *ix, const char *line, size_t 
   if ((unsigned char)q[0] < 0x20) return CF_LINE_CLOSE;
   cf_result r;
   if (cf_find(ix, q, qlen, &r) < 0) {
-    cf_buf_adds(out, "out of memory\r\n");
+    cf_buf_lit(out, "out of memory\r\n");
     return CF_LINE_ANSWER;
   }
   for (size_t i = 0; i < r.count; i++) {

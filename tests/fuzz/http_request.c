@@ -26,11 +26,11 @@ struct sink {
   int closed;
 };
 
-static void sink_write(void *ctx, const void *data, size_t n) {
+static void sink_write(void *ctx, const struct iovec *iov, int iovcnt) {
   struct sink *s = ctx;
-  if (s->closed) abort(); /* written after close */
-  if (s->written == 0 && (n < 9 || memcmp(data, "HTTP/1.1 ", 9))) abort();
-  s->written += n;
+  if (s->closed || iovcnt < 1) abort(); /* written after close, or nothing */
+  if (iov[0].iov_len < 9 || memcmp(iov[0].iov_base, "HTTP/1.1 ", 9)) abort(); /* a status line */
+  for (int i = 0; i < iovcnt; i++) s->written += iov[i].iov_len;
 }
 
 static void sink_close(void *ctx) { ((struct sink *)ctx)->closed++; }

@@ -22,10 +22,10 @@ struct sink {
 static struct sink sink;
 static cf_http *h;
 
-static void sink_write(void *ctx, const void *data, size_t n) {
+static void sink_write(void *ctx, const struct iovec *iov, int iovcnt) {
   struct sink *s = ctx;
   ck_assert_msg(!s->closed, "written after close");
-  cf_buf_add(&s->out, data, n);
+  for (int i = 0; i < iovcnt; i++) cf_buf_add(&s->out, iov[i].iov_base, iov[i].iov_len);
   if (s->fill_up) cf_http_pause(h, true); /* what the transport's pause_writing does */
 }
 static void sink_close(void *ctx) { ((struct sink *)ctx)->closed++; }
