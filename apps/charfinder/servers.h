@@ -24,8 +24,12 @@ enum cf_line_action {
   CF_LINE_ANSWER, /* out holds the result lines and the status, each ending in CRLF */
   CF_LINE_CLOSE,  /* a control character (or undecodable bytes): end the session */
 };
-/* Answer one line as received (newline included). *count: the matches; query (may be NULL) gets
- * repr() of the query for the log. */
+/* What to do with one line as received (newline included): *q and *qlen get the query, decoded
+ * (undecodable bytes are the query "\0", as the original's UnicodeDecodeError handler makes
+ * them) and stripped. */
+enum cf_line_action cf_line_parse(const char *line, size_t n, const char **q, size_t *qlen);
+/* Answer one line whole. *count: the matches; query (may be NULL) gets repr() of the query for
+ * the log. The server streams big answers instead (tcp.c); this is the same answer in one piece. */
 enum cf_line_action cf_line_answer(const cf_index *ix, const char *line, size_t n, cf_buf *out,
                                    size_t *count, cf_buf *query);
 

@@ -6,16 +6,22 @@
 
 #include "servers.h"
 
+enum cf_line_action cf_line_parse(const char *line, size_t n, const char **q, size_t *qlen) {
+  *q = cf_utf8_valid(line, n) ? line : "\0";
+  *qlen = *q == line ? n : 1;
+  cf_strip(q, qlen);
+  if (*qlen == 0) return CF_LINE_PROMPT;
+  return (unsigned char)(*q)[0] < 0x20 ? CF_LINE_CLOSE : CF_LINE_ANSWER;
+}
+
 enum cf_line_action cf_line_answer(const cf_index *ix, const char *line, size_t n, cf_buf *out,
                                    size_t *count, cf_buf *query) {
+  const char *q;
+  size_t qlen;
+  enum cf_line_action act = cf_line_parse(line, n, &q, &qlen);
   *count = 0;
-  /* Undecodable bytes are a NUL query, as the original's `except UnicodeDecodeError` makes them. */
-  const char *q = cf_utf8_valid(line, n) ? line : "\0";
-  size_t qlen = q == line ? n : 1;
-  cf_strip(&q, &qlen);
   if (query) cf_repr(ix, q, qlen, query);
-  if (qlen == 0) return CF_LINE_PROMPT;
-  if ((unsigned char)q[0] < 0x20) return CF_LINE_CLOSE;
+  if (act != CF_LINE_ANSWER) return act;
   cf_result r;
   if (cf_find(ix, q, qlen, &r) < 0) {
     cf_buf_lit(out, "out of memory\r\n");
@@ -40,6 +46,35 @@ static void log_query(const struct cf_config *cfg, const char *peer, const cf_bu
   fflush(cfg->log);
 }
 
+/* Send the answer to q: the result lines in pieces of about ANSWER_PIECE bytes, waiting for each to
+ * drain, so that a client asking for all 98,000 CJK ideographs costs a bounded buffer, not 5 MB;
+ * then the status. The number of matches, or the connection's error. */
+enum { ANSWER_PIECE = 32 * 1024 };
+static int64_t answer(aloop_stream *s, const cf_index *ix, const char *q, size_t qlen, cf_buf *out) {
+  cf_result r;
+  out->len = 0;
+  if (cf_find(ix, q, qlen, &r) < 0) return -ENOMEM;
+  for (size_t i = 0; i < r.count; i++) {
+    cf_describe(ix, r.ids[i], out);
+    cf_buf_add(out, "\r\n", 2);
+    if (out->len >= ANSWER_PIECE) {
+      aloop_stream_write(s, out->data, out->len);
+      out->len = 0;
+      int64_t rc = aloop_await(aloop_stream_drain(s));
+      if (rc < 0) {
+        cf_result_free(&r);
+        return rc;
+      }
+    }
+  }
+  int64_t count = (int64_t)r.count;
+  cf_result_free(&r);
+  cf_status(ix, q, qlen, (size_t)count, out);
+  cf_buf_add(out, "\r\n", 2);
+  aloop_stream_write(s, out->data, out->len);
+  return out->failed ? -ENOMEM : count;
+}
+
 static void peer_of(aloop_stream *s, char *out, size_t n) {
   aloop_sockaddr addr;
   if (aloop_transport_peername(aloop_stream_transport(s), &addr) < 0 ||
@@ -61,17 +96,30 @@ static int64_t serve_client(aloop_stream *s, void *arg) {
       if (n == -ALOOP_ELIMIT) {
         static const char msg[] = "line too long: the limit is 65536 bytes; closing\r\n";
         aloop_stream_write(s, msg, sizeof msg - 1);
-        if (cfg->log) fprintf(cfg->log, "tcp %s: line over %d bytes, closed\n", peer, CF_LINE_LIMIT);
+        if (cfg->log) {
+          fprintf(cfg->log, "tcp %s: line over %d bytes, closed\n", peer, CF_LINE_LIMIT);
+          fflush(cfg->log);
+        }
         n = 0;
       }
       break; /* 0: end of stream, the session is over */
     }
-    size_t count;
-    out.len = query.len = 0;
-    enum cf_line_action act = cf_line_answer(cfg->index, line, (size_t)n, &out, &count, &query);
-    if (act != CF_LINE_PROMPT) log_query(cfg, peer, &query, count);
-    if (act == CF_LINE_CLOSE) break;
-    if (act == CF_LINE_ANSWER) aloop_stream_write(s, out.data, out.len);
+    const char *q;
+    size_t qlen;
+    enum cf_line_action act = cf_line_parse(line, (size_t)n, &q, &qlen);
+    if (act == CF_LINE_PROMPT) continue;
+    query.len = 0;
+    cf_repr(cfg->index, q, qlen, &query);
+    if (act == CF_LINE_CLOSE) {
+      log_query(cfg, peer, &query, 0);
+      break;
+    }
+    int64_t count = answer(s, cfg->index, q, qlen, &out);
+    if (count < 0) {
+      n = count;
+      break;
+    }
+    log_query(cfg, peer, &query, (size_t)count);
   }
   cf_buf_free(&out);
   cf_buf_free(&query);

@@ -10,6 +10,7 @@
 #include <sys/wait.h>
 
 #define RUNNER ALOOP_SRCDIR "/bench/run"
+#define CF_RUNNER ALOOP_SRCDIR "/bench/charfinder"
 
 /* Run a shell command; its stdout (up to cap bytes) into out; returns its exit status. */
 static int capture(const char *cmd, char *out, size_t cap) {
@@ -58,12 +59,43 @@ START_TEST(test_a_short_real_run_writes_the_table_csv_and_json) {
 }
 END_TEST
 
+START_TEST(test_the_charfinder_plan_names_every_server_and_case) {
+  static char out[16384];
+  ck_assert_int_eq(capture(CF_RUNNER " --dry-run --build . --out ./cf-dry", out, sizeof out), 0);
+  static const char *const names[] = {"aloop io_uring", "aloop libev", "aloop select", "aiohttp",
+                                      "http-small", "http-large", "tcp-line"};
+  for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+    ck_assert_msg(strstr(out, names[i]), "the plan lacks %s:\n%s", names[i], out);
+  struct stat st;
+  ck_assert_int_ne(stat("./cf-dry", &st), 0);
+  ck_assert_int_eq(capture(CF_RUNNER " --only nosuch --dry-run --build . 2>/dev/null", out,
+                           sizeof out), 2);
+}
+END_TEST
+
+/* The line-protocol client against the TCP server, and the start-up measurement: no wrk needed. */
+START_TEST(test_a_short_charfinder_run_has_no_errors) {
+  static char out[16384];
+  ck_assert_int_eq(system("rm -rf cf-test"), 0);
+  int rc = capture(CF_RUNNER " --build . --out ./cf-test --only 'aloop select' --cases tcp-line"
+                             " --connections 2 --repeats 1 --duration 0.5 --warmup 0",
+                   out, sizeof out);
+  ck_assert_msg(rc == 0, "runner failed (%d):\n%s", rc, out);
+  ck_assert_msg(strstr(out, "| aloop select |") && strstr(out, "start-up"), "table: %s", out);
+  ck_assert_int_eq(capture("grep -c '\"errors\": 0' cf-test/*.json", out, sizeof out), 0);
+  ck_assert_int_ge(atoi(out), 1);
+  ck_assert_int_eq(system("rm -rf cf-test"), 0);
+}
+END_TEST
+
 int main(void) {
   Suite *suite = suite_create("bench");
   TCase *tc = tcase_create("runner");
   tcase_set_timeout(tc, 120);
   tcase_add_test(tc, test_the_dry_run_lists_every_server_and_runs_nothing);
   tcase_add_test(tc, test_a_short_real_run_writes_the_table_csv_and_json);
+  tcase_add_test(tc, test_the_charfinder_plan_names_every_server_and_case);
+  tcase_add_test(tc, test_a_short_charfinder_run_has_no_errors);
   suite_add_tcase(suite, tc);
   return run_suite(suite);
 }

@@ -170,6 +170,26 @@ static void tcp_rules(const struct server *s, const char *backend) {
   read_until(fd, "'digit eight full stop'\r\n?> ", buf, sizeof buf, false);
   ck_assert_str_eq(buf, "U+2490 \t\u2490\tDIGIT NINE FULL STOP\r\n1 match for 'digit nine full stop'\r\n?> "
                         "U+248F \t\u248f\tDIGIT EIGHT FULL STOP\r\n1 match for 'digit eight full stop'\r\n?> ");
+  /* A big answer (every CJK ideograph, about 5 MB) arrives whole, in order, with its status. */
+  size_t cap = 16 << 20, got = 0;
+  char *big = malloc(cap);
+  send_str(fd, "cjk\n");
+  static const char end[] = "matches for 'cjk'\r\n?> ";
+  while (got < sizeof end || memcmp(big + got - (sizeof end - 1), end, sizeof end - 1)) {
+    ssize_t n = read(fd, big + got, cap - 1 - got);
+    ck_assert_msg(n > 0, "%s: the answer to cjk stopped after %zu bytes", backend, got);
+    got += (size_t)n;
+  }
+  big[got] = 0;
+  size_t lines = 0;
+  for (const char *p = big; (p = strstr(p, "\r\n")); p++) lines++;
+  lines--; /* the status line */
+  const char *status = strrchr(big, '\n') - 1;
+  while (status > big && status[-1] != '\n') status--;
+  ck_assert_uint_eq(lines, strtoul(status, NULL, 10));
+  ck_assert_uint_gt(lines, 90000);
+  ck_assert(!strncmp(big, "U+2E80 \t\u2e80\tCJK RADICAL REPEAT\r\n", 30));
+  free(big);
   /* End of stream ends the session: the server closes instead of prompting forever. */
   shutdown(fd, SHUT_WR);
   ck_assert_msg(closed_by_peer(fd, buf, sizeof buf), "%s: not closed after EOF", backend);
