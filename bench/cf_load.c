@@ -11,7 +11,6 @@
  * latency. A different answer, a failed connect or a reset is an error (the connection is closed
  * and not replaced). After a warm-up it counts for a fixed time and reports requests/s, latency
  * percentiles, errors and the server's CPU time per request (read from /proc for --pid). */
-#include <dirent.h>
 #include <errno.h>
 #include <getopt.h>
 #include <netdb.h>
@@ -27,6 +26,8 @@
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
+
+#include "load_common.h"
 
 enum {
   MAX_PIDS = 64,
@@ -60,35 +61,6 @@ struct options {
   int npids;
   bool json;
 };
-
-static uint64_t now_ns(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
-/* CPU time of every thread of the server processes, in ns: schedstat's first field. */
-static uint64_t server_cpu_ns(const struct options *o) {
-  uint64_t total = 0;
-  for (int i = 0; i < o->npids; i++) {
-    char dir[64];
-    snprintf(dir, sizeof dir, "/proc/%d/task", (int)o->pids[i]);
-    DIR *d = opendir(dir);
-    if (!d) continue;
-    for (struct dirent *e; (e = readdir(d));) {
-      if (e->d_name[0] == '.') continue;
-      char path[320];
-      snprintf(path, sizeof path, "/proc/%d/task/%s/schedstat", (int)o->pids[i], e->d_name);
-      FILE *f = fopen(path, "r");
-      if (!f) continue;
-      unsigned long long ns;
-      if (fscanf(f, "%llu", &ns) == 1) total += ns;
-      fclose(f);
-    }
-    closedir(d);
-  }
-  return total;
-}
 
 static void usage(FILE *out) {
   fprintf(out,
@@ -259,30 +231,6 @@ static bool status_line(const struct bytes *a, const char **at, size_t *len) {
          (left >= sizeof many - 1 && !memcmp(rest, many, sizeof many - 1));
 }
 
-static int cmp_u64(const void *x, const void *y) {
-  uint64_t a = *(const uint64_t *)x, b = *(const uint64_t *)y;
-  return a < b ? -1 : a > b;
-}
-
-struct results {
-  uint64_t requests, errors, *lat;
-  size_t nlat, cap;
-};
-
-static void record(struct results *r, uint64_t ns) {
-  r->requests++;
-  if (r->nlat == r->cap) {
-    r->cap = r->cap ? r->cap * 2 : 1 << 16;
-    uint64_t *p = realloc(r->lat, r->cap * sizeof *p);
-    if (!p) {
-      perror("aloop-cf-load");
-      exit(1);
-    }
-    r->lat = p;
-  }
-  r->lat[r->nlat++] = ns;
-}
-
 struct run {
   int ep;
   const char *line; /* the query and "\r\n" */
@@ -417,7 +365,7 @@ int main(int argc, char **argv) {
   for (uint64_t t = t0; t < end && g.alive > 0; t = now_ns()) {
     if (!counting && t >= start) {
       counting = true;
-      cpu0 = server_cpu_ns(&o);
+      cpu0 = server_cpu_ns(o.pids, o.npids);
       g.res.requests = 0;
       g.res.nlat = 0;
     }
@@ -447,30 +395,19 @@ int main(int argc, char **argv) {
   }
   uint64_t stopped = now_ns();
   double secs = (double)(stopped - (counting ? start : t0)) / 1e9;
-  uint64_t cpu = counting && o.npids ? server_cpu_ns(&o) - cpu0 : 0;
+  uint64_t cpu = counting && o.npids ? server_cpu_ns(o.pids, o.npids) - cpu0 : 0;
   struct results *r = &g.res;
-  if (r->nlat) qsort(r->lat, r->nlat, sizeof *r->lat, cmp_u64);
-  double pct[4] = {0};
-  static const double at[4] = {0.50, 0.90, 0.99, 0.999};
-  for (int i = 0; i < 4 && r->nlat; i++)
-    pct[i] = (double)r->lat[(size_t)(at[i] * (double)(r->nlat - 1))] / 1e3;
-  double rps = secs > 0 ? (double)r->requests / secs : 0;
-  double mibs = rps * (double)expect.len / (1 << 20);
-  double cpu_us = r->requests && o.npids ? (double)cpu / 1e3 / (double)r->requests : 0;
+  struct summary sum = summarize(r, secs, expect.len, cpu, o.npids > 0);
   if (o.json) {
-    printf("{\"requests_per_s\": %.1f, \"mib_per_s\": %.2f, \"p50_us\": %.1f, \"p90_us\": %.1f, "
-           "\"p99_us\": %.1f, \"p999_us\": %.1f, \"errors\": %llu, \"requests\": %llu, "
-           "\"server_cpu_us_per_req\": %.3f, \"seconds\": %.2f, \"connections\": %d, "
-           "\"alive\": %d, \"answer_bytes\": %zu, \"status\": ",
-           rps, mibs, pct[0], pct[1], pct[2], pct[3], (unsigned long long)r->errors,
-           (unsigned long long)r->requests, cpu_us, secs, o.connections, g.alive, expect.len);
+    printf("{");
+    print_summary(&sum, r, true);
+    printf(", \"connections\": %d, \"alive\": %d, \"answer_bytes\": %zu, \"status\": ",
+           o.connections, g.alive, expect.len);
     json_string(status, slen);
     printf("}\n");
   } else {
-    printf("%.0f req/s, %.1f MiB/s, latency p50 %.1f us, p90 %.1f us, p99 %.1f us, p99.9 %.1f us, "
-           "%llu errors, server CPU %.2f us/request; answer %zu bytes, status \"%.*s\"\n",
-           rps, mibs, pct[0], pct[1], pct[2], pct[3], (unsigned long long)r->errors, cpu_us,
-           expect.len, (int)slen, status);
+    print_summary(&sum, r, false);
+    printf("; answer %zu bytes, status \"%.*s\"\n", expect.len, (int)slen, status);
   }
   for (int i = 0; i < o.connections; i++)
     if (!conns[i].dead) close(conns[i].fd);

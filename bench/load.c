@@ -18,7 +18,8 @@
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
-#include <dirent.h>
+
+#include "load_common.h"
 
 enum { MAX_PIDS = 64, MAX_EVENTS = 256 };
 
@@ -39,35 +40,6 @@ struct options {
   int npids;
   bool json;
 };
-
-static uint64_t now_ns(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
-/* CPU time of every thread of the server processes, in ns (schedstat's first field). */
-static uint64_t server_cpu_ns(const struct options *o) {
-  uint64_t total = 0;
-  for (int i = 0; i < o->npids; i++) {
-    char path[64];
-    snprintf(path, sizeof path, "/proc/%d/task", (int)o->pids[i]);
-    DIR *d = opendir(path);
-    if (!d) continue;
-    struct dirent *e;
-    while ((e = readdir(d))) {
-      if (e->d_name[0] == '.') continue;
-      char stat[320];
-      snprintf(stat, sizeof stat, "/proc/%d/task/%s/schedstat", (int)o->pids[i], e->d_name);
-      FILE *f = fopen(stat, "r");
-      unsigned long long ns = 0;
-      if (f && fscanf(f, "%llu", &ns) == 1) total += ns;
-      if (f) fclose(f);
-    }
-    closedir(d);
-  }
-  return total;
-}
 
 static void usage(FILE *out) {
   fprintf(out, "usage: aloop-load --port P [--host H] [--connections N] [--size BYTES]\n"
@@ -116,26 +88,6 @@ static int connect_one(const struct sockaddr *addr, socklen_t len) {
   setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &(int){1}, sizeof(int));
   fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
   return fd;
-}
-
-static int cmp_u64(const void *a, const void *b) {
-  uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-  return x < y ? -1 : x > y;
-}
-
-struct results {
-  uint64_t requests, errors, *lat;
-  size_t nlat, cap;
-};
-
-static void record(struct results *r, uint64_t ns) {
-  r->requests++;
-  if (r->nlat == r->cap) {
-    r->cap = r->cap ? r->cap * 2 : 1 << 16;
-    r->lat = realloc(r->lat, r->cap * sizeof *r->lat);
-    if (!r->lat) { perror("aloop-load"); exit(1); }
-  }
-  r->lat[r->nlat++] = ns;
 }
 
 static void interest(int ep, struct conn *c, bool out) {
@@ -204,7 +156,7 @@ int main(int argc, char **argv) {
   for (uint64_t t = now_ns(); t < end && alive > 0; t = now_ns()) {
     if (!counting && t >= start) {
       counting = true;
-      cpu0 = server_cpu_ns(&o);
+      cpu0 = server_cpu_ns(o.pids, o.npids);
       r.requests = 0;
       r.nlat = 0;
     }
@@ -240,23 +192,11 @@ int main(int argc, char **argv) {
     }
   }
   double secs = (double)(now_ns() - (counting ? start : t0)) / 1e9;
-  uint64_t cpu = counting && o.npids ? server_cpu_ns(&o) - cpu0 : 0;
-  qsort(r.lat, r.nlat, sizeof *r.lat, cmp_u64);
-  double pct[4] = {0};
-  static const double at[4] = {0.50, 0.90, 0.99, 0.999};
-  for (int i = 0; i < 4 && r.nlat; i++) pct[i] = (double)r.lat[(size_t)(at[i] * (double)(r.nlat - 1))] / 1e3;
-  double rps = (double)r.requests / secs, mibs = rps * (double)o.size / (1 << 20);
-  double cpu_us = r.requests && o.npids ? (double)cpu / 1e3 / (double)r.requests : 0;
-  if (o.json)
-    printf("{\"requests_per_s\": %.1f, \"mib_per_s\": %.2f, \"p50_us\": %.1f, \"p90_us\": %.1f, "
-           "\"p99_us\": %.1f, \"p999_us\": %.1f, \"errors\": %llu, \"requests\": %llu, "
-           "\"server_cpu_us_per_req\": %.3f, \"seconds\": %.2f}\n",
-           rps, mibs, pct[0], pct[1], pct[2], pct[3], (unsigned long long)r.errors,
-           (unsigned long long)r.requests, cpu_us, secs);
-  else
-    printf("%.0f req/s, %.1f MiB/s, latency p50 %.1f us, p90 %.1f us, p99 %.1f us, p99.9 %.1f us, "
-           "%llu errors, server CPU %.2f us/request\n",
-           rps, mibs, pct[0], pct[1], pct[2], pct[3], (unsigned long long)r.errors, cpu_us);
+  uint64_t cpu = counting && o.npids ? server_cpu_ns(o.pids, o.npids) - cpu0 : 0;
+  struct summary sum = summarize(&r, secs, o.size, cpu, o.npids > 0);
+  if (o.json) printf("{");
+  print_summary(&sum, &r, o.json);
+  printf(o.json ? "}\n" : "\n");
   for (int i = 0; i < o.connections; i++)
     if (!conns[i].dead) close(conns[i].fd);
   close(ep);

@@ -10,16 +10,15 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "../cf_scratch.h"
 #include "fuzz.h"
 
-static char dir[] = "/tmp/aloop-fuzz-XXXXXX";
 
 const cf_index *fuzz_index(void) {
   static cf_index *ix;
   if (!ix) {
-    char path[256], err[512];
-    snprintf(path, sizeof path, "%s/charfinder.index", dir);
-    if (!(ix = cf_index_open(path, CF_UNICODE_DATA, NULL, err, sizeof err))) {
+    char err[512];
+    if (!(ix = cf_index_open(scratch_index, CF_UNICODE_DATA, NULL, err, sizeof err))) {
       fprintf(stderr, "fuzz: %s\n", err);
       abort();
     }
@@ -97,10 +96,7 @@ START_TEST(test_generated_inputs) {
 END_TEST
 
 int main(void) {
-  if (!mkdtemp(dir)) {
-    perror("mkdtemp");
-    return EXIT_FAILURE;
-  }
+  if (!scratch_begin(false)) return EXIT_FAILURE;
   fuzz_index(); /* built once here, before the tests fork */
   Suite *suite = suite_create("fuzz");
   TCase *tc = tcase_create("fuzz");
@@ -108,9 +104,5 @@ int main(void) {
   tcase_add_test(tc, test_every_seed);
   tcase_add_test(tc, test_generated_inputs);
   suite_add_tcase(suite, tc);
-  int rc = run_suite(suite);
-  char cmd[300];
-  snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-  if (system(cmd) != 0) rc = EXIT_FAILURE;
-  return rc;
+  return scratch_end(run_suite(suite));
 }

@@ -3,6 +3,7 @@
  * line, many clients at once), HTTP over real sockets (keep-alive, pipelining, the idle timeout,
  * serving on after errors), the log, the command line and SIGTERM. Clients are plain blocking
  * sockets with receive timeouts: nothing of aloop on this side. */
+#include "../cf_scratch.h"
 #include "../run_suite.h"
 #include <arpa/inet.h>
 #include <check.h>
@@ -23,8 +24,6 @@
 
 #define PROG "apps/aloop-charfinder"
 
-static char dir[] = "/tmp/aloop-cf-int-XXXXXX";
-static char index_path[256];
 
 struct server {
   pid_t pid;
@@ -63,7 +62,8 @@ static int port_after(const char *log, const char *label) {
 
 static struct server start(const char *backend) {
   struct server s = {0};
-  snprintf(s.log, sizeof s.log, "%s/%s-%ld.log", dir, backend, (long)getpid()); /* a test's own */
+  /* Each test's own log file. */
+  snprintf(s.log, sizeof s.log, "%s/%s-%ld.log", scratch_dir, backend, (long)getpid());
   unlink(s.log);
   s.pid = fork();
   ck_assert_int_ge(s.pid, 0);
@@ -72,7 +72,7 @@ static struct server start(const char *backend) {
     dup2(fd, 1);
     dup2(fd, 2);
     execl(PROG, PROG, "--backend", backend, "--tcp", "127.0.0.1:0", "--http", "127.0.0.1:0",
-          "--index", index_path, "--timeout", "1", "--grace", "1", (char *)NULL);
+          "--index", scratch_index, "--timeout", "1", "--grace", "1", (char *)NULL);
     _exit(127);
   }
   ck_assert_msg(log_has(&s, "HTTP on"), "%s: the server did not start", backend);
@@ -367,7 +367,8 @@ END_TEST
 /* Run the program with up to three arguments (quoted); its stdout and stderr into out. */
 static int run(const char *a1, const char *a2, const char *a3, char *out, size_t cap) {
   char cmd[1024];
-  int n = snprintf(cmd, sizeof cmd, "ALOOP_CHARFINDER_INDEX='%s' %s '%s'", index_path, PROG, a1);
+  int n = snprintf(cmd, sizeof cmd, "ALOOP_CHARFINDER_INDEX='%s' %s '%s'", scratch_index, PROG,
+                   a1);
   if (a2) n += snprintf(cmd + n, sizeof cmd - (size_t)n, " '%s'", a2);
   if (a3) n += snprintf(cmd + n, sizeof cmd - (size_t)n, " '%s'", a3);
   snprintf(cmd + n, sizeof cmd - (size_t)n, " 2>&1");
@@ -415,11 +416,7 @@ START_TEST(test_the_command_line) {
 END_TEST
 
 int main(void) {
-  if (!mkdtemp(dir)) {
-    perror("mkdtemp");
-    return EXIT_FAILURE;
-  }
-  snprintf(index_path, sizeof index_path, "%s/charfinder.index", dir);
+  if (!scratch_begin(false)) return EXIT_FAILURE;
   Suite *suite = suite_create("integration");
   TCase *tc = tcase_create("charfinder");
   tcase_set_timeout(tc, 600);
@@ -428,9 +425,5 @@ int main(void) {
   tcase_add_test(tc, test_http_over_sockets_on_every_driver);
   suite_add_tcase(suite, tc);
   signal(SIGPIPE, SIG_IGN);
-  int rc = run_suite(suite);
-  char cmd[300];
-  snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-  if (system(cmd) != 0) rc = EXIT_FAILURE;
-  return rc;
+  return scratch_end(run_suite(suite));
 }

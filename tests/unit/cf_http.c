@@ -1,6 +1,7 @@
 /* charfinder's HTTP connection (cf_http) fed bytes directly, its responses collected from a memory
  * sink: the page, the JSON API, the script, every error code, keep-alive, pipelining, requests cut
  * into pieces, escaping, and parsing held back while the writer is backed up. */
+#include "../cf_scratch.h"
 #include "../run_suite.h"
 #include <check.h>
 #include <stdlib.h>
@@ -9,8 +10,6 @@
 
 #include "charfinder/servers.h"
 
-static char dir[] = "/tmp/aloop-cf-http-XXXXXX";
-static char path[256];
 static cf_index *ix;
 static struct cf_config cfg;
 
@@ -32,7 +31,7 @@ static void sink_close(void *ctx) { ((struct sink *)ctx)->closed++; }
 
 static void setup(void) {
   char err[512];
-  ix = cf_index_open(path, CF_UNICODE_DATA, NULL, err, sizeof err);
+  ix = cf_index_open(scratch_index, CF_UNICODE_DATA, NULL, err, sizeof err);
   ck_assert_msg(ix != NULL, "%s", err);
   cfg = (struct cf_config){.index = ix, .idle_timeout = 1000000000};
   sink = (struct sink){{0}, 0, false};
@@ -275,16 +274,7 @@ START_TEST(test_parsing_waits_while_the_writer_is_backed_up) {
 END_TEST
 
 int main(void) {
-  if (!mkdtemp(dir)) {
-    perror("mkdtemp");
-    return EXIT_FAILURE;
-  }
-  snprintf(path, sizeof path, "%s/charfinder.index", dir);
-  char err[512];
-  if (cf_index_build(path, CF_UNICODE_DATA, err, sizeof err) < 0) {
-    fprintf(stderr, "cannot build the index: %s\n", err);
-    return EXIT_FAILURE;
-  }
+  if (!scratch_begin(true)) return EXIT_FAILURE;
   Suite *suite = suite_create("charfinder http");
   TCase *tc = tcase_create("http");
   tcase_add_checked_fixture(tc, setup, teardown);
@@ -301,9 +291,5 @@ int main(void) {
   tcase_add_test(tc, test_the_idle_timeout_is_408_mid_request_and_silent_between_requests);
   tcase_add_test(tc, test_parsing_waits_while_the_writer_is_backed_up);
   suite_add_tcase(suite, tc);
-  int rc = run_suite(suite);
-  char cmd[300];
-  snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-  if (system(cmd) != 0) rc = EXIT_FAILURE;
-  return rc;
+  return scratch_end(run_suite(suite));
 }

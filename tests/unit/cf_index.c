@@ -2,6 +2,7 @@
  * names (given and derived), word splitting as Python's \w+ and str.upper(), intersection, paging,
  * repr() quoting, str.strip(), the TCP line rules, and a stale or damaged index file detected and
  * rebuilt. The expected answers are Python's (unicodedata, repr, str.strip). */
+#include "../cf_scratch.h"
 #include "../run_suite.h"
 #include <check.h>
 #include <stdlib.h>
@@ -12,13 +13,11 @@
 #include "charfinder/charfinder.h"
 #include "charfinder/servers.h"
 
-static char dir[] = "/tmp/aloop-cf-index-XXXXXX";
-static char path[256];
 static cf_index *ix;
 
 static void open_index(void) {
   char err[512];
-  ix = cf_index_open(path, CF_UNICODE_DATA, NULL, err, sizeof err);
+  ix = cf_index_open(scratch_index, CF_UNICODE_DATA, NULL, err, sizeof err);
   ck_assert_msg(ix != NULL, "%s", err);
 }
 static void close_index(void) { cf_index_close(ix); }
@@ -274,8 +273,8 @@ static void damage(const char *p, long offset, const void *bytes, size_t n) {
 
 START_TEST(test_a_missing_stale_or_damaged_index_is_rebuilt_with_a_message) {
   char p[300], src[300], cmd[700];
-  snprintf(p, sizeof p, "%s/own/sub/dir/x.index", dir); /* directories are made as needed */
-  snprintf(src, sizeof src, "%s/UnicodeData.txt", dir);
+  snprintf(p, sizeof p, "%s/own/sub/dir/x.index", scratch_dir); /* directories are made as needed */
+  snprintf(src, sizeof src, "%s/UnicodeData.txt", scratch_dir);
   snprintf(cmd, sizeof cmd, "cp '%s' '%s'", CF_UNICODE_DATA, src);
   ck_assert_int_eq(system(cmd), 0);
 
@@ -326,11 +325,11 @@ END_TEST
 
 START_TEST(test_a_missing_or_malformed_source_is_an_error_in_words) {
   char p[300], src[300], err[512];
-  snprintf(p, sizeof p, "%s/bad.index", dir);
-  snprintf(src, sizeof src, "%s/none.txt", dir);
+  snprintf(p, sizeof p, "%s/bad.index", scratch_dir);
+  snprintf(src, sizeof src, "%s/none.txt", scratch_dir);
   ck_assert_ptr_null(cf_index_open(p, src, NULL, err, sizeof err));
   ck_assert_msg(strstr(err, "cannot read") && strstr(err, "unicode-data"), "err: %s", err);
-  snprintf(src, sizeof src, "%s/bad.txt", dir);
+  snprintf(src, sizeof src, "%s/bad.txt", scratch_dir);
   FILE *f = fopen(src, "w");
   fputs("0041;LATIN CAPITAL LETTER A;Lu\n", f);
   fclose(f);
@@ -346,16 +345,7 @@ START_TEST(test_a_missing_or_malformed_source_is_an_error_in_words) {
 END_TEST
 
 int main(void) {
-  if (!mkdtemp(dir)) {
-    perror("mkdtemp");
-    return EXIT_FAILURE;
-  }
-  snprintf(path, sizeof path, "%s/charfinder.index", dir);
-  char err[512];
-  if (cf_index_build(path, CF_UNICODE_DATA, err, sizeof err) < 0) {
-    fprintf(stderr, "cannot build the index: %s\n", err);
-    return EXIT_FAILURE;
-  }
+  if (!scratch_begin(true)) return EXIT_FAILURE;
   Suite *suite = suite_create("charfinder index");
   TCase *tc = tcase_create("index");
   tcase_add_checked_fixture(tc, open_index, close_index);
@@ -370,9 +360,5 @@ int main(void) {
   tcase_add_test(tc, test_a_missing_stale_or_damaged_index_is_rebuilt_with_a_message);
   tcase_add_test(tc, test_a_missing_or_malformed_source_is_an_error_in_words);
   suite_add_tcase(suite, tc);
-  int rc = run_suite(suite);
-  char cmd[300];
-  snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-  if (system(cmd) != 0) rc = EXIT_FAILURE;
-  return rc;
+  return scratch_end(run_suite(suite));
 }
