@@ -149,7 +149,7 @@ static void usage(FILE *out) {
 static int parse(int argc, char **argv, struct options *o) {
   int rc = cli_take_backend(&argc, argv, prog, &o->backend);
   if (rc != CLI_CONTINUE) return rc;
-  for (int i = 1; i < argc; i++) {
+  for (int i = 1; i < argc; i += 2) { /* every option takes a value */
     const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
     char *end = NULL;
     if (!strcmp(a, "--help")) {
@@ -170,7 +170,6 @@ static int parse(int argc, char **argv, struct options *o) {
       usage(stderr);
       return CLI_EXIT_USAGE;
     }
-    i++;
   }
   return CLI_CONTINUE;
 }

@@ -198,7 +198,7 @@ aloop_future *aloop__connect(aloop_loop *loop, const aloop_protocol *proto, void
 
 /* error.c */
 void aloop__vreport(aloop_loop *loop, int code, int fd, const char *source, const char *fmt,
-                    va_list ap);
+                    va_list ap) ALOOP_PRINTF(5, 0);
 void aloop__set_why(char *why, size_t n, const char *fmt, ...) ALOOP_PRINTF(3, 4);
 
 /* backends/registry.c: find, probe and initialise the named driver ("auto": the first that works);

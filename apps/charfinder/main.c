@@ -73,7 +73,7 @@ static bool parse_endpoint(const char *s, const char *default_host, struct endpo
 static int parse(int argc, char **argv, struct options *o, int *query_at) {
   int rc = cli_take_backend(&argc, argv, prog, &o->backend);
   if (rc != CLI_CONTINUE) return rc;
-  for (int i = 1; i < argc; i++) {
+  for (int i = 1; i < argc; i += 2) { /* an option and its value (--quiet has none: i-- below) */
     const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
     char *end = NULL;
     if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
@@ -84,7 +84,7 @@ static int parse(int argc, char **argv, struct options *o, int *query_at) {
       return CLI_CONTINUE;
     } else if (!strcmp(a, "--quiet")) {
       o->quiet = true;
-      continue;
+      i--;
     } else if (!strcmp(a, "--tcp") && v && parse_endpoint(v, "127.0.0.1", &o->tcp)) {
     } else if (!strcmp(a, "--http") && v && parse_endpoint(v, "127.0.0.1", &o->http)) {
     } else if (!strcmp(a, "--index") && v) {
@@ -99,7 +99,6 @@ static int parse(int argc, char **argv, struct options *o, int *query_at) {
       usage(stderr);
       return CLI_EXIT_USAGE;
     }
-    i++;
   }
   return CLI_CONTINUE;
 }

@@ -1,5 +1,6 @@
-/* What the fuzz targets share: the libFuzzer entry point each defines, the seed inputs it starts
- * from, and the index they query (built once into a temporary file). */
+/* What the fuzz targets share: the libFuzzer entry point each defines and the index they query.
+ * Their seed inputs are files in tests/fuzz/corpus/TARGET/, for make check's runs and libFuzzer's
+ * alike. */
 #ifndef ALOOP_FUZZ_H
 #define ALOOP_FUZZ_H
 #include <stddef.h>
@@ -8,9 +9,6 @@
 #include "charfinder/charfinder.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-/* The target's seeds, NULL-terminated (each a C string). */
-extern const char *const fuzz_seeds[];
 
 /* The index (built on first use from the configured Unicode data); aborts if it cannot be had. */
 const cf_index *fuzz_index(void);

@@ -7,20 +7,6 @@
 #include "charfinder/servers.h"
 #include "fuzz.h"
 
-const char *const fuzz_seeds[] = {
-    "GET / HTTP/1.1\r\nHost: x\r\n\r\n",
-    "GET /?query=cat+face HTTP/1.1\r\nHost: x\r\n\r\n",
-    "GET /?query=%3Cscript%3E&x=1 HTTP/1.1\r\nHost: x\r\n\r\n",
-    "GET /api/search?query=cjk&start=100&stop=300 HTTP/1.1\r\nHost: x\r\n\r\n",
-    "GET /api/search?query=digit&start=5 HTTP/1.1\r\n\r\nGET /charfinder.js HTTP/1.1\r\n\r\n",
-    "HEAD /?query=chess HTTP/1.0\r\nConnection: keep-alive\r\n\r\n",
-    "POST /?query=a HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello",
-    "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
-    "GET /?query=%e2%82%ac+%ff HTTP/1.1\r\n\r\n",
-    "GET http://example.com/?query=x HTTP/1.1\r\n\r\n",
-    "GET /api/search?start=99999999999&stop=-1&query HTTP/1.1\r\n\r\n",
-    NULL};
-
 struct sink {
   size_t written;
   int closed;

@@ -7,12 +7,6 @@
 #include "charfinder/servers.h"
 #include "fuzz.h"
 
-const char *const fuzz_seeds[] = {"cat face\r\n", "chess black king\n", "  \t\n", "\x03\r\n",
-                                  "\xff\xf4\xff\xfd\x06\r\n", "it's \"x\" \\ \t\n",
-                                  "\xef\xac\x81 \xc3\x9f\n", "cjk\n", "hangul gag\n",
-                                  "\xe3\x80\x80" "cat\xc2\x85\n", "\xf4\x8f\xbf\xbf\xed\xa0\x80\n",
-                                  NULL};
-
 static void check_answer(const cf_buf *out) {
   if (!out->len) return;
   if (out->len < 2 || memcmp(out->data + out->len - 2, "\r\n", 2)) abort();

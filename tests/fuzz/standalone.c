@@ -1,10 +1,12 @@
 /* The fuzz targets without libFuzzer, as a Check suite `make check` runs (and, in the sanitizer
- * build, under AddressSanitizer and UBSan): every seed, then a fixed number of inputs made from
- * them by a seeded generator (byte flips, insertions of interesting bytes, cuts, splices of two
- * seeds), so a failure is reproducible. FUZZ_RUNS overrides the count. For open-ended fuzzing,
- * configure --enable-fuzzing with clang and run the -libfuzzer programs. */
+ * build, under AddressSanitizer and UBSan): every seed in FUZZ_CORPUS (the target's directory of
+ * tests/fuzz/corpus), then a fixed number of inputs made from them by a seeded generator (byte
+ * flips, insertions of interesting bytes, cuts, splices of two seeds, repeated runs), so a failure
+ * is reproducible. FUZZ_RUNS overrides the count. For open-ended fuzzing, configure
+ * --enable-fuzzing with clang and run the -libfuzzer programs on the same corpus. */
 #include "../run_suite.h"
 #include <check.h>
+#include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,19 +36,40 @@ static uint64_t next(void) {
   return rng;
 }
 
-static size_t nseeds(void) {
-  size_t n = 0;
-  while (fuzz_seeds[n]) n++;
-  return n;
+struct seed {
+  uint8_t *data;
+  size_t len;
+};
+static struct seed seeds[64];
+static size_t nseeds;
+
+/* Every file of the corpus directory into seeds; false if there are none. */
+static bool load_seeds(const char *dir) {
+  DIR *d = opendir(dir);
+  if (!d) return false;
+  for (struct dirent *e; (e = readdir(d)) && nseeds < sizeof seeds / sizeof *seeds;) {
+    if (e->d_name[0] == '.') continue;
+    char path[4096];
+    snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+    FILE *f = fopen(path, "rb");
+    if (!f) continue;
+    struct seed *s = &seeds[nseeds];
+    s->data = malloc(1 << 16);
+    s->len = fread(s->data, 1, 1 << 16, f);
+    fclose(f);
+    nseeds++;
+  }
+  closedir(d);
+  return nseeds > 0;
 }
 
 /* A variation of a random seed into buf (cap bytes); returns its length. */
 static size_t mutate(uint8_t *buf, size_t cap) {
   static const uint8_t interesting[] = {0, '\r', '\n', ' ', '%', '&', '=', '+', '?', ':', 0x7f,
                                         0x80, 0xc3, 0xe2, 0xf4, 0xff, '"', '\'', '\\', '<'};
-  const char *seed = fuzz_seeds[next() % nseeds()];
-  size_t len = strlen(seed) < cap ? strlen(seed) : cap;
-  memcpy(buf, seed, len);
+  const struct seed *seed = &seeds[next() % nseeds];
+  size_t len = seed->len < cap ? seed->len : cap;
+  memcpy(buf, seed->data, len);
   for (int edits = 1 + (int)(next() % 6); edits > 0; edits--) {
     size_t at = len ? next() % len : 0;
     switch (next() % 5) {
@@ -64,10 +87,10 @@ static size_t mutate(uint8_t *buf, size_t cap) {
         len = at;
         break;
       case 3: { /* splice another seed in */
-        const char *other = fuzz_seeds[next() % nseeds()];
-        size_t olen = strlen(other), take = olen ? next() % olen : 0;
+        const struct seed *other = &seeds[next() % nseeds];
+        size_t take = other->len ? next() % other->len : 0;
         if (at + take > cap) take = cap - at;
-        memcpy(buf + at, other + (olen - take), take);
+        memcpy(buf + at, other->data + (other->len - take), take);
         if (at + take > len) len = at + take;
         break;
       }
@@ -79,8 +102,7 @@ static size_t mutate(uint8_t *buf, size_t cap) {
 }
 
 START_TEST(test_every_seed) {
-  for (size_t i = 0; fuzz_seeds[i]; i++)
-    LLVMFuzzerTestOneInput((const uint8_t *)fuzz_seeds[i], strlen(fuzz_seeds[i]));
+  for (size_t i = 0; i < nseeds; i++) LLVMFuzzerTestOneInput(seeds[i].data, seeds[i].len);
 }
 END_TEST
 
@@ -97,6 +119,10 @@ END_TEST
 
 int main(void) {
   if (!scratch_begin(false)) return EXIT_FAILURE;
+  if (!load_seeds(FUZZ_CORPUS)) {
+    fprintf(stderr, "no seeds in %s\n", FUZZ_CORPUS);
+    return EXIT_FAILURE;
+  }
   fuzz_index(); /* built once here, before the tests fork */
   Suite *suite = suite_create("fuzz");
   TCase *tc = tcase_create("fuzz");
