@@ -46,9 +46,10 @@ static void log_query(const struct cf_config *cfg, const char *peer, const cf_bu
   fflush(cfg->log);
 }
 
-/* Send the answer to q: the result lines in pieces of about ANSWER_PIECE bytes, waiting for each to
- * drain, so that a client asking for all 98,000 CJK ideographs costs a bounded buffer, not 5 MB;
- * then the status. The number of matches, or the connection's error. */
+/* The answer to q, then the next prompt: the result lines go out in pieces of about ANSWER_PIECE
+ * bytes, waiting for each to drain, so that a client asking for all 98,000 CJK ideographs costs a
+ * bounded buffer, not 4 MB; the last piece, the status and the prompt leave in one write. The
+ * number of matches, or the connection's error. */
 enum { ANSWER_PIECE = 32 * 1024 };
 static int64_t answer(aloop_stream *s, const cf_index *ix, const char *q, size_t qlen, cf_buf *out) {
   cf_result r;
@@ -70,7 +71,7 @@ static int64_t answer(aloop_stream *s, const cf_index *ix, const char *q, size_t
   int64_t count = (int64_t)r.count;
   cf_result_free(&r);
   cf_status(ix, q, qlen, (size_t)count, out);
-  cf_buf_add(out, "\r\n", 2);
+  cf_buf_lit(out, "\r\n" CF_PROMPT);
   aloop_stream_write(s, out->data, out->len);
   return out->failed ? -ENOMEM : count;
 }
@@ -89,8 +90,8 @@ static int64_t serve_client(aloop_stream *s, void *arg) {
   char line[CF_LINE_LIMIT + 1]; /* the limit, plus room for readline's NUL */
   cf_buf out = {0}, query = {0};
   int64_t n = 0;
+  aloop_stream_write(s, CF_PROMPT, sizeof CF_PROMPT - 1);
   for (;;) {
-    aloop_stream_write(s, CF_PROMPT, sizeof CF_PROMPT - 1);
     if ((n = aloop_await(aloop_stream_drain(s))) < 0) break;
     if ((n = aloop_await(aloop_stream_readline(s, line, sizeof line))) <= 0) {
       if (n == -ALOOP_ELIMIT) {
@@ -107,7 +108,10 @@ static int64_t serve_client(aloop_stream *s, void *arg) {
     const char *q;
     size_t qlen;
     enum cf_line_action act = cf_line_parse(line, (size_t)n, &q, &qlen);
-    if (act == CF_LINE_PROMPT) continue;
+    if (act == CF_LINE_PROMPT) {
+      aloop_stream_write(s, CF_PROMPT, sizeof CF_PROMPT - 1);
+      continue;
+    }
     query.len = 0;
     cf_repr(cfg->index, q, qlen, &query);
     if (act == CF_LINE_CLOSE) {
