@@ -2,6 +2,7 @@
  * one bug fixed (the original prompts forever once the client has gone: end of stream ends the
  * session here). */
 #include <errno.h>
+#include <stdint.h>
 #include <string.h>
 
 #include "servers.h"
@@ -14,10 +15,20 @@ enum cf_line_action cf_line_parse(const char *line, size_t n, const char **q, si
   return (unsigned char)(*q)[0] < 0x20 ? CF_LINE_CLOSE : CF_LINE_ANSWER;
 }
 
+/* Result lines from r.ids[*next] on, each with CRLF, until out holds at least `until` bytes or the
+ * result ends; *next moves past them. */
+static void add_lines(const cf_index *ix, const cf_result *r, size_t *next, cf_buf *out,
+                      size_t until) {
+  for (; *next < r->count && out->len < until; (*next)++) {
+    cf_describe(ix, r->ids[*next], out);
+    cf_buf_add(out, "\r\n", 2);
+  }
+}
+
 enum cf_line_action cf_line_answer(const cf_index *ix, const char *line, size_t n, cf_buf *out,
                                    size_t *count, cf_buf *query) {
   const char *q;
-  size_t qlen;
+  size_t qlen, next = 0;
   enum cf_line_action act = cf_line_parse(line, n, &q, &qlen);
   *count = 0;
   if (query) cf_repr(ix, q, qlen, query);
@@ -27,10 +38,7 @@ enum cf_line_action cf_line_answer(const cf_index *ix, const char *line, size_t 
     cf_buf_lit(out, "out of memory\r\n");
     return CF_LINE_ANSWER;
   }
-  for (size_t i = 0; i < r.count; i++) {
-    cf_describe(ix, r.ids[i], out);
-    cf_buf_add(out, "\r\n", 2);
-  }
+  add_lines(ix, &r, &next, out, SIZE_MAX);
   *count = r.count;
   cf_result_free(&r);
   cf_status(ix, q, qlen, *count, out);
@@ -53,19 +61,17 @@ static void log_query(const struct cf_config *cfg, const char *peer, const cf_bu
 enum { ANSWER_PIECE = 32 * 1024 };
 static int64_t answer(aloop_stream *s, const cf_index *ix, const char *q, size_t qlen, cf_buf *out) {
   cf_result r;
+  size_t next = 0;
   out->len = 0;
   if (cf_find(ix, q, qlen, &r) < 0) return -ENOMEM;
-  for (size_t i = 0; i < r.count; i++) {
-    cf_describe(ix, r.ids[i], out);
-    cf_buf_add(out, "\r\n", 2);
-    if (out->len >= ANSWER_PIECE) {
-      aloop_stream_write(s, out->data, out->len);
-      out->len = 0;
-      int64_t rc = aloop_await(aloop_stream_drain(s));
-      if (rc < 0) {
-        cf_result_free(&r);
-        return rc;
-      }
+  for (add_lines(ix, &r, &next, out, ANSWER_PIECE); next < r.count;
+       add_lines(ix, &r, &next, out, ANSWER_PIECE)) {
+    aloop_stream_write(s, out->data, out->len);
+    out->len = 0;
+    int64_t rc = aloop_await(aloop_stream_drain(s));
+    if (rc < 0) {
+      cf_result_free(&r);
+      return rc;
     }
   }
   int64_t count = (int64_t)r.count;
