@@ -38,6 +38,7 @@ struct cf_http {
   size_t url_len, head_bytes, body_bytes;
   int error_status; /* set by a callback that stopped the parser */
   bool in_request, any_request, paused, closing;
+  bool finishing; /* shutting down: the next response is the last */
   cf_buf head, body;
 };
 
@@ -83,7 +84,7 @@ static void send_response(cf_http *h, int code, const char *type, bool close, co
     cf_buf_free(&h->body);
     cf_buf_lit(&h->body, "500 Internal Server Error: out of memory\n");
   }
-  close = close || !http_should_keep_alive(&h->parser);
+  close = close || h->finishing || !http_should_keep_alive(&h->parser);
   cf_buf *hd = &h->head;
   hd->len = 0;
   cf_buf_lit(hd, "HTTP/1.1 ");
@@ -552,6 +553,13 @@ void cf_http_timeout(cf_http *h) {
 
 void cf_http_pause(cf_http *h, bool paused) { h->paused = paused; }
 
+void cf_http_finish(cf_http *h) {
+  h->finishing = true;
+  if (h->closing || h->in_request) return; /* the answer under way closes it */
+  h->closing = true;
+  h->sink.close(h->sink.ctx);
+}
+
 void cf_http_free(cf_http *h) {
   if (!h) return;
   cf_buf_free(&h->head);
@@ -561,11 +569,12 @@ void cf_http_free(cf_http *h) {
 
 /* ---- on an aloop transport ----------------------------------------------------------------------- */
 
-struct conn {
+struct cf_http_conn {
+  struct cf_http_conn *prev, *next; /* in cfg->http_conns */
   aloop_transport *t;
   cf_http *http;
   aloop_loop *loop;
-  const struct cf_config *cfg;
+  struct cf_config *cfg;
   aloop_handle timer;
   int64_t last_activity;
   cf_buf pending; /* bytes received while parsing was paused (rule b) */
@@ -573,17 +582,17 @@ struct conn {
 };
 
 static void sink_write(void *ctx, const struct iovec *iov, int iovcnt) {
-  struct conn *c = ctx;
+  struct cf_http_conn *c = ctx;
   aloop_transport_writev(c->t, iov, iovcnt);
 }
 
 static void sink_close(void *ctx) {
-  struct conn *c = ctx;
+  struct cf_http_conn *c = ctx;
   aloop_transport_close(c->t);
 }
 
 static void on_idle_timer(aloop_loop *loop, void *arg) {
-  struct conn *c = arg;
+  struct cf_http_conn *c = arg;
   int64_t due = c->last_activity + c->cfg->idle_timeout, now = aloop_time(loop);
   c->timer = (aloop_handle){0};
   if (now < due) { /* there was activity since: wait for the rest */
@@ -594,7 +603,7 @@ static void on_idle_timer(aloop_loop *loop, void *arg) {
 }
 
 static void connection_made(aloop_transport *t, void *ctx) {
-  struct conn *c = ctx;
+  struct cf_http_conn *c = ctx;
   c->t = t;
   c->loop = aloop_transport_loop(t);
   aloop_sockaddr addr;
@@ -607,10 +616,12 @@ static void connection_made(aloop_transport *t, void *ctx) {
   }
   c->last_activity = aloop_time(c->loop);
   aloop_call_later(c->loop, c->cfg->idle_timeout, on_idle_timer, c, &c->timer);
+  if ((c->next = c->cfg->http_conns)) c->next->prev = c;
+  c->cfg->http_conns = c;
 }
 
 /* Parse what waits in pending; once it is all parsed, read again (and close after an EOF). */
-static void drain_pending(struct conn *c) {
+static void drain_pending(struct cf_http_conn *c) {
   size_t used = cf_http_feed(c->http, c->pending.data, c->pending.len);
   memmove(c->pending.data, c->pending.data + used, c->pending.len - used);
   c->pending.len -= used;
@@ -622,7 +633,7 @@ static void drain_pending(struct conn *c) {
 }
 
 static void data_received(aloop_transport *t, const void *data, size_t n, void *ctx) {
-  struct conn *c = ctx;
+  struct cf_http_conn *c = ctx;
   c->last_activity = aloop_time(c->loop);
   if (!c->http) return;
   size_t used = c->pending.len ? 0 : cf_http_feed(c->http, data, n);
@@ -634,7 +645,7 @@ static void data_received(aloop_transport *t, const void *data, size_t n, void *
 }
 
 static bool eof_received(aloop_transport *t, void *ctx) {
-  struct conn *c = ctx;
+  struct cf_http_conn *c = ctx;
   (void)t;
   if (c->pending.len) { /* answer what was sent before the end first */
     c->eof = true;
@@ -645,13 +656,13 @@ static bool eof_received(aloop_transport *t, void *ctx) {
 }
 
 static void pause_writing(aloop_transport *t, void *ctx) {
-  struct conn *c = ctx;
+  struct cf_http_conn *c = ctx;
   (void)t;
   if (c->http) cf_http_pause(c->http, true);
 }
 
 static void resume_writing(aloop_transport *t, void *ctx) {
-  struct conn *c = ctx;
+  struct cf_http_conn *c = ctx;
   (void)t;
   if (!c->http) return;
   cf_http_pause(c->http, false);
@@ -659,9 +670,16 @@ static void resume_writing(aloop_transport *t, void *ctx) {
 }
 
 static void connection_lost(aloop_transport *t, int err, void *ctx) {
-  struct conn *c = ctx;
+  struct cf_http_conn *c = ctx;
   (void)t, (void)err;
   if (c->timer.h) aloop_cancel(c->loop, c->timer);
+  if (c->http) { /* linked once connection_made had its cf_http */
+    if (c->prev)
+      c->prev->next = c->next;
+    else
+      c->cfg->http_conns = c->next;
+    if (c->next) c->next->prev = c->prev;
+  }
   cf_http_free(c->http);
   cf_buf_free(&c->pending);
   free(c);
@@ -677,13 +695,22 @@ static const aloop_protocol http_protocol = {
 };
 
 static void *new_conn(void *arg) {
-  struct conn *c = calloc(1, sizeof *c);
+  struct cf_http_conn *c = calloc(1, sizeof *c);
   if (c) c->cfg = arg;
   return c;
 }
 
-aloop_future *cf_http_serve(aloop_loop *loop, const struct cf_config *cfg, const char *host,
-                            int port) {
+aloop_future *cf_http_serve(aloop_loop *loop, struct cf_config *cfg, const char *host, int port) {
   aloop_server_options opts = {.size = sizeof opts};
-  return aloop_create_server(loop, &http_protocol, new_conn, (void *)cfg, host, port, &opts);
+  return aloop_create_server(loop, &http_protocol, new_conn, cfg, host, port, &opts);
+}
+
+void cf_http_finish_all(struct cf_config *cfg) {
+  for (struct cf_http_conn *c = cfg->http_conns, *next; c; c = next) {
+    next = c->next; /* a close may unlink c, later, not now: closes complete on the loop */
+    if (c->pending.len) /* requests still to parse: answer the one under way, then close */
+      c->http->finishing = true;
+    else
+      cf_http_finish(c->http);
+  }
 }

@@ -160,19 +160,24 @@ static aloop_server *start(aloop_loop *loop, aloop_future *f, const char *what,
   return s;
 }
 
-/* Stop accepting, let open connections finish for the grace period, abort what is left. */
-static void stop(aloop_loop *loop, aloop_server *s, int64_t grace_ns) {
-  if (!s) return;
+/* Let open connections finish for the grace period, abort what is left; returns how many were. */
+static size_t stop(aloop_loop *loop, aloop_server *s, int64_t grace_ns) {
+  if (!s) return 0;
+  size_t aborted = 0;
   aloop_server_close(s);
   aloop_future *closed = aloop_server_wait_closed(s);
   aloop_future *grace = aloop_wait_for(loop, closed, grace_ns);
-  if (aloop_run_until_complete(loop, grace) < 0) aloop_server_abort_clients(s);
+  if (aloop_run_until_complete(loop, grace) < 0) {
+    aborted = aloop_server_connections(s);
+    aloop_server_abort_clients(s);
+  }
   aloop_future_release(grace);
   aloop_future_release(closed);
   aloop_future *gone = aloop_server_wait_closed(s);
   aloop_run_until_complete(loop, gone);
   aloop_future_release(gone);
   aloop_server_free(s);
+  return aborted;
 }
 
 static int serve(const struct options *o, const cf_index *ix) {
@@ -202,9 +207,16 @@ static int serve(const struct options *o, const cf_index *ix) {
     aloop_future_release(stop_requested);
   }
   int64_t grace_ns = (int64_t)(o->grace * 1e9);
-  stop(loop, tcp, grace_ns);
-  stop(loop, http, grace_ns);
-  if (!rc) printf("%s: stopped\n", prog);
+  size_t open = (tcp ? aloop_server_connections(tcp) : 0) +
+                (http ? aloop_server_connections(http) : 0);
+  if (tcp) aloop_server_close(tcp); /* neither accepts while the other winds down */
+  if (http) aloop_server_close(http);
+  cf_http_finish_all(&cfg); /* idle kept-alive connections need no grace period */
+  size_t aborted = stop(loop, tcp, grace_ns) + stop(loop, http, grace_ns);
+  size_t finished = open - aborted;
+  if (!rc)
+    printf("%s: stopped: %zu connection%s finished, %zu aborted after the %.3g s grace period\n",
+           prog, finished, finished == 1 ? "" : "s", aborted, o->grace);
   aloop_run_once(loop, 0);
   aloop_free(loop);
   return rc;

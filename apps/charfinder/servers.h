@@ -12,6 +12,7 @@ struct cf_config {
   const cf_index *index;
   FILE *log;             /* one line per query; NULL: quiet */
   int64_t idle_timeout;  /* HTTP: ns a connection may stay silent mid-request or between requests */
+  struct cf_http_conn *http_conns; /* the HTTP server's open connections (http.c keeps it) */
 };
 
 /* ---- TCP: the line protocol ----------------------------------------------------------------------- */
@@ -59,9 +60,13 @@ void cf_http_eof(cf_http *h);
 void cf_http_timeout(cf_http *h);
 /* Hold back parsing (the sink's writes are backed up) / let it go on. */
 void cf_http_pause(cf_http *h, bool paused);
+/* The server is shutting down: close now if no request is under way, else after answering it. */
+void cf_http_finish(cf_http *h);
 void cf_http_free(cf_http *h);
 
-aloop_future *cf_http_serve(aloop_loop *loop, const struct cf_config *cfg, const char *host,
-                            int port);
+aloop_future *cf_http_serve(aloop_loop *loop, struct cf_config *cfg, const char *host, int port);
+/* Shutting down: every open HTTP connection finishes what it is answering and closes; idle
+ * kept-alive ones (a browser's) close at once instead of waiting out the grace period. */
+void cf_http_finish_all(struct cf_config *cfg);
 
 #endif

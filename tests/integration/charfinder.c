@@ -86,12 +86,13 @@ static struct server start(const char *backend) {
   return s;
 }
 
-static void stop(struct server *s) {
+/* SIGTERM; the server must exit 0 and its last line say `expect`. */
+static void stop(struct server *s, const char *expect) {
   kill(s->pid, SIGTERM);
   int status;
   ck_assert_int_eq(waitpid(s->pid, &status, 0), s->pid);
   ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "exit status %d", status);
-  ck_assert(log_has(s, "aloop-charfinder: stopped"));
+  ck_assert_msg(log_has(s, expect), "the log lacks '%s'", expect);
 }
 
 static int connect_to(int port) {
@@ -336,7 +337,8 @@ static void http_over_sockets(const struct server *s, const char *backend) {
 
 /* ---- every driver --------------------------------------------------------------------------------- */
 
-static void on_every_driver(void (*fn)(const struct server *s, const char *backend)) {
+static void on_every_driver(void (*fn)(const struct server *s, const char *backend),
+                            const char *stopped) {
   aloop_backend_info info[8];
   size_t n = aloop_list_backends(info, 8);
   for (size_t i = 0; i < n && i < 8; i++) {
@@ -348,7 +350,7 @@ static void on_every_driver(void (*fn)(const struct server *s, const char *backe
     }
     struct server s = start(info[i].name);
     fn(&s, info[i].name);
-    stop(&s);
+    stop(&s, stopped);
   }
 }
 
@@ -358,10 +360,34 @@ static void tcp_all(const struct server *s, const char *backend) {
   tcp_many_clients(s, backend);
 }
 
-START_TEST(test_the_tcp_line_protocol_on_every_driver) { on_every_driver(tcp_all); }
+START_TEST(test_the_tcp_line_protocol_on_every_driver) {
+  on_every_driver(tcp_all, "aloop-charfinder: stopped: ");
+}
 END_TEST
 
-START_TEST(test_http_over_sockets_on_every_driver) { on_every_driver(http_over_sockets); }
+START_TEST(test_http_over_sockets_on_every_driver) {
+  on_every_driver(http_over_sockets, "aloop-charfinder: stopped: ");
+}
+END_TEST
+
+/* A browser's kept-alive connection, idle after its answer, when SIGTERM comes: closed at once
+ * (not aborted after the grace period), and the server says so. */
+static int idle_fd = -1;
+static void http_keep_alive_left_open(const struct server *s, const char *backend) {
+  static char buf[1 << 16];
+  (void)backend;
+  idle_fd = connect_to(s->http);
+  send_str(idle_fd, "GET /?query=cat HTTP/1.1\r\nHost: t\r\n\r\n");
+  read_until(idle_fd, "</html>\n", buf, sizeof buf, false);
+  ck_assert(strstr(buf, "HTTP/1.1 200 OK\r\n") == buf);
+}
+
+START_TEST(test_shutdown_closes_idle_http_connections_without_the_grace_period) {
+  on_every_driver(http_keep_alive_left_open, "stopped: 1 connection finished, 0 aborted");
+  char buf[64];
+  ck_assert(closed_by_peer(idle_fd, buf, sizeof buf));
+  close(idle_fd);
+}
 END_TEST
 
 /* Run the program with up to three arguments (quoted); its stdout and stderr into out. */
@@ -423,6 +449,7 @@ int main(void) {
   tcase_add_test(tc, test_the_command_line); /* first: it builds the index the others use */
   tcase_add_test(tc, test_the_tcp_line_protocol_on_every_driver);
   tcase_add_test(tc, test_http_over_sockets_on_every_driver);
+  tcase_add_test(tc, test_shutdown_closes_idle_http_connections_without_the_grace_period);
   suite_add_tcase(suite, tc);
   signal(SIGPIPE, SIG_IGN);
   return scratch_end(run_suite(suite));

@@ -273,6 +273,26 @@ START_TEST(test_parsing_waits_while_the_writer_is_backed_up) {
 }
 END_TEST
 
+START_TEST(test_finishing_closes_idle_connections_now_and_busy_ones_after_their_answer) {
+  feed("GET /?query=cat HTTP/1.1\r\nHost: x\r\n\r\n");
+  cf_http_finish(h); /* idle between requests: closed at once */
+  ck_assert_int_eq(sink.closed, 1);
+  ck_assert_int_eq(responses(), 1);
+
+  cf_http_free(h);
+  sink.out.len = 0;
+  sink.closed = 0;
+  h = cf_http_new(&cfg, (cf_http_sink){sink_write, sink_close, &sink}, "test");
+  feed("GET /?query=cat HTTP/1.1\r\nHo");
+  cf_http_finish(h); /* a request under way: answered, with Connection: close */
+  ck_assert_int_eq(sink.closed, 0);
+  feed("st: x\r\n\r\n");
+  ck_assert_int_eq(status_of(0), 200);
+  ck_assert(has("Connection: close\r\n"));
+  ck_assert_int_eq(sink.closed, 1);
+}
+END_TEST
+
 int main(void) {
   if (!scratch_begin(true)) return EXIT_FAILURE;
   Suite *suite = suite_create("charfinder http");
@@ -290,6 +310,7 @@ int main(void) {
   tcase_add_test(tc, test_oversized_heads_and_urls_are_431_and_414);
   tcase_add_test(tc, test_the_idle_timeout_is_408_mid_request_and_silent_between_requests);
   tcase_add_test(tc, test_parsing_waits_while_the_writer_is_backed_up);
+  tcase_add_test(tc, test_finishing_closes_idle_connections_now_and_busy_ones_after_their_answer);
   suite_add_tcase(suite, tc);
   return scratch_end(run_suite(suite));
 }
