@@ -408,8 +408,7 @@ static char *slurp(const char *path, struct stat *st) {
   return text;
 }
 
-/* "DIR/SpecialCasing.txt" for "DIR/UnicodeData.txt". */
-static void sibling(const char *path, const char *name, char *out, size_t cap) {
+void cf_sibling(const char *path, const char *name, char *out, size_t cap) {
   const char *slash = strrchr(path, '/');
   int dirlen = slash ? (int)(slash - path + 1) : 0;
   snprintf(out, cap, "%.*s%s", dirlen, path, name);
@@ -450,7 +449,7 @@ int cf_index_build(const char *path, const char *unicode_data, char *err, size_t
   h.source_size = (uint64_t)st.st_size;
   h.source_mtime = (int64_t)st.st_mtime;
   char special_path[4096];
-  sibling(unicode_data, "SpecialCasing.txt", special_path, sizeof special_path);
+  cf_sibling(unicode_data, "SpecialCasing.txt", special_path, sizeof special_path);
   if ((special = slurp(special_path, &sst))) {
     h.special_size = (uint64_t)sst.st_size;
     h.special_mtime = (int64_t)sst.st_mtime;

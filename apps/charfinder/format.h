@@ -49,5 +49,7 @@ struct cf_upper {
 enum { CF_WORD_MAX = 96 };
 
 uint64_t cf_checksum(const void *data, size_t n);
+/* "DIR/name" for a path "DIR/file" (SpecialCasing.txt beside UnicodeData.txt). */
+void cf_sibling(const char *path, const char *name, char *out, size_t cap);
 
 #endif

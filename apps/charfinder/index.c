@@ -78,9 +78,16 @@ static const char *check(cf_index *ix, const char *unicode_data) {
     return "it was written by another version";
   if (h->file_size != ix->size) return "it is truncated";
   struct stat st;
-  if (unicode_data && stat(unicode_data, &st) == 0 &&
-      ((uint64_t)st.st_size != h->source_size || (int64_t)st.st_mtime != h->source_mtime))
-    return "its source changed";
+  char special[4096];
+  if (unicode_data && stat(unicode_data, &st) == 0) { /* without the source, use what we have */
+    if ((uint64_t)st.st_size != h->source_size || (int64_t)st.st_mtime != h->source_mtime)
+      return "its source changed";
+    cf_sibling(unicode_data, "SpecialCasing.txt", special, sizeof special);
+    bool there = stat(special, &st) == 0;
+    if (there ? (uint64_t)st.st_size != h->special_size || (int64_t)st.st_mtime != h->special_mtime
+              : h->special_size != 0)
+      return "its source changed (SpecialCasing.txt)";
+  }
   if (cf_checksum(ix->map + sizeof *h, ix->size - sizeof *h) != h->checksum)
     return "its checksum does not match";
   ix->chars = (const void *)(ix->map + h->off_chars);

@@ -308,6 +308,14 @@ START_TEST(test_a_missing_stale_or_damaged_index_is_rebuilt_with_a_message) {
   ck_assert_msg(strstr(log_text, "not an index"), "log: %s", log_text);
   cf_index_close(x);
 
+  /* SpecialCasing.txt beside it appears: its mappings count, so the index is rebuilt. */
+  snprintf(cmd, sizeof cmd, "cp \"$(dirname '%s')/SpecialCasing.txt\" '%s/'", CF_UNICODE_DATA,
+           scratch_dir);
+  ck_assert_int_eq(system(cmd), 0);
+  x = open_logged(p, src);
+  ck_assert_msg(strstr(log_text, "SpecialCasing"), "log: %s", log_text);
+  cf_index_close(x);
+
   /* The source changes (a name gains a word): the index notices and has it. */
   snprintf(cmd, sizeof cmd, "sed -i 's/^0041;LATIN CAPITAL LETTER A;/0041;LATIN CAPITAL LETTER A ZQXJ;/' '%s'",
            src);
