@@ -30,7 +30,6 @@
 #include "load_common.h"
 
 enum {
-  MAX_PIDS = 64,
   MAX_EVENTS = 256,
   LINE_MAX_BYTES = 65536,        /* the server's line limit */
   SCRATCH = 64 * 1024,           /* one recv at most */
@@ -54,12 +53,8 @@ struct conn {
 };
 
 struct options {
-  const char *host, *query;
-  int port, connections;
-  double duration, warmup;
-  pid_t pids[MAX_PIDS];
-  int npids;
-  bool json;
+  struct load_options l;
+  const char *query;
 };
 
 static void usage(FILE *out) {
@@ -73,27 +68,16 @@ static void usage(FILE *out) {
 }
 
 static int parse(int argc, char **argv, struct options *o) {
-  static const struct option longs[] = {
-      {"host", 1, 0, 'h'},     {"port", 1, 0, 'p'},   {"connections", 1, 0, 'c'},
-      {"query", 1, 0, 'q'},    {"duration", 1, 0, 'd'}, {"warmup", 1, 0, 'w'},
-      {"pid", 1, 0, 'P'},      {"json", 0, 0, 'j'},   {"help", 0, 0, 'H'},
-      {0, 0, 0, 0}};
-  *o = (struct options){.host = "127.0.0.1", .query = "cat face", .connections = 10,
-                        .duration = 5, .warmup = 1};
+  static const struct option longs[] = {LOAD_LONG_OPTIONS, {"query", 1, 0, 'q'},
+                                        {"help", 0, 0, 'H'}, {0, 0, 0, 0}};
+  *o = (struct options){.l = load_defaults(), .query = "cat face"};
   int c;
-  char *end;
   while ((c = getopt_long(argc, argv, "", longs, NULL)) != -1) {
     switch (c) {
-    case 'h': o->host = optarg; break;
-    case 'p': o->port = (int)strtol(optarg, &end, 10); if (*end || o->port <= 0 || o->port > 65535) goto bad; break;
-    case 'c': o->connections = (int)strtol(optarg, &end, 10); if (*end || o->connections <= 0 || o->connections > 100000) goto bad; break;
     case 'q': o->query = optarg; break;
-    case 'd': o->duration = strtod(optarg, &end); if (*end || o->duration <= 0 || o->duration > 3600) goto bad; break;
-    case 'w': o->warmup = strtod(optarg, &end); if (*end || o->warmup < 0 || o->warmup > 600) goto bad; break;
-    case 'P': if (o->npids == MAX_PIDS) goto bad; o->pids[o->npids++] = (pid_t)strtol(optarg, &end, 10); if (*end) goto bad; break;
-    case 'j': o->json = true; break;
     case 'H': usage(stdout); exit(0);
-    default: goto bad;
+    default:
+      if (load_option(&o->l, c, optarg) <= 0) goto bad;
     }
   }
   /* One line with something in it: an empty line gets only a prompt back, not an answer. */
@@ -102,7 +86,7 @@ static int parse(int argc, char **argv, struct options *o) {
     fprintf(stderr, "aloop-cf-load: --query must be one line with at least one word\n");
     return 2;
   }
-  if (optind == argc && o->port) return 0;
+  if (optind == argc && o->l.port) return 0;
 bad:
   usage(stderr);
   return 2;
@@ -149,7 +133,8 @@ struct bytes {
 
 static bool ends_with_prompt(const struct bytes *b) {
   static const char tail[] = "\r\n?> ";
-  return b->len >= sizeof tail - 1 && !memcmp(b->data + b->len - (sizeof tail - 1), tail, sizeof tail - 1);
+  size_t n = sizeof tail - 1;
+  return b->len >= n && !memcmp(b->data + b->len - n, tail, n);
 }
 
 /* Read into b until it ends with "\r\n?> " (or, with just_prompt, holds the first prompt). */
@@ -195,7 +180,8 @@ static const char *probe(const struct sockaddr *addr, socklen_t alen, const char
   }
   struct bytes first = {0};
   if (!err) err = probe_read(fd, &first, true, deadline);
-  if (!err && memcmp(first.data, prompt, PROMPT_LEN)) err = "the server did not send the prompt \"?> \"";
+  if (!err && memcmp(first.data, prompt, PROMPT_LEN))
+    err = "the server did not send the prompt \"?> \"";
   for (size_t sent = 0; !err && sent < llen;) {
     ssize_t n = send(fd, line + sent, llen - sent, MSG_NOSIGNAL);
     if (n > 0)
@@ -312,11 +298,11 @@ int main(int argc, char **argv) {
   struct options o;
   if (parse(argc, argv, &o)) return 2;
   char service[16];
-  snprintf(service, sizeof service, "%d", o.port);
+  snprintf(service, sizeof service, "%d", o.l.port);
   struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *ai;
-  int gai = getaddrinfo(o.host, service, &hints, &ai);
+  int gai = getaddrinfo(o.l.host, service, &hints, &ai);
   if (gai) {
-    fprintf(stderr, "aloop-cf-load: %s: %s\n", o.host, gai_strerror(gai));
+    fprintf(stderr, "aloop-cf-load: %s: %s\n", o.l.host, gai_strerror(gai));
     return 1;
   }
   size_t qlen = strlen(o.query);
@@ -329,20 +315,21 @@ int main(int argc, char **argv) {
   const char *why = probe(ai->ai_addr, ai->ai_addrlen, line, qlen + 2, &expect);
   const char *status = NULL;
   size_t slen = 0;
-  if (!why && !status_line(&expect, &status, &slen)) why = "the answer does not end in a status line";
+  if (!why && !status_line(&expect, &status, &slen))
+    why = "the answer does not end in a status line";
   if (why) {
-    fprintf(stderr, "aloop-cf-load: %s:%d, query '%s': %s\n", o.host, o.port, o.query, why);
+    fprintf(stderr, "aloop-cf-load: %s:%d, query '%s': %s\n", o.l.host, o.l.port, o.query, why);
     return 1;
   }
 
-  struct run g = {.line = line, .llen = qlen + 2, .expect = &expect, .alive = o.connections};
+  struct run g = {.line = line, .llen = qlen + 2, .expect = &expect, .alive = o.l.connections};
   g.ep = epoll_create1(EPOLL_CLOEXEC);
-  struct conn *conns = calloc((size_t)o.connections, sizeof *conns);
+  struct conn *conns = calloc((size_t)o.l.connections, sizeof *conns);
   if (g.ep < 0 || !conns) {
     perror("aloop-cf-load");
     return 1;
   }
-  for (int i = 0; i < o.connections; i++) {
+  for (int i = 0; i < o.l.connections; i++) {
     struct conn *c = &conns[i];
     bool done;
     if ((c->fd = connect_start(ai->ai_addr, ai->ai_addrlen, &done)) < 0) {
@@ -358,14 +345,14 @@ int main(int argc, char **argv) {
   }
   freeaddrinfo(ai);
 
-  uint64_t t0 = now_ns(), start = t0 + (uint64_t)(o.warmup * 1e9);
-  uint64_t end = start + (uint64_t)(o.duration * 1e9), cpu0 = 0;
+  uint64_t t0 = now_ns(), start = t0 + (uint64_t)(o.l.warmup * 1e9);
+  uint64_t end = start + (uint64_t)(o.l.duration * 1e9), cpu0 = 0;
   bool counting = false;
   struct epoll_event events[MAX_EVENTS];
   for (uint64_t t = t0; t < end && g.alive > 0; t = now_ns()) {
     if (!counting && t >= start) {
       counting = true;
-      cpu0 = server_cpu_ns(o.pids, o.npids);
+      cpu0 = server_cpu_ns(o.l.pids, o.l.npids);
       g.res.requests = 0;
       g.res.nlat = 0;
     }
@@ -395,23 +382,23 @@ int main(int argc, char **argv) {
   }
   uint64_t stopped = now_ns();
   double secs = (double)(stopped - (counting ? start : t0)) / 1e9;
-  uint64_t cpu = counting && o.npids ? server_cpu_ns(o.pids, o.npids) - cpu0 : 0;
+  uint64_t cpu = counting && o.l.npids ? server_cpu_ns(o.l.pids, o.l.npids) - cpu0 : 0;
   struct results *r = &g.res;
-  struct summary sum = summarize(r, secs, expect.len, cpu, o.npids > 0);
-  if (o.json) {
+  struct summary sum = summarize(r, secs, expect.len, cpu, o.l.npids > 0);
+  if (o.l.json) {
     printf("{");
     print_summary(&sum, r, true);
     printf(", \"connections\": %d, \"alive\": %d, \"answer_bytes\": %zu, \"status\": ",
-           o.connections, g.alive, expect.len);
+           o.l.connections, g.alive, expect.len);
     json_string(status, slen);
     printf("}\n");
   } else {
     print_summary(&sum, r, false);
     printf("; answer %zu bytes, status \"%.*s\"\n", expect.len, (int)slen, status);
   }
-  for (int i = 0; i < o.connections; i++)
+  for (int i = 0; i < o.l.connections; i++)
     if (!conns[i].dead) close(conns[i].fd);
   close(g.ep);
   free(conns), free(line), free(expect.data), free(r->lat);
-  return r->errors || g.alive < o.connections ? 1 : 0;
+  return r->errors || g.alive < o.l.connections ? 1 : 0;
 }

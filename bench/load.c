@@ -21,7 +21,7 @@
 
 #include "load_common.h"
 
-enum { MAX_PIDS = 64, MAX_EVENTS = 256 };
+enum { MAX_EVENTS = 256 };
 
 struct conn {
   int fd;
@@ -32,13 +32,8 @@ struct conn {
 };
 
 struct options {
-  const char *host;
-  int port, connections;
+  struct load_options l;
   size_t size;
-  double duration, warmup;
-  pid_t pids[MAX_PIDS];
-  int npids;
-  bool json;
 };
 
 static void usage(FILE *out) {
@@ -50,30 +45,23 @@ static void usage(FILE *out) {
 }
 
 static int parse(int argc, char **argv, struct options *o) {
-  static const struct option longs[] = {
-      {"host", 1, 0, 'h'},     {"port", 1, 0, 'p'},   {"connections", 1, 0, 'c'},
-      {"size", 1, 0, 's'},     {"duration", 1, 0, 'd'}, {"warmup", 1, 0, 'w'},
-      {"pid", 1, 0, 'P'},      {"json", 0, 0, 'j'},   {"help", 0, 0, 'H'},
-      {0, 0, 0, 0}};
-  *o = (struct options){.host = "127.0.0.1", .connections = 10, .size = 1024, .duration = 5,
-                        .warmup = 1};
+  static const struct option longs[] = {LOAD_LONG_OPTIONS, {"size", 1, 0, 's'},
+                                        {"help", 0, 0, 'H'}, {0, 0, 0, 0}};
+  *o = (struct options){.l = load_defaults(), .size = 1024};
   int c;
   char *end;
   while ((c = getopt_long(argc, argv, "", longs, NULL)) != -1) {
     switch (c) {
-    case 'h': o->host = optarg; break;
-    case 'p': o->port = (int)strtol(optarg, &end, 10); if (*end || o->port <= 0 || o->port > 65535) goto bad; break;
-    case 'c': o->connections = (int)strtol(optarg, &end, 10); if (*end || o->connections <= 0) goto bad; break;
-    case 's': o->size = strtoul(optarg, &end, 10); if (*end || !o->size || o->size > (64u << 20)) goto bad; break;
-    case 'd': o->duration = strtod(optarg, &end); if (*end || o->duration <= 0 || o->duration > 3600) goto bad; break;
-    case 'w': o->warmup = strtod(optarg, &end); if (*end || o->warmup < 0 || o->warmup > 600) goto bad; break;
-    case 'P': if (o->npids == MAX_PIDS) goto bad; o->pids[o->npids++] = (pid_t)strtol(optarg, &end, 10); if (*end) goto bad; break;
-    case 'j': o->json = true; break;
+    case 's':
+      o->size = strtoul(optarg, &end, 10);
+      if (*end || !o->size || o->size > (64u << 20)) goto bad;
+      break;
     case 'H': usage(stdout); exit(0);
-    default: goto bad;
+    default:
+      if (load_option(&o->l, c, optarg) <= 0) goto bad;
     }
   }
-  if (optind == argc && o->port) return 0;
+  if (optind == argc && o->l.port) return 0;
 bad:
   usage(stderr);
   return 2;
@@ -121,21 +109,21 @@ int main(int argc, char **argv) {
   struct options o;
   if (parse(argc, argv, &o)) return 2;
   char service[16];
-  snprintf(service, sizeof service, "%d", o.port);
+  snprintf(service, sizeof service, "%d", o.l.port);
   struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *ai;
-  int gai = getaddrinfo(o.host, service, &hints, &ai);
+  int gai = getaddrinfo(o.l.host, service, &hints, &ai);
   if (gai) {
-    fprintf(stderr, "aloop-load: %s: %s\n", o.host, gai_strerror(gai));
+    fprintf(stderr, "aloop-load: %s: %s\n", o.l.host, gai_strerror(gai));
     return 1;
   }
   unsigned char *msg = malloc(o.size), *back = malloc(o.size);
   for (size_t i = 0; i < o.size; i++) msg[i] = (unsigned char)(i * 131 + 7);
-  struct conn *conns = calloc((size_t)o.connections, sizeof *conns);
+  struct conn *conns = calloc((size_t)o.l.connections, sizeof *conns);
   int ep = epoll_create1(EPOLL_CLOEXEC);
-  for (int i = 0; i < o.connections; i++) {
+  for (int i = 0; i < o.l.connections; i++) {
     struct conn *c = &conns[i];
     if ((c->fd = connect_one(ai->ai_addr, ai->ai_addrlen)) < 0) {
-      fprintf(stderr, "aloop-load: connect to %s:%d: %s\n", o.host, o.port, strerror(errno));
+      fprintf(stderr, "aloop-load: connect to %s:%d: %s\n", o.l.host, o.l.port, strerror(errno));
       return 1;
     }
     struct epoll_event ev = {.events = EPOLLIN, .data.ptr = c};
@@ -144,19 +132,19 @@ int main(int argc, char **argv) {
   freeaddrinfo(ai);
 
   struct results r = {0};
-  uint64_t t0 = now_ns(), start = t0 + (uint64_t)(o.warmup * 1e9);
-  uint64_t end = start + (uint64_t)(o.duration * 1e9), cpu0 = 0;
+  uint64_t t0 = now_ns(), start = t0 + (uint64_t)(o.l.warmup * 1e9);
+  uint64_t end = start + (uint64_t)(o.l.duration * 1e9), cpu0 = 0;
   bool counting = false;
-  for (int i = 0; i < o.connections; i++) {
+  for (int i = 0; i < o.l.connections; i++) {
     conns[i].started = now_ns();
     if (!pump_out(ep, &conns[i], msg, o.size)) fail(ep, &conns[i], &r, false);
   }
   struct epoll_event events[MAX_EVENTS];
-  int alive = o.connections;
+  int alive = o.l.connections;
   for (uint64_t t = now_ns(); t < end && alive > 0; t = now_ns()) {
     if (!counting && t >= start) {
       counting = true;
-      cpu0 = server_cpu_ns(o.pids, o.npids);
+      cpu0 = server_cpu_ns(o.l.pids, o.l.npids);
       r.requests = 0;
       r.nlat = 0;
     }
@@ -192,14 +180,14 @@ int main(int argc, char **argv) {
     }
   }
   double secs = (double)(now_ns() - (counting ? start : t0)) / 1e9;
-  uint64_t cpu = counting && o.npids ? server_cpu_ns(o.pids, o.npids) - cpu0 : 0;
-  struct summary sum = summarize(&r, secs, o.size, cpu, o.npids > 0);
-  if (o.json) printf("{");
-  print_summary(&sum, &r, o.json);
-  printf(o.json ? "}\n" : "\n");
-  for (int i = 0; i < o.connections; i++)
+  uint64_t cpu = counting && o.l.npids ? server_cpu_ns(o.l.pids, o.l.npids) - cpu0 : 0;
+  struct summary sum = summarize(&r, secs, o.size, cpu, o.l.npids > 0);
+  if (o.l.json) printf("{");
+  print_summary(&sum, &r, o.l.json);
+  printf(o.l.json ? "}\n" : "\n");
+  for (int i = 0; i < o.l.connections; i++)
     if (!conns[i].dead) close(conns[i].fd);
   close(ep);
   free(conns), free(msg), free(back), free(r.lat);
-  return r.errors || alive < o.connections ? 1 : 0;
+  return r.errors || alive < o.l.connections ? 1 : 0;
 }

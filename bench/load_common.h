@@ -5,6 +5,7 @@
 #define ALOOP_BENCH_LOAD_COMMON_H
 
 #include <dirent.h>
+#include <getopt.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -38,6 +39,52 @@ static inline uint64_t server_cpu_ns(const pid_t *pids, int npids) {
     closedir(d);
   }
   return total;
+}
+
+/* The options both clients take; each has its own on top (--size, --query). */
+enum { LOAD_MAX_PIDS = 64 };
+struct load_options {
+  const char *host;
+  int port, connections;
+  double duration, warmup;
+  pid_t pids[LOAD_MAX_PIDS]; /* the server's processes, for its CPU time */
+  int npids;
+  bool json;
+};
+
+#define LOAD_LONG_OPTIONS                                                                   \
+  {"host", 1, 0, 'h'}, {"port", 1, 0, 'p'}, {"connections", 1, 0, 'c'},                   \
+      {"duration", 1, 0, 'd'}, {"warmup", 1, 0, 'w'}, {"pid", 1, 0, 'P'}, {"json", 0, 0, 'j'}
+
+static inline struct load_options load_defaults(void) {
+  return (struct load_options){.host = "127.0.0.1", .connections = 10, .duration = 5,
+                               .warmup = 1};
+}
+
+/* One of the LOAD_LONG_OPTIONS (getopt's c and optarg): 1 taken, 0 not one of them, -1 bad. */
+static inline int load_option(struct load_options *o, int c, const char *arg) {
+  char *end = NULL;
+  switch (c) {
+    case 'h': o->host = arg; return 1;
+    case 'p':
+      o->port = (int)strtol(arg, &end, 10);
+      return *end || o->port <= 0 || o->port > 65535 ? -1 : 1;
+    case 'c':
+      o->connections = (int)strtol(arg, &end, 10);
+      return *end || o->connections <= 0 || o->connections > 100000 ? -1 : 1;
+    case 'd':
+      o->duration = strtod(arg, &end);
+      return *end || o->duration <= 0 || o->duration > 3600 ? -1 : 1;
+    case 'w':
+      o->warmup = strtod(arg, &end);
+      return *end || o->warmup < 0 || o->warmup > 600 ? -1 : 1;
+    case 'P':
+      if (o->npids == LOAD_MAX_PIDS) return -1;
+      o->pids[o->npids++] = (pid_t)strtol(arg, &end, 10);
+      return *end ? -1 : 1;
+    case 'j': o->json = true; return 1;
+    default: return 0;
+  }
 }
 
 struct results {

@@ -168,69 +168,61 @@ static int hex_digit(char c) {
   return -1;
 }
 
-/* application/x-www-form-urlencoded decoding of s[0..n) into out; false for a bad %-escape. */
-static bool form_decode(const char *s, size_t n, cf_buf *out) {
+/* application/x-www-form-urlencoded decoding of s[0..n), in place (the result is never longer):
+ * its new length, or -1 for a bad %-escape. */
+static long form_decode(char *s, size_t n) {
+  size_t out = 0;
   for (size_t i = 0; i < n; i++) {
     char c = s[i];
     if (c == '+') {
       c = ' ';
     } else if (c == '%') {
       int hi = i + 2 < n ? hex_digit(s[i + 1]) : -1, lo = hi >= 0 ? hex_digit(s[i + 2]) : -1;
-      if (lo < 0) return false;
+      if (lo < 0) return -1;
       c = (char)(hi << 4 | lo);
       i += 2;
     }
-    cf_buf_add(out, &c, 1);
+    s[out++] = c;
   }
-  return true;
+  return (long)out;
 }
 
 struct params {
-  cf_buf query;
-  bool has_query;
+  const char *query; /* NULL: not given */
+  size_t qlen;
   long start, stop; /* -1: not given */
 };
 
-/* Decode the parameters we know (the first of each), ignoring others. NULL, or what is wrong. */
-static const char *parse_params(const char *qs, size_t n, struct params *p) {
+static bool is(const char *key, long klen, const char *name) {
+  return (size_t)klen == strlen(name) && !memcmp(key, name, (size_t)klen);
+}
+
+/* Decode the parameters we know (the first of each) in place in the query string qs, ignoring
+ * others: no allocation per request. NULL, or what is wrong. */
+static const char *parse_params(char *qs, size_t n, struct params *p) {
   p->start = p->stop = -1;
-  bool seen_start = false, seen_stop = false;
   for (size_t i = 0; i < n;) {
     size_t end = i;
     while (end < n && qs[end] != '&') end++;
-    const char *eq = memchr(qs + i, '=', end - i);
-    size_t klen = eq ? (size_t)(eq - (qs + i)) : end - i;
-    const char *val = eq ? eq + 1 : qs + end;
-    size_t vlen = (size_t)(qs + end - val);
-    cf_buf key = {0}, value = {0};
-    bool ok = form_decode(qs + i, klen, &key) && form_decode(val, vlen, &value);
-    const char *err = NULL;
-    if (!ok)
-      err = "bad %-escape in the query string";
-    else if (key.failed || value.failed)
-      err = "out of memory";
-    else if (value.len && !cf_utf8_valid(value.data, value.len))
-      err = "a parameter is not valid UTF-8";
-    else if (key.len == 5 && !memcmp(key.data, "query", 5) && !p->has_query) {
-      p->has_query = true;
-      cf_buf_add(&p->query, value.data, value.len);
-    } else if ((key.len == 5 && !memcmp(key.data, "start", 5) && !seen_start) ||
-               (key.len == 4 && !memcmp(key.data, "stop", 4) && !seen_stop)) {
-      char *e = NULL;
-      long v = value.len && value.len < 12 && value.data[0] >= '0' && value.data[0] <= '9'
-                   ? strtol(value.data, &e, 10)
-                   : -1;
-      if (v < 0 || *e)
-        err = key.len == 5 ? "start must be a whole number" : "stop must be a whole number";
-      else if (key.len == 5)
-        p->start = v, seen_start = true;
-      else
-        p->stop = v, seen_stop = true;
-    }
-    cf_buf_free(&key);
-    cf_buf_free(&value);
-    if (err) return err;
+    char *key = qs + i, *eq = memchr(key, '=', end - i);
+    char *val = eq ? eq + 1 : qs + end;
+    long klen = form_decode(key, eq ? (size_t)(eq - key) : end - i);
+    long vlen = form_decode(val, (size_t)(qs + end - val));
     i = end + 1;
+    if (klen < 0 || vlen < 0) return "bad %-escape in the query string";
+    if (!cf_utf8_valid(val, (size_t)vlen)) return "a parameter is not valid UTF-8";
+    if (is(key, klen, "query") && !p->query) {
+      p->query = val;
+      p->qlen = (size_t)vlen;
+    } else if ((is(key, klen, "start") && p->start < 0) || (is(key, klen, "stop") && p->stop < 0)) {
+      char digits[16] = "";
+      char *e = NULL;
+      if (vlen > 0 && vlen < 12) memcpy(digits, val, (size_t)vlen);
+      long v = digits[0] >= '0' && digits[0] <= '9' ? strtol(digits, &e, 10) : -1;
+      if (v < 0 || *e)
+        return klen == 5 ? "start must be a whole number" : "stop must be a whole number";
+      *(klen == 5 ? &p->start : &p->stop) = v;
+    }
   }
   return NULL;
 }
@@ -425,16 +417,15 @@ static void respond(cf_http *h) {
                         : NULL;
   if (bad) {
     send_error(h, 400, bad, false, NULL);
-  } else {
-    const char *q = p.query.data ? p.query.data : "";
-    size_t qlen = p.query.len;
-    cf_strip(&q, &qlen);
-    if (is_page)
-      page(h, q, qlen);
-    else
-      api_search(h, q, qlen, p.start, p.stop);
+    return;
   }
-  cf_buf_free(&p.query);
+  const char *q = p.query ? p.query : "";
+  size_t qlen = p.qlen;
+  cf_strip(&q, &qlen);
+  if (is_page)
+    page(h, q, qlen);
+  else
+    api_search(h, q, qlen, p.start, p.stop);
 }
 
 /* ---- the parser's callbacks ---------------------------------------------------------------------- */

@@ -3,6 +3,7 @@
  * allocation proportional to the data. A query allocates only when it has several words. */
 #include <errno.h>
 #include <fcntl.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -167,16 +168,28 @@ size_t cf_index_size(const cf_index *ix) { return ix->h->nchars; }
 
 /* ---- classes of code points -------------------------------------------------------------------- */
 
-static uint32_t class_of(const cf_index *ix, uint32_t cp) {
-  size_t lo = 0, hi = ix->h->nprops;
+/* The first of n records (stride bytes apart) in [lo, n) whose 32-bit field at `offset` is >= key;
+ * the records are sorted by that field. Every search of the index's tables is this one. */
+static size_t lower_bound(const void *records, size_t stride, size_t offset, size_t lo, size_t n,
+                          uint32_t key) {
+  const unsigned char *base = (const unsigned char *)records + offset;
+  size_t hi = n;
   while (lo < hi) {
-    size_t mid = (lo + hi) / 2;
-    if (ix->props[mid].last < cp)
+    size_t mid = lo + (hi - lo) / 2;
+    uint32_t v;
+    memcpy(&v, base + mid * stride, sizeof v);
+    if (v < key)
       lo = mid + 1;
     else
       hi = mid;
   }
-  return lo < ix->h->nprops && ix->props[lo].first <= cp ? ix->props[lo].flags : 0;
+  return lo;
+}
+
+static uint32_t class_of(const cf_index *ix, uint32_t cp) {
+  size_t i = lower_bound(ix->props, sizeof *ix->props, offsetof(struct cf_range, last), 0,
+                         ix->h->nprops, cp);
+  return i < ix->h->nprops && ix->props[i].first <= cp ? ix->props[i].flags : 0;
 }
 
 bool cf_is_printable(const cf_index *ix, uint32_t cp) {
@@ -197,15 +210,9 @@ static bool put_upper(const cf_index *ix, uint32_t cp, char *word, size_t *len) 
   if (cp >= 'a' && cp <= 'z') {
     to[0] = cp - 32;
   } else if (cp >= 0x80) {
-    size_t lo = 0, hi = ix->h->nupper;
-    while (lo < hi) {
-      size_t mid = (lo + hi) / 2;
-      if (ix->upper[mid].cp < cp)
-        lo = mid + 1;
-      else
-        hi = mid;
-    }
-    if (lo < ix->h->nupper && ix->upper[lo].cp == cp) memcpy(to, ix->upper[lo].to, sizeof to);
+    size_t i = lower_bound(ix->upper, sizeof *ix->upper, offsetof(struct cf_upper, cp), 0,
+                           ix->h->nupper, cp);
+    if (i < ix->h->nupper && ix->upper[i].cp == cp) memcpy(to, ix->upper[i].to, sizeof to);
   }
   for (int k = 0; k < 3 && to[k]; k++) {
     if (*len + 4 > CF_WORD_MAX) return false;
@@ -258,15 +265,7 @@ static size_t seek(const uint32_t *ids, size_t lo, size_t n, uint32_t x) {
     hi += step;
     step *= 2;
   }
-  if (hi > n) hi = n;
-  while (lo < hi) {
-    size_t mid = (lo + hi) / 2;
-    if (ids[mid] < x)
-      lo = mid + 1;
-    else
-      hi = mid;
-  }
-  return lo;
+  return lower_bound(ids, sizeof *ids, 0, lo, hi < n ? hi : n, x);
 }
 
 /* Narrow out to the ids also in w's postings (in place once out owns its memory: the write index

@@ -27,6 +27,8 @@ import signal
 import sys
 import unicodedata
 
+from peer_args import add_listen_args, format_addr  # beside this file
+
 NAME = "charfinder-aiohttp"
 BACKLOG = 1024
 PAGE_ROWS = 200       # rows in the page
@@ -179,31 +181,12 @@ def make_app(web, index):
     return app
 
 
-def port_number(text):
-    try:
-        value = int(text, 10)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid port: {text!r}")
-    if not 0 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"port out of range 0..65535: {value}")
-    return value
-
-
 def parse_args():
     p = argparse.ArgumentParser(
         description="Fluent Python's http_charfinder on aiohttp (reference peer for aloop's "
                     "charfinder benchmark)")
-    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
-    p.add_argument("--port", type=port_number, default=8888,
-                   help="port to listen on, 0 = ephemeral (default: 8888)")
+    add_listen_args(p)
     return p.parse_args()
-
-
-def format_addr(sockname):
-    host, port = sockname[0], sockname[1]
-    if ":" in host:
-        host = f"[{host}]"
-    return f"{host}:{port}"
 
 
 async def main(args, web):

@@ -25,18 +25,10 @@ import signal
 import socket
 import sys
 
+from peer_args import add_listen_args, format_addr  # beside this file
+
 BACKLOG = 1024
 BUFSIZE = 65536
-
-
-def port_number(text):
-    try:
-        value = int(text, 10)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid port: {text!r}")
-    if not 0 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"port out of range 0..65535: {value}")
-    return value
 
 
 def parse_args():
@@ -46,17 +38,8 @@ def parse_args():
                    help="asyncio style to serve with (default: protocol)")
     p.add_argument("--loop", choices=("asyncio", "uvloop"), default="asyncio",
                    help="event loop implementation (default: asyncio)")
-    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
-    p.add_argument("--port", type=port_number, default=8888,
-                   help="port to listen on, 0 = ephemeral (default: 8888)")
+    add_listen_args(p)
     return p.parse_args()
-
-
-def format_addr(sockname):
-    host, port = sockname[0], sockname[1]
-    if ":" in host:
-        host = f"[{host}]"
-    return f"{host}:{port}"
 
 
 # --- sock mode ---------------------------------------------------------------

@@ -10,7 +10,6 @@
  * Prints "echo-libuv: listening on HOST:PORT"; on SIGINT/SIGTERM prints "echo-libuv: stopped" and
  * exits 0. */
 #include <errno.h>
-#include <netdb.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -98,35 +97,16 @@ int main(int argc, char **argv) {
   signal(SIGPIPE, SIG_IGN);
   loop = uv_default_loop();
 
-  struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
-                           .ai_flags = AI_PASSIVE | AI_NUMERICSERV}, *res, *ai;
-  char service[8];
-  snprintf(service, sizeof service, "%d", port);
-  int rc = getaddrinfo(host, service, &hints, &res);
-  if (rc) {
-    fprintf(stderr, "%s: %s: %s\n", NAME, host, gai_strerror(rc));
-    return 1;
-  }
+  /* The listening socket is made as the other C peers make theirs, then handed to libuv. */
+  int bound, fd = peer_listen(host, port, &bound);
   static uv_tcp_t server;
-  rc = UV_EINVAL;
-  for (ai = res; ai; ai = ai->ai_next) {
-    uv_tcp_init(loop, &server);
-    if ((rc = uv_tcp_bind(&server, ai->ai_addr, 0)) == 0 &&
-        (rc = uv_listen((uv_stream_t *)&server, PEER_BACKLOG, on_connection)) == 0)
-      break;
-    uv_close((uv_handle_t *)&server, NULL);
-    uv_run(loop, UV_RUN_NOWAIT); /* let the close finish before the handle is reused */
-  }
-  freeaddrinfo(res);
+  uv_tcp_init(loop, &server);
+  int rc = uv_tcp_open(&server, fd);
+  if (rc == 0) rc = uv_listen((uv_stream_t *)&server, PEER_BACKLOG, on_connection);
   if (rc) {
     fprintf(stderr, "%s: cannot listen on %s:%d: %s\n", NAME, host, port, uv_strerror(rc));
     return 1;
   }
-  struct sockaddr_storage ss;
-  int sl = sizeof ss;
-  uv_tcp_getsockname(&server, (struct sockaddr *)&ss, &sl);
-  int bound = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
-                                             : ((struct sockaddr_in *)&ss)->sin_port);
 
   static uv_signal_t sigint, sigterm;
   uv_signal_init(loop, &sigint);
