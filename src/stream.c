@@ -57,6 +57,7 @@ static void unref(aloop_stream *s) {
 /* ---- the read buffer ------------------------------------------------------------------------------ */
 
 static int append(aloop_stream *s, const void *data, size_t n) {
+  if (!n) return 0; /* buf may still be NULL: no pointer arithmetic on it */
   if (s->head + s->len + n > s->cap) {
     if (s->head) memmove(s->buf, s->buf + s->head, s->len); /* head > 0: buf exists */
     s->head = 0;
@@ -74,8 +75,10 @@ static int append(aloop_stream *s, const void *data, size_t n) {
   return 0;
 }
 
+/* n may be 0 with nothing buffered (buf NULL) or no destination (a read of 0 bytes): memcpy's
+ * arguments must be valid pointers even then. */
 static void take(aloop_stream *s, void *dst, size_t n) {
-  memcpy(dst, s->buf + s->head, n);
+  if (n) memcpy(dst, s->buf + s->head, n);
   s->head += n;
   s->len -= n;
   s->scanned = 0;
@@ -142,7 +145,7 @@ static bool try_until(aloop_stream *s, int64_t *out, char *msg, size_t msgn) {
 static bool try_read(aloop_stream *s, int64_t *out, char *msg, size_t msgn) {
   switch (s->rd.kind) {
   case R_SOME:
-    if (s->len) {
+    if (s->len || !s->rd.n) { /* a read of 0 bytes is answered at once, as asyncio's */
       size_t k = s->len < s->rd.n ? s->len : s->rd.n;
       take(s, s->rd.dst, k);
       *out = (int64_t)k;
@@ -243,7 +246,7 @@ static void stream_received(aloop_transport *t, const void *data, size_t n, void
   aloop_stream *s = ctx;
   if (s->rd.kind == R_SOME && !s->len) { /* a task waits with its buffer: no copy in between */
     size_t k = n < s->rd.n ? n : s->rd.n;
-    memcpy(s->rd.dst, data, k);
+    if (k) memcpy(s->rd.dst, data, k);
     aloop_future *f = s->rd.future;
     s->rd.kind = R_NONE;
     s->rd.future = NULL;

@@ -184,6 +184,39 @@ START_TEST(test_readexactly_at_end_of_stream_says_how_much_arrived_and_keeps_it)
 }
 END_TEST
 
+START_TEST(test_reads_at_end_of_stream_with_nothing_buffered_and_reads_of_zero_bytes) {
+  /* A peer that closes without sending a byte: readline, readuntil and read meet an empty buffer
+   * that was never allocated (the sanitizer build aborts on a NULL memcpy source there). */
+  int lfd, peer;
+  aloop_stream *s = stream_with_raw_peer(0, &lfd, &peer);
+  char buf[16];
+  ck_assert_int_eq(run(aloop_stream_read(s, NULL, 0)), 0);
+  shutdown(peer, SHUT_WR);
+  ck_assert_int_eq(run(aloop_stream_readline(s, buf, sizeof buf)), 0);
+  ck_assert_str_eq(buf, "");
+  ck_assert_int_eq(run(aloop_stream_read(s, buf, sizeof buf)), 0);
+  ck_assert_int_eq(run(aloop_stream_readexactly(s, NULL, 0)), 0);
+  ck_assert(aloop_stream_at_eof(s));
+  close(peer), close(lfd);
+  close_stream(s);
+}
+END_TEST
+
+START_TEST(test_a_read_of_zero_bytes_with_bytes_buffered_takes_none) {
+  int lfd, peer;
+  aloop_stream *s = stream_with_raw_peer(0, &lfd, &peer);
+  char buf[16];
+  send_raw(peer, "ab\n");
+  ck_assert_int_eq(run(aloop_stream_readexactly(s, buf, 1)), 1);
+  ck_assert_int_eq(run(aloop_stream_read(s, NULL, 0)), 0);
+  ck_assert_int_eq(run(aloop_stream_readexactly(s, NULL, 0)), 0);
+  ck_assert_int_eq(run(aloop_stream_readline(s, buf, sizeof buf)), 2);
+  ck_assert_str_eq(buf, "b\n");
+  close(peer), close(lfd);
+  close_stream(s);
+}
+END_TEST
+
 START_TEST(test_one_read_waits_at_a_time_and_a_cancelled_read_loses_nothing) {
   int lfd, peer;
   aloop_stream *s = stream_with_raw_peer(0, &lfd, &peer);
@@ -334,6 +367,8 @@ TCase *conformance_streams(void) {
   tcase_add_test(tc, test_readline_takes_a_line_at_the_limit_and_refuses_one_above_it_keeping_the_bytes);
   tcase_add_test(tc, test_readuntil_finds_a_separator_split_across_packets);
   tcase_add_test(tc, test_readexactly_at_end_of_stream_says_how_much_arrived_and_keeps_it);
+  tcase_add_test(tc, test_reads_at_end_of_stream_with_nothing_buffered_and_reads_of_zero_bytes);
+  tcase_add_test(tc, test_a_read_of_zero_bytes_with_bytes_buffered_takes_none);
   tcase_add_test(tc, test_one_read_waits_at_a_time_and_a_cancelled_read_loses_nothing);
   tcase_add_test(tc, test_drain_and_the_reader_limit_keep_memory_bounded_with_a_slow_reader);
   tcase_add_test(tc, test_after_the_peer_half_closes_the_server_still_writes);
