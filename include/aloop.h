@@ -104,8 +104,9 @@ typedef struct aloop_options {
 ALOOP_API aloop_loop *aloop_new(const aloop_options *opts);
 
 /* Free the loop, its pending callbacks and timers, and restore the signal dispositions it changed.
- * Returns -ALOOP_ERUNNING (and frees nothing) if called from inside the running loop. The fds it
- * watched are not closed: they belong to the caller. */
+ * Tasks still suspended are discarded with their stacks (their code never runs again); release
+ * every future you hold first. Returns -ALOOP_ERUNNING (and frees nothing) if called from inside
+ * the running loop. The fds it watched are not closed: they belong to the caller. */
 ALOOP_API int aloop_free(aloop_loop *loop);
 
 /* The name of the driver this loop runs on ("select", "libev", "io_uring"). */

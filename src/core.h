@@ -106,6 +106,7 @@ struct aloop_loop {
 
   struct aloop__executor *executor; /* created on first use */
   struct aloop__task *task_pool;     /* finished tasks whose stacks can be reused */
+  struct aloop__task *tasks;         /* tasks not finished (their stacks go at aloop_free) */
   size_t task_pool_len;
   size_t live_futures, live_tasks, live_ops;
   unsigned char *read_buf; /* ALOOP__READ_BUFFER bytes for stream reads on the readiness path */

@@ -114,8 +114,10 @@ int aloop_call_later(aloop_loop *loop, int64_t delay_ns, aloop_cb cb, void *arg,
                      aloop_handle *out) {
   if (delay_ns < 0) delay_ns = 0;
   /* A fresh clock reading, not the iteration's: a timer set late in a long callback must still
-   * wait its whole delay. */
-  return aloop_call_at(loop, aloop__now() + delay_ns, cb, arg, out);
+   * wait its whole delay. A delay past the clock's range means "never": saturate, since a
+   * wrapped sum would be a deadline in the past. */
+  int64_t now = aloop__now();
+  return aloop_call_at(loop, delay_ns > INT64_MAX - now ? INT64_MAX : now + delay_ns, cb, arg, out);
 }
 
 int aloop_cancel(aloop_loop *loop, aloop_handle handle) {

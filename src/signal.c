@@ -8,7 +8,10 @@
 #include "core.h"
 
 static _Atomic(aloop_loop *) owner[NSIG];
-static volatile sig_atomic_t caught[NSIG];
+/* Atomic, not just volatile: the loop clears wake_pending and then reads these on another thread,
+ * and only sequentially consistent operations on both sides (here and in wakeup.c) keep that read
+ * from being ordered before the clear, which would lose a signal until the next wake-up. */
+static atomic_int caught[NSIG];
 static pthread_mutex_t owner_lock = PTHREAD_MUTEX_INITIALIZER;
 
 static void on_signal(int signum) {

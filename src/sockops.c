@@ -7,6 +7,7 @@
 #include <sys/un.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "core.h"
 
@@ -110,6 +111,11 @@ aloop_future *aloop_sock_sendall(aloop_loop *loop, int fd, const void *buf, size
 
 static void accept_done(aloop_loop *loop, struct aloop__op *op, int32_t res) {
   struct sock_req *r = (struct sock_req *)op;
+  if (res >= 0 && aloop__future_cancel_requested(r->future)) {
+    /* The cancel lost the race with the kernel: nobody will take this connection (net.h). */
+    close(res);
+    res = -ECANCELED;
+  }
   if (res >= 0) {
     aloop_sockaddr *peer = malloc(sizeof *peer);
     if (peer) {

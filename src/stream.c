@@ -199,6 +199,9 @@ static aloop_future *start_read(aloop_stream *s, enum read_kind kind, void *dst,
     return f;
   }
   s->rd.kind = (uint8_t)kind;
+  /* The scan position belongs to one read: an earlier readuntil that was cancelled, failed or
+   * looked for another separator must not make this one skip bytes. */
+  s->scanned = 0;
   s->rd.future = aloop_future_ref(f);
   s->rd.dst = dst;
   s->rd.n = n;

@@ -10,6 +10,8 @@
 #include "core.h"
 #include "coro/coro.h"
 
+_Static_assert(ALOOP_TASK_STACK_GUARD == ALOOP__CORO_GUARD, "task.h promises coro.c's guard gap");
+
 /* Finished tasks kept per loop with their stacks mapped, for the next spawn. */
 #define TASK_POOL_MAX 64
 
@@ -23,6 +25,7 @@ struct aloop__task {
   int64_t outcome;
   char message[256];
   struct aloop__task *next_free;
+  struct aloop__task *prev, *next; /* the loop's unfinished tasks */
 };
 
 static _Thread_local struct aloop__task *current;
@@ -32,8 +35,24 @@ static void task_body(void *arg) {
   t->outcome = aloop__future_cancel_requested(t->future) ? -ECANCELED : t->fn(t->arg);
 }
 
-static void release_task(aloop_loop *loop, struct aloop__task *t) {
+static void link_live(aloop_loop *loop, struct aloop__task *t) {
+  t->prev = NULL;
+  if ((t->next = loop->tasks)) t->next->prev = t;
+  loop->tasks = t;
+  loop->live_tasks++;
+}
+
+static void unlink_live(aloop_loop *loop, struct aloop__task *t) {
+  if (t->prev)
+    t->prev->next = t->next;
+  else
+    loop->tasks = t->next;
+  if (t->next) t->next->prev = t->prev;
   loop->live_tasks--;
+}
+
+static void release_task(aloop_loop *loop, struct aloop__task *t) {
+  unlink_live(loop, t);
   if (loop->task_pool_len < TASK_POOL_MAX) {
     t->next_free = loop->task_pool;
     loop->task_pool = t;
@@ -83,7 +102,7 @@ aloop_future *aloop_task_spawn(aloop_loop *loop, aloop_task_fn fn, void *arg,
   } else if (!(t = calloc(1, sizeof *t))) {
     return NULL;
   }
-  loop->live_tasks++;
+  link_live(loop, t);
   t->loop = loop;
   t->fn = fn;
   t->arg = arg;
@@ -111,6 +130,8 @@ int64_t aloop_await_keep(aloop_future *f) {
   struct aloop__task *t = current;
   if (!f) return -ENOMEM;
   if (!t) return -EPERM;
+  if (f == t->future) /* it would wait for its own end, forever (asyncio: RuntimeError) */
+    return aloop_task_error(-EDEADLK, "a task cannot await its own future");
   if (!aloop_future_done(f)) {
     if (aloop__future_cancel_requested(t->future)) aloop_future_cancel(f);
     if (!aloop_future_done(f)) {
@@ -121,8 +142,10 @@ int64_t aloop_await_keep(aloop_future *f) {
       t->waiting = NULL;
     }
   }
-  int64_t outcome = aloop_future_outcome(f);
-  return aloop__future_cancel_requested(t->future) ? -ECANCELED : outcome;
+  /* A result that arrived is delivered even if the task was cancelled meanwhile (an accepted fd
+   * or bytes already read must reach someone who can close or use them); the cancellation then
+   * takes effect at the task's next await of something pending. */
+  return aloop_future_outcome(f);
 }
 
 int64_t aloop_await(aloop_future *f) {
@@ -163,6 +186,14 @@ int64_t aloop_task_yield(aloop_loop *loop) {
 
 void aloop__tasks_fini(aloop_loop *loop) {
   struct aloop__task *t;
+  /* Tasks still suspended never run again: their stacks go, and with them the task's own
+   * reference to its future (anyone else's reference must be released before aloop_free). */
+  while ((t = loop->tasks)) {
+    unlink_live(loop, t);
+    aloop_future_release(t->future);
+    aloop__coro_fini(&t->co);
+    free(t);
+  }
   while ((t = loop->task_pool)) {
     loop->task_pool = t->next_free;
     aloop__coro_fini(&t->co);

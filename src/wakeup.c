@@ -11,7 +11,7 @@
 #include "core.h"
 
 void aloop__wake(aloop_loop *loop) {
-  if (atomic_exchange_explicit(&loop->wake_pending, 1, memory_order_acq_rel) == 0) {
+  if (atomic_exchange_explicit(&loop->wake_pending, 1, memory_order_seq_cst) == 0) {
     uint64_t one = 1;
     int saved = errno; /* may run in a signal handler */
     /* EAGAIN only when the counter is near 2^64: the loop is awake then anyway. */
@@ -61,8 +61,11 @@ static void on_wake(aloop_loop *loop, int fd, void *arg) {
   uint64_t count;
   ssize_t n = read(fd, &count, sizeof count); /* resets the counter; EAGAIN if already drained */
   (void)n;
-  /* Clear before draining: a call made after this point raises the flag and writes again. */
-  atomic_store_explicit(&loop->wake_pending, 0, memory_order_release);
+  /* Clear before draining: a call made after this point raises the flag and writes again.
+   * Sequentially consistent: the signal flags read next must not be read before this store
+   * (a signal caught on another thread in between would find the flag still set, not write, and
+   * be missed); the threadsafe calls are ordered by their mutex anyway. */
+  atomic_store_explicit(&loop->wake_pending, 0, memory_order_seq_cst);
   aloop__signals_dispatch(loop);
   drain_threadsafe_calls(loop);
   aloop__executor_drain(loop);

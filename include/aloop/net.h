@@ -4,7 +4,14 @@
  * Each returns a future (one reference for the caller; see future.h), also when it could complete
  * at once: the syscall is tried first, and only waits if the socket is not ready. Sockets must be
  * non-blocking. Buffers passed in must stay valid until the future is done: cancelling is the way
- * to get them back early, and the future is done only once the driver has let go of them. */
+ * to get them back early, and the future is done only once the driver has let go of them.
+ *
+ * A cancel can lose the race with the kernel: the operation may already have completed. Then
+ * nothing is lost: a receive's bytes are delivered (the future completes with the count, not as
+ * cancelled), and a connection accepted after its accept was cancelled is closed at once (the
+ * future is cancelled), since whoever cancelled it has said nobody will serve it. A task that
+ * is cancelled after its awaited operation completed gets that result from aloop_await (see
+ * task.h), so an accepted fd always reaches code that can close it. */
 #ifndef ALOOP_NET_H
 #define ALOOP_NET_H
 

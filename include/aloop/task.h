@@ -28,8 +28,14 @@ typedef struct aloop_task_options {
 } aloop_task_options;
 
 /* 256 KiB: room for the C library's deeper calls (printf, getaddrinfo-sized frames); untouched
- * pages cost no memory, and a guard page below turns an overflow into a fault. */
+ * pages cost no memory. */
 #define ALOOP_TASK_STACK_DEFAULT (256 * 1024)
+/* Below every task's stack lies an unmapped gap of this size (address space only, no memory), so
+ * an overflow faults instead of writing into another task's stack, as long as no single function's
+ * frame (its locals: arrays, VLAs, alloca) is larger than the gap. Code with larger frames that
+ * runs in tasks must be compiled with -fstack-clash-protection (GCC and Clang: every page of a
+ * large frame is touched in order, so the first one faults in the gap); aloop itself is. */
+#define ALOOP_TASK_STACK_GUARD (256 * 1024)
 
 /* Start fn(arg) as a task; it first runs on the next iteration. Returns the task's future (one
  * reference for the caller; release it if you will not wait), or NULL with ENOMEM. A task that
@@ -40,8 +46,11 @@ ALOOP_API aloop_future *aloop_task_spawn(aloop_loop *loop, aloop_task_fn fn, voi
 /* Inside a task: wait until `future` is done and return its outcome, then release the caller's
  * reference (so aloop_await(aloop_sock_recv_into(...)) leaks nothing). If the task is cancelled
  * while waiting, the awaited work is cancelled too and this returns -ECANCELED; the task should
- * then clean up and return -ECANCELED. A NULL future (an allocation failed) gives -ENOMEM.
- * Outside a task: -EPERM (and the future is released). */
+ * then clean up and return -ECANCELED. If the work had already completed when the cancel came,
+ * its result is returned instead (an accepted fd, bytes read: never lost) and the cancellation
+ * takes effect at the next await of something not yet done. A NULL future (an allocation failed)
+ * gives -ENOMEM; the task's own future gives -EDEADLK (it would wait forever). Outside a task:
+ * -EPERM (and the future is released). */
 ALOOP_API int64_t aloop_await(aloop_future *future);
 /* Like aloop_await but keeps the reference: for futures whose data is still needed. */
 ALOOP_API int64_t aloop_await_keep(aloop_future *future);

@@ -22,13 +22,19 @@ static size_t page_size(void) {
   return size;
 }
 
+/* The guard gap below each stack, whole pages. Address space only: PROT_NONE and never touched. */
+static size_t guard_size(void) {
+  size_t page = page_size();
+  return (ALOOP__CORO_GUARD + page - 1) / page * page;
+}
+
 size_t aloop__coro_mapping_size(size_t stack_size) {
   size_t page = page_size();
-  return (stack_size + page - 1) / page * page + page;
+  return (stack_size + page - 1) / page * page + guard_size();
 }
 
 static void *usable_bottom(const struct aloop__coro *co) {
-  return (char *)co->stack + page_size();
+  return (char *)co->stack + guard_size();
 }
 
 static void coro_main(void *p) {
@@ -112,18 +118,18 @@ static void release_stack(struct aloop__coro *co) { (void)co; }
 #endif
 
 int aloop__coro_init(struct aloop__coro *co, size_t stack_size, void (*fn)(void *), void *arg) {
-  if (!co->stack || co->stack_size != aloop__coro_mapping_size(stack_size) - page_size()) {
+  if (!co->stack || co->stack_size != aloop__coro_mapping_size(stack_size) - guard_size()) {
     aloop__coro_fini(co);
     size_t map = aloop__coro_mapping_size(stack_size);
     void *stack = mmap(NULL, map, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
                        -1, 0);
     if (stack == MAP_FAILED) return -ENOMEM;
-    if (mprotect(stack, page_size(), PROT_NONE) < 0) { /* the guard page */
+    if (mprotect(stack, guard_size(), PROT_NONE) < 0) { /* the guard gap */
       munmap(stack, map);
       return -ENOMEM;
     }
     co->stack = stack;
-    co->stack_size = map - page_size();
+    co->stack_size = map - guard_size();
   }
   co->fn = fn;
   co->arg = arg;
@@ -135,7 +141,7 @@ int aloop__coro_init(struct aloop__coro *co, size_t stack_size, void (*fn)(void 
 void aloop__coro_fini(struct aloop__coro *co) {
   if (!co->stack) return;
   release_stack(co);
-  munmap(co->stack, co->stack_size + page_size());
+  munmap(co->stack, co->stack_size + guard_size());
   co->stack = NULL;
 }
 

@@ -1,6 +1,8 @@
 /* Stackful coroutines: the smallest thing tasks need. A coroutine runs fn(arg) on its own stack;
- * aloop__coro_switch() moves between it and whoever resumed it. Stacks are mmap'd with a guard page
+ * aloop__coro_switch() moves between it and whoever resumed it. Stacks are mmap'd with a guard gap
  * below them (an overflow faults instead of corrupting memory) and are reused through a pool.
+ * The gap is as large as the largest frame code without -fstack-clash-protection may have: one
+ * guard page would let a 64 KiB buffer's frame step over it into the next stack down.
  * The switch itself is a few instructions of assembly on x86-64 and aarch64 (callee-saved
  * registers and the stack pointer only; glibc's swapcontext also saves the signal mask, a syscall
  * per switch); elsewhere ucontext is the fallback. */
@@ -8,6 +10,8 @@
 #define ALOOP_CORO_H
 
 #include <stddef.h>
+
+#define ALOOP__CORO_GUARD (256 * 1024) /* ALOOP_TASK_STACK_GUARD */
 
 #if !defined(__x86_64__) && !defined(__aarch64__) && !defined(ALOOP_CORO_UCONTEXT)
 #define ALOOP_CORO_UCONTEXT 1

@@ -2,6 +2,8 @@
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
+#include <stdint.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -94,6 +96,46 @@ START_TEST(test_uncatchable_and_invalid_signals_are_refused) {
 }
 END_TEST
 
+/* ---- signals caught on another thread, one at a time ------------------------------------------ */
+
+enum { ROUNDS = 300 };
+static atomic_int seen_rounds;
+
+static void count_round(aloop_loop *loop, void *arg) {
+  (void)arg;
+  if (atomic_fetch_add(&seen_rounds, 1) + 1 == ROUNDS) aloop_stop(loop);
+}
+
+/* Each round raises the signal on this thread (so the handler runs here, not on the loop's) and
+ * waits until the loop has seen it: a signal whose wake-up was lost would stall its round. */
+static void *raise_rounds(void *arg) {
+  (void)arg;
+  for (int i = 0; i < ROUNDS; i++) {
+    pthread_kill(pthread_self(), SIGUSR1);
+    for (int waited = 0; atomic_load(&seen_rounds) <= i && waited < 30000; waited++) {
+      struct timespec nap = {0, 1 * MS};
+      nanosleep(&nap, NULL);
+    }
+    if (atomic_load(&seen_rounds) <= i) return (void *)(intptr_t)(i + 1); /* lost */
+  }
+  return NULL;
+}
+
+START_TEST(test_signals_caught_on_another_thread_each_reach_the_loop) {
+  atomic_store(&seen_rounds, 0);
+  ck_assert_int_eq(aloop_add_signal_handler(L, SIGUSR1, count_round, NULL), 0);
+  pthread_t thread;
+  ck_assert_int_eq(pthread_create(&thread, NULL, raise_rounds, NULL), 0);
+  int stopped = run_at_most(L, 120 * SEC);
+  void *lost;
+  pthread_join(thread, &lost);
+  ck_assert_msg(lost == NULL, "round %d's signal never reached the loop", (int)(intptr_t)lost - 1);
+  ck_assert(stopped);
+  ck_assert_int_eq(atomic_load(&seen_rounds), ROUNDS);
+  aloop_remove_signal_handler(L, SIGUSR1);
+}
+END_TEST
+
 TCase *conformance_signals(void) {
   TCase *tc = conformance_tcase("signals");
   tcase_add_test(tc, test_handler_runs_on_the_loop_after_the_signal);
@@ -101,5 +143,6 @@ TCase *conformance_signals(void) {
   tcase_add_test(tc, test_removing_a_handler_restores_the_previous_disposition);
   tcase_add_test(tc, test_a_signal_belongs_to_one_loop_at_a_time);
   tcase_add_test(tc, test_uncatchable_and_invalid_signals_are_refused);
+  tcase_add_test(tc, test_signals_caught_on_another_thread_each_reach_the_loop);
   return tc;
 }

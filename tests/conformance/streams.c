@@ -217,6 +217,29 @@ START_TEST(test_a_read_of_zero_bytes_with_bytes_buffered_takes_none) {
 }
 END_TEST
 
+START_TEST(test_a_cancelled_readuntil_leaves_no_scan_position_for_the_next_read) {
+  int lfd, peer;
+  aloop_stream *s = stream_with_raw_peer(0, &lfd, &peer);
+  char buf[64];
+  send_raw(peer, "abc\ndef");
+  ck_assert_int_eq(run(aloop_stream_readexactly(s, buf, 1)), 1); /* all 7 bytes are here now */
+  ck_assert_int_eq(run(aloop_stream_readexactly(s, buf, 0)), 0);
+  aloop_future *until = aloop_stream_readuntil(s, "XYZ", 3, buf, sizeof buf);
+  ck_assert(!aloop_future_done(until)); /* scanned "bc\ndef" for XYZ, waits for more */
+  ck_assert_int_eq(aloop_future_cancel(until), 0);
+  aloop_run_once(L, 0);
+  aloop_future_release(until);
+  ck_assert_int_eq(run_within(aloop_stream_readline(s, buf, sizeof buf), 10 * SEC), 3);
+  ck_assert_str_eq(buf, "bc\n");
+  /* And a separator that changes between reads of the same kind. */
+  send_raw(peer, "gh;ij|");
+  ck_assert_int_eq(run_within(aloop_stream_readuntil(s, "|", 1, buf, sizeof buf), 10 * SEC), 9);
+  ck_assert_int_eq(memcmp(buf, "defgh;ij|", 9), 0);
+  close(peer), close(lfd);
+  close_stream(s);
+}
+END_TEST
+
 START_TEST(test_one_read_waits_at_a_time_and_a_cancelled_read_loses_nothing) {
   int lfd, peer;
   aloop_stream *s = stream_with_raw_peer(0, &lfd, &peer);
@@ -369,6 +392,7 @@ TCase *conformance_streams(void) {
   tcase_add_test(tc, test_readexactly_at_end_of_stream_says_how_much_arrived_and_keeps_it);
   tcase_add_test(tc, test_reads_at_end_of_stream_with_nothing_buffered_and_reads_of_zero_bytes);
   tcase_add_test(tc, test_a_read_of_zero_bytes_with_bytes_buffered_takes_none);
+  tcase_add_test(tc, test_a_cancelled_readuntil_leaves_no_scan_position_for_the_next_read);
   tcase_add_test(tc, test_one_read_waits_at_a_time_and_a_cancelled_read_loses_nothing);
   tcase_add_test(tc, test_drain_and_the_reader_limit_keep_memory_bounded_with_a_slow_reader);
   tcase_add_test(tc, test_after_the_peer_half_closes_the_server_still_writes);

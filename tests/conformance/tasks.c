@@ -1,6 +1,10 @@
 /* Tasks: coroutines on the loop that await futures; cancellation; unretrieved errors; stacks that
  * are guarded and reused; the queue between tasks. */
 #include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <stdint.h>
+#include <sys/socket.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -242,6 +246,149 @@ START_TEST(test_a_bounded_queue_hands_items_between_tasks_in_order) {
 }
 END_TEST
 
+/* ---- the guard gap: a frame larger than a page must not step over it ------------------------------ */
+
+enum { BIG_FRAME = 128 * 1024, SMALL_STACK = 64 * 1024 };
+static volatile char *victim_canary;
+
+static void on_overflow(int sig) {
+  (void)sig;
+  if (!victim_canary) _exit(44);
+  for (int i = 0; i < 256; i++)
+    if (victim_canary[i] != (char)0x5a) _exit(43); /* the neighbour's stack was written */
+  _exit(42);
+}
+
+static int64_t victim(void *arg) {
+  volatile char canary[256];
+  memset((char *)canary, 0x5a, sizeof canary);
+  victim_canary = canary;
+  return aloop_await_keep(arg); /* suspended, its frame alive, until the process ends */
+}
+
+/* Built without stack-clash protection on purpose: user code may be, and the gap must hold then.
+ * The frame's lowest byte is written first and then the rest upwards, as a buffer's fill would. */
+__attribute__((optimize("no-stack-clash-protection"), noinline)) static int64_t fill_big_frame(int v) {
+  volatile char frame[BIG_FRAME];
+  for (size_t i = 0; i < sizeof frame; i++) frame[i] = (char)v;
+  return frame[v];
+}
+
+static int64_t big_frame(void *arg) {
+  aloop_task_yield(L); /* the victim's turn first: it suspends with its canary on its stack */
+  return fill_big_frame((int)(intptr_t)arg);
+}
+
+START_TEST(test_a_frame_larger_than_a_page_faults_in_the_guard_gap_instead_of_writing_another_stack) {
+  fflush(NULL);
+  pid_t pid = fork();
+  ck_assert_int_ge(pid, 0);
+  if (pid == 0) {
+    static char altstack[64 * 1024];
+    stack_t ss = {.ss_sp = altstack, .ss_size = sizeof altstack};
+    struct sigaction sa = {.sa_handler = on_overflow, .sa_flags = SA_ONSTACK};
+    if (sigaltstack(&ss, NULL) < 0 || sigaction(SIGSEGV, &sa, NULL) < 0) _exit(2);
+    aloop_task_options opts = {.size = sizeof opts, .stack_size = SMALL_STACK};
+    /* Mapped first, so the victim's stack, mapped next, lies right below it. */
+    aloop_future *bad = aloop_task_spawn(L, big_frame, (void *)1, &opts);
+    aloop_future *never = aloop_future_new(L, "never");
+    aloop_future *v = aloop_task_spawn(L, victim, never, &opts);
+    aloop_run_until_complete(L, bad);
+    (void)v;
+    _exit(0); /* returned: the frame fitted somewhere it must not have */
+  }
+  int status;
+  ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+  ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 42,
+                "expected a fault in the gap with the neighbour intact (exit 42); status %#x",
+                status);
+}
+END_TEST
+
+/* ---- awaiting oneself ------------------------------------------------------------------------------- */
+
+static int64_t await_self(void *arg) {
+  (void)arg;
+  int64_t r = aloop_await_keep(aloop_task_current());
+  return r == -EDEADLK ? 1 : aloop_task_error(-EPROTO, "awaiting itself gave %lld", (long long)r);
+}
+
+START_TEST(test_a_task_awaiting_its_own_future_is_refused) {
+  aloop_future *t = aloop_task_spawn(L, await_self, NULL, NULL);
+  ck_assert_int_eq(run_within(t, 10 * SEC), 1);
+}
+END_TEST
+
+/* ---- a result that completed before the cancel is delivered ---------------------------------------- */
+
+static void cancel_task_cb(aloop_future *f, void *arg) {
+  (void)f;
+  aloop_future_cancel(arg);
+}
+
+/* Accepts once; the accept's first done-callback (before the task resumes) cancels the task, as a
+ * cancel arriving between the kernel's completion and the task's turn would. */
+static int64_t accept_then_cancelled(void *arg) {
+  int lfd = (int)(intptr_t)arg;
+  aloop_future *f = aloop_sock_accept(L, lfd);
+  if (!f) return -ENOMEM;
+  aloop_future_add_done_callback(f, cancel_task_cb, aloop_task_current());
+  int64_t fd = aloop_await(f);
+  if (fd < 0) return aloop_task_error(fd, "the accepted connection was lost: %lld", (long long)fd);
+  close((int)fd);
+  /* The cancellation is still on: the next wait ends at once. */
+  int64_t next = aloop_await(aloop_sleep(L, 60 * SEC));
+  return next == -ECANCELED ? 1 : aloop_task_error(-EPROTO, "next await gave %lld", (long long)next);
+}
+
+static int count_fds(void) {
+  int n = 0;
+  for (int fd = 0; fd < 4096; fd++) n += fcntl(fd, F_GETFD) >= 0;
+  return n;
+}
+
+START_TEST(test_a_task_cancelled_after_its_accept_completed_gets_the_fd_and_nothing_leaks) {
+  struct sockaddr_in addr;
+  int lfd = tcp_listener(&addr);
+  int before = count_fds();
+  aloop_future *t = aloop_task_spawn(L, accept_then_cancelled, (void *)(intptr_t)lfd, NULL);
+  aloop_run_once(L, 0); /* the task starts its accept and waits: nobody is connecting yet */
+  ck_assert(!aloop_future_done(t));
+  int cfd = tcp_socket();
+  ck_assert(connect(cfd, (struct sockaddr *)&addr, sizeof addr) == 0 || errno == EINPROGRESS);
+  ck_assert_int_eq(run_within(t, 20 * SEC), 1);
+  close(cfd);
+  ck_assert_int_eq(count_fds(), before);
+  aloop_close(L, lfd);
+}
+END_TEST
+
+/* ---- freeing a loop with suspended tasks ------------------------------------------------------------ */
+
+static int count_mappings(void) {
+  FILE *f = fopen("/proc/self/maps", "r");
+  ck_assert_ptr_nonnull(f);
+  int n = 0;
+  for (int c; (c = fgetc(f)) != EOF;) n += c == '\n';
+  fclose(f);
+  return n;
+}
+
+static int64_t wait_forever(void *arg) { return aloop_await_keep(arg); }
+
+START_TEST(test_freeing_a_loop_with_suspended_tasks_unmaps_their_stacks) {
+  aloop_loop *loop = new_test_loop();
+  aloop_future *never = aloop_future_new(loop, "never");
+  int before = count_mappings();
+  for (int i = 0; i < 20; i++) aloop_future_release(aloop_task_spawn(loop, wait_forever, never, NULL));
+  ck_assert_int_ge(aloop_run_once(loop, 0), 20); /* each task ran and now waits */
+  ck_assert_int_ge(count_mappings(), before + 20);
+  aloop_future_release(never); /* nothing else holds it: the tasks only wait */
+  ck_assert_int_eq(aloop_free(loop), 0);
+  ck_assert_int_le(count_mappings(), before);
+}
+END_TEST
+
 TCase *conformance_tasks(void) {
   TCase *tc = conformance_tcase("tasks");
   tcase_add_test(tc, test_a_task_outcome_is_what_its_function_returns);
@@ -254,5 +401,9 @@ TCase *conformance_tasks(void) {
   tcase_add_test(tc, test_await_outside_a_task_is_refused);
   tcase_add_test(tc, test_a_task_stack_is_usable_and_an_overflow_faults_instead_of_corrupting);
   tcase_add_test(tc, test_a_bounded_queue_hands_items_between_tasks_in_order);
+  tcase_add_test(tc, test_a_frame_larger_than_a_page_faults_in_the_guard_gap_instead_of_writing_another_stack);
+  tcase_add_test(tc, test_a_task_awaiting_its_own_future_is_refused);
+  tcase_add_test(tc, test_a_task_cancelled_after_its_accept_completed_gets_the_fd_and_nothing_leaks);
+  tcase_add_test(tc, test_freeing_a_loop_with_suspended_tasks_unmaps_their_stacks);
   return tc;
 }

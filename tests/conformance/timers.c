@@ -168,9 +168,44 @@ START_TEST(test_run_once_waits_at_most_its_timeout) {
 }
 END_TEST
 
+static void mark_huge(aloop_loop *loop, void *arg) {
+  (void)loop;
+  *(int *)arg = 1;
+}
+
+static void complete_it(aloop_loop *loop, void *arg) {
+  (void)loop;
+  aloop_future_set_result(arg, 7);
+}
+
+START_TEST(test_a_delay_past_the_clocks_range_never_fires_and_a_huge_timeout_waits) {
+  int huge_fired = 0;
+  aloop_handle far, farther;
+  ck_assert_int_eq(aloop_call_later(L, INT64_MAX, mark_huge, &huge_fired, &far), 0);
+  ck_assert_int_eq(aloop_call_later(L, INT64_MAX - 1, mark_huge, &huge_fired, &farther), 0);
+  ck_assert(!run_at_most(L, 100 * MS)); /* only the deadline stops it */
+  ck_assert_int_eq(huge_fired, 0);
+  ck_assert_int_eq(aloop_cancel(L, far), 0);
+  ck_assert_int_eq(aloop_cancel(L, farther), 0);
+
+  aloop_future *inner = aloop_future_new(L, "inner");
+  aloop_call_later(L, 30 * MS, complete_it, inner, NULL);
+  aloop_future *w = aloop_wait_for(L, inner, INT64_MAX);
+  ck_assert_int_eq(run_within(w, 30 * SEC), 7); /* not -ETIMEDOUT at once */
+  aloop_future_release(inner);
+
+  aloop_future *sleep = aloop_sleep(L, INT64_MAX);
+  ck_assert(!run_at_most(L, 50 * MS));
+  ck_assert(!aloop_future_done(sleep));
+  aloop_future_cancel(sleep);
+  aloop_future_release(sleep);
+}
+END_TEST
+
 TCase *conformance_timers(void) {
   TCase *tc = conformance_tcase("timers");
   tcase_add_test(tc, test_timers_run_in_deadline_order);
+  tcase_add_test(tc, test_a_delay_past_the_clocks_range_never_fires_and_a_huge_timeout_waits);
   tcase_add_test(tc, test_equal_deadlines_run_in_the_order_scheduled);
   tcase_add_test(tc, test_hundred_thousand_timers_fire_once_in_order_and_cancelled_ones_never);
   tcase_add_test(tc, test_timer_never_fires_early_and_fires_within_a_generous_bound);
