@@ -60,16 +60,31 @@ typedef struct aloop_error_info {
   int fd;              /* the fd concerned, or -1 */
   const char *source;  /* who reports: "select", "signal", "callback", ... */
   const char *message; /* one line, no trailing newline */
+  /* 0 for a report in its own words. Otherwise this is a summary: `repeats` more reports of the
+   * same kind were held back in the last interval (see aloop_set_report_interval) and message is
+   * the last of them. */
+  uint64_t repeats;
 } aloop_error_info;
 
 typedef void (*aloop_error_fn)(aloop_loop *loop, const aloop_error_info *info, void *arg);
 
 /* Replace the loop's error handler; fn == NULL restores the default, which prints one line to stderr:
- *   aloop: <source>: <message>: <aloop_strerror(code)> (fd N) */
+ *   aloop: <source>: <message>: <aloop_strerror(code)> (fd N)
+ * and for a summary of held-back reports:
+ *   aloop: <source>: N more like this in the last S s; the last: <message>: <strerror> (fd N) */
 ALOOP_API void aloop_set_error_handler(aloop_loop *loop, aloop_error_fn fn, void *arg);
 
+/* Reports of one kind (the same source, code and place in the code: "fd too high" for every
+ * connection above select's limit, say) are rate-limited, so a flood of one fault cannot flood the
+ * log or slow the loop down: the first is delivered in words, the next ones within `interval_ns`
+ * are counted, and one summary per interval says how many there were (aloop_error_info.repeats)
+ * with the last one's words. Summaries still owed are delivered by aloop_free. Default:
+ * ALOOP_REPORT_INTERVAL_DEFAULT; 0 delivers every report. */
+#define ALOOP_REPORT_INTERVAL_DEFAULT (10 * INT64_C(1000000000))
+ALOOP_API void aloop_set_report_interval(aloop_loop *loop, int64_t interval_ns);
+
 /* Report an error through the loop's handler (for callbacks that have nobody else to tell). The loop
- * keeps running. fd may be -1. */
+ * keeps running. fd may be -1. Rate-limited per call site, as above. */
 ALOOP_API void aloop_report_error(aloop_loop *loop, int code, int fd, const char *fmt, ...)
     ALOOP_PRINTF(4, 5);
 

@@ -80,6 +80,19 @@ struct aloop__signal {
   struct sigaction previous;
 };
 
+/* One kind of report being rate-limited (error.c): its first report went out in words at the
+ * start of the window; later ones in the window are counted, the last one's words kept. */
+struct aloop__report_kind {
+  const char *fmt;            /* with source and code: the kind (fmt's address is the call site;
+                                 it is compared, never read) */
+  char source[32];            /* a copy: a source may be a task's name, gone before the summary */
+  int code, fd;
+  int64_t window_end;
+  uint64_t held;
+  char last[256];
+};
+#define ALOOP__REPORT_KINDS 8
+
 struct aloop_loop {
   const struct aloop__driver *drv;
   void *drv_state;
@@ -115,6 +128,10 @@ struct aloop_loop {
   aloop_error_fn error_fn;
   void *error_arg;
   uint64_t iterations, errors;
+  int64_t report_interval;
+  struct aloop__report_kind report_kinds[ALOOP__REPORT_KINDS];
+  aloop_handle report_timer;  /* delivers the summaries due; internal, not in aloop_get_stats */
+  bool report_timer_armed;
 };
 
 /* handle.c */
@@ -198,6 +215,7 @@ aloop_future *aloop__connect(aloop_loop *loop, const aloop_protocol *proto, void
                              const char *host, int port, const char *path);
 
 /* error.c */
+void aloop__reports_fini(aloop_loop *loop); /* the summaries still owed, before the loop goes */
 void aloop__vreport(aloop_loop *loop, int code, int fd, const char *source, const char *fmt,
                     va_list ap) ALOOP_PRINTF(5, 0);
 void aloop__set_why(char *why, size_t n, const char *fmt, ...) ALOOP_PRINTF(3, 4);

@@ -35,15 +35,17 @@ const char *aloop_strerror(int err) {
 }
 
 static void default_handler(aloop_loop *loop, const aloop_error_info *info, void *arg) {
-  (void)loop;
   (void)arg;
-  char fdbuf[32] = "";
+  char fdbuf[32] = "", held[96] = "";
   if (info->fd >= 0) snprintf(fdbuf, sizeof fdbuf, " (fd %d)", info->fd);
+  if (info->repeats)
+    snprintf(held, sizeof held, "%llu more like this in the last %.3g s; the last: ",
+             (unsigned long long)info->repeats, (double)loop->report_interval / 1e9);
   if (info->code)
-    fprintf(stderr, "aloop: %s: %s: %s%s\n", info->source, info->message,
+    fprintf(stderr, "aloop: %s: %s%s: %s%s\n", info->source, held, info->message,
             aloop_strerror(info->code), fdbuf);
   else
-    fprintf(stderr, "aloop: %s: %s%s\n", info->source, info->message, fdbuf);
+    fprintf(stderr, "aloop: %s: %s%s%s\n", info->source, held, info->message, fdbuf);
 }
 
 void aloop_set_error_handler(aloop_loop *loop, aloop_error_fn fn, void *arg) {
@@ -51,14 +53,100 @@ void aloop_set_error_handler(aloop_loop *loop, aloop_error_fn fn, void *arg) {
   loop->error_arg = fn ? arg : NULL;
 }
 
+static void deliver(aloop_loop *loop, int code, int fd, const char *source, const char *message,
+                    uint64_t repeats) {
+  aloop_error_info info = {.code = code, .fd = fd, .source = source, .message = message,
+                           .repeats = repeats};
+  (loop->error_fn ? loop->error_fn : default_handler)(loop, &info, loop->error_arg);
+}
+
+/* ---- rate limiting: per kind, the first in words, then one summary per interval -------------- */
+
+static void flush_kind(aloop_loop *loop, struct aloop__report_kind *k) {
+  uint64_t held = k->held;
+  if (!held) return;
+  k->held = 0;
+  deliver(loop, k->code, k->fd, k->source, k->last, held);
+}
+
+static void on_report_timer(aloop_loop *loop, void *arg);
+
+static void arm_report_timer(aloop_loop *loop, int64_t when) {
+  if (loop->report_timer_armed) return;
+  /* Out of memory: the count waits for the next report of its kind, or for aloop_free. */
+  loop->report_timer_armed =
+      aloop_call_at(loop, when, on_report_timer, NULL, &loop->report_timer) == 0;
+}
+
+/* A window ended: say how many were held back, and keep holding for one more interval (a flood
+ * that goes on gets one line per interval; a kind that went quiet starts over in words). */
+static void on_report_timer(aloop_loop *loop, void *arg) {
+  (void)arg;
+  loop->report_timer_armed = false;
+  int64_t now = aloop__now(), next = INT64_MAX;
+  for (size_t i = 0; i < ALOOP__REPORT_KINDS; i++) {
+    struct aloop__report_kind *k = &loop->report_kinds[i];
+    if (k->held && k->window_end <= now) {
+      flush_kind(loop, k);
+      k->window_end = now + loop->report_interval;
+    } else if (k->held && k->window_end < next) {
+      next = k->window_end;
+    }
+  }
+  if (next != INT64_MAX) arm_report_timer(loop, next);
+}
+
+/* The kind's slot: found, or the one whose window started longest ago (its count said first). */
+static struct aloop__report_kind *kind_of(aloop_loop *loop, int code, const char *source,
+                                          const char *fmt, bool *fresh) {
+  struct aloop__report_kind *oldest = &loop->report_kinds[0];
+  for (size_t i = 0; i < ALOOP__REPORT_KINDS; i++) {
+    struct aloop__report_kind *k = &loop->report_kinds[i];
+    if (k->fmt == fmt && k->code == code && strncmp(k->source, source, sizeof k->source) == 0) {
+      *fresh = false;
+      return k;
+    }
+    if (!k->fmt || k->window_end < oldest->window_end) oldest = k;
+  }
+  flush_kind(loop, oldest);
+  *oldest = (struct aloop__report_kind){.fmt = fmt, .code = code};
+  snprintf(oldest->source, sizeof oldest->source, "%s", source);
+  *fresh = true;
+  return oldest;
+}
+
 void aloop__vreport(aloop_loop *loop, int code, int fd, const char *source, const char *fmt,
                     va_list ap) {
   char message[256];
   vsnprintf(message, sizeof message, fmt, ap);
-  aloop_error_info info = {.code = code > 0 ? -code : code, .fd = fd, .source = source,
-                           .message = message};
+  if (code > 0) code = -code;
   loop->errors++;
-  (loop->error_fn ? loop->error_fn : default_handler)(loop, &info, loop->error_arg);
+  if (loop->report_interval <= 0) {
+    deliver(loop, code, fd, source, message, 0);
+    return;
+  }
+  bool fresh;
+  struct aloop__report_kind *k = kind_of(loop, code, source, fmt, &fresh);
+  int64_t now = aloop__now();
+  if (fresh || (!k->held && now >= k->window_end)) { /* a new window opens with this one */
+    k->window_end = now + loop->report_interval;
+    deliver(loop, code, fd, source, message, 0);
+    return;
+  }
+  k->held++;
+  k->fd = fd;
+  snprintf(k->last, sizeof k->last, "%s", message);
+  arm_report_timer(loop, k->window_end);
+}
+
+void aloop_set_report_interval(aloop_loop *loop, int64_t interval_ns) {
+  loop->report_interval = interval_ns > 0 ? interval_ns : 0;
+}
+
+void aloop__reports_fini(aloop_loop *loop) {
+  if (loop->report_timer_armed) aloop_cancel(loop, loop->report_timer);
+  loop->report_timer_armed = false;
+  for (size_t i = 0; i < ALOOP__REPORT_KINDS; i++) flush_kind(loop, &loop->report_kinds[i]);
 }
 
 void aloop__report(aloop_loop *loop, int code, int fd, const char *source, const char *fmt, ...) {

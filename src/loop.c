@@ -83,7 +83,7 @@ const char *aloop_backend_detail(const aloop_loop *loop) {
 void aloop_get_stats(const aloop_loop *loop, aloop_stats *out) {
   *out = (aloop_stats){
       .ready = loop->ready.len,
-      .timers = loop->timers.len,
+      .timers = loop->timers.len - (loop->report_timer_armed ? 1 : 0),
       .fds = loop->fds.user_fds,
       .signals = loop->nsignals,
       .iterations = loop->iterations,
@@ -105,6 +105,7 @@ static int read_options(const aloop_options *opts, aloop_options *o) {
 
 static void free_loop(aloop_loop *loop) {
   aloop__executor_fini(loop); /* first: its threads may still wake the loop */
+  aloop__reports_fini(loop);
   aloop__tasks_fini(loop);
   aloop__signals_fini(loop);
   aloop__driver_stop(loop);
@@ -133,6 +134,7 @@ aloop_loop *aloop_new(const aloop_options *opts) {
   }
   loop->wake_fd = -1;
   aloop_set_error_handler(loop, NULL, NULL);
+  loop->report_interval = ALOOP_REPORT_INTERVAL_DEFAULT;
   aloop__handles_init(loop);
   int err = aloop__driver_start(loop, name, o.error, o.error_size);
   if (err == 0) err = aloop__fds_init(loop);

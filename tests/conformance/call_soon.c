@@ -1,5 +1,6 @@
 /* The ready queue: FIFO order, one batch per iteration, cancellation, error reports. */
 #include <errno.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "harness.h"
@@ -114,6 +115,77 @@ START_TEST(test_reported_errors_reach_the_handler_and_the_loop_goes_on) {
 }
 END_TEST
 
+/* ---- rate-limited reports ----------------------------------------------------------------------- */
+
+static struct {
+  int delivered, summaries;
+  uint64_t repeats;
+  int fd;
+  int64_t at;
+  char message[256];
+} seen;
+
+static void count_report(aloop_loop *loop, const aloop_error_info *info, void *arg) {
+  (void)arg;
+  seen.delivered++;
+  seen.at = aloop_time(loop);
+  seen.fd = info->fd;
+  snprintf(seen.message, sizeof seen.message, "%s", info->message);
+  if (info->repeats) {
+    seen.summaries++;
+    seen.repeats = info->repeats;
+    aloop_stop(loop);
+  }
+}
+
+static void flood(aloop_loop *loop, int n) {
+  for (int i = 0; i < n; i++) aloop_report_error(loop, -EMFILE, 100 + i, "connection %d refused", i);
+}
+
+START_TEST(test_a_flood_of_one_kind_of_report_is_one_line_then_one_summary_per_interval) {
+  memset(&seen, 0, sizeof seen);
+  aloop_set_error_handler(L, count_report, NULL);
+  aloop_set_report_interval(L, 200 * MS);
+  int64_t t0 = aloop_time(L);
+  flood(L, 10000);
+  aloop_report_error(L, -EPIPE, -1, "another kind"); /* not held back by the first kind */
+  ck_assert_int_eq(seen.delivered, 2);
+  ck_assert_int_eq(seen.summaries, 0);
+  ck_assert(run_at_most(L, 30 * SEC)); /* the summary stops the loop */
+  ck_assert_int_eq(seen.summaries, 1);
+  ck_assert_uint_eq(seen.repeats, 9999);
+  ck_assert_str_eq(seen.message, "connection 9999 refused");
+  ck_assert_int_eq(seen.fd, 100 + 9999);
+  ck_assert_int_ge(seen.at - t0, 200 * MS); /* never before its interval */
+  /* Quiet for a while: the next one is in words again. */
+  ck_assert(!run_at_most(L, 500 * MS));
+  ck_assert_int_eq(seen.delivered, 3);
+  flood(L, 1);
+  ck_assert_int_eq(seen.delivered, 4);
+  ck_assert_int_eq(seen.summaries, 1);
+  aloop_stats st;
+  aloop_get_stats(L, &st);
+  ck_assert_uint_eq(st.errors, 10002);
+  /* Interval 0: every report goes out. */
+  aloop_set_report_interval(L, 0);
+  flood(L, 5);
+  ck_assert_int_eq(seen.delivered, 9);
+}
+END_TEST
+
+START_TEST(test_freeing_the_loop_delivers_the_summaries_still_owed) {
+  memset(&seen, 0, sizeof seen);
+  aloop_loop *loop = new_test_loop();
+  aloop_set_error_handler(loop, count_report, NULL);
+  flood(loop, 3);
+  ck_assert_int_eq(seen.delivered, 1);
+  ck_assert_int_eq(aloop_free(loop), 0);
+  ck_assert_int_eq(seen.delivered, 2);
+  ck_assert_int_eq(seen.summaries, 1);
+  ck_assert_uint_eq(seen.repeats, 2);
+}
+END_TEST
+
 TCase *conformance_call_soon(void) {
   TCase *tc = conformance_tcase("call_soon");
   tcase_add_test(tc, test_callbacks_run_in_the_order_scheduled);
@@ -122,5 +194,7 @@ TCase *conformance_call_soon(void) {
   tcase_add_test(tc, test_a_callback_can_cancel_a_later_one_in_the_same_batch);
   tcase_add_test(tc, test_cancelling_a_handle_that_ran_is_stale_even_after_reuse);
   tcase_add_test(tc, test_reported_errors_reach_the_handler_and_the_loop_goes_on);
+  tcase_add_test(tc, test_a_flood_of_one_kind_of_report_is_one_line_then_one_summary_per_interval);
+  tcase_add_test(tc, test_freeing_the_loop_delivers_the_summaries_still_owed);
   return tc;
 }
