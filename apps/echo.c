@@ -62,6 +62,8 @@ static int64_t echo_stream(aloop_stream *s, void *arg) {
 struct sock_server {
   int fd;
   size_t clients;          /* tasks serving a connection */
+  size_t max_clients;      /* --max-connections (0: no limit) */
+  aloop_future *room;      /* set while the accept loop waits below the limit again */
   aloop_future *all_gone;  /* set while shutting down: done when clients reaches 0 */
   aloop_future **tasks;    /* each client's task, to cancel after the grace period */
   size_t ntasks, cap;
@@ -76,6 +78,7 @@ static int64_t serve_sock_client(void *arg) {
     if ((n = aloop_await(aloop_sock_sendall(loop, fd, buf, (size_t)n))) < 0) break;
   aloop_close(loop, fd);
   if (--sock.clients == 0 && sock.all_gone) aloop_future_set_result(sock.all_gone, 0);
+  if (sock.room) aloop_future_set_result(sock.room, 0);
   return n == -ECONNRESET || n == -EPIPE || n == -ECANCELED ? 0 : n;
 }
 
@@ -101,9 +104,27 @@ static void track(aloop_future *task) {
   sock.tasks[sock.ntasks++] = task;
 }
 
+/* At the connection limit: wait until a client's task ends (the backlog holds the next ones). */
+static int64_t wait_for_room(void) {
+  while (sock.max_clients && sock.clients >= sock.max_clients) {
+    sock.room = aloop_future_new(loop, "room");
+    int64_t r = aloop_await_keep(sock.room);
+    aloop_future_release(sock.room);
+    sock.room = NULL;
+    if (r < 0) return r;
+  }
+  return 0;
+}
+
 static int64_t accept_sock_clients(void *arg) {
   (void)arg;
-  for (;;) {
+  for (unsigned accepted = 0;; accepted++) {
+    /* An accept that completes at once does not give the loop a turn: after a batch, yield, so
+     * that a flood of connections cannot keep the clients' tasks from running. */
+    if ((accepted % ALOOP_ACCEPT_BATCH == ALOOP_ACCEPT_BATCH - 1 &&
+         aloop_task_yield(loop) == -ECANCELED) ||
+        wait_for_room() == -ECANCELED)
+      return 0;
     int64_t fd = aloop_await(aloop_sock_accept(loop, sock.fd));
     if (fd == -ECANCELED) return 0;
     if (fd < 0) { /* EMFILE and friends: say so, breathe, go on serving the others */
@@ -127,6 +148,7 @@ static int64_t accept_sock_clients(void *arg) {
 struct options {
   const char *backend, *mode, *host;
   int port, workers;
+  long max_connections;
   double grace;
   int ready_fd; /* a worker tells its parent it listens (and on which driver) here; -1: none */
 };
@@ -134,7 +156,8 @@ struct options {
 static void usage(FILE *out) {
   fprintf(out,
           "usage: %s [--backend select|libev|io_uring|auto] [--mode sock|protocol|streams]\n"
-          "          [--host H] [--port P] [--workers N] [--grace SECONDS] [--list-backends]\n"
+          "          [--host H] [--port P] [--workers N] [--grace SECONDS]\n"
+          "          [--max-connections N] [--list-backends]\n"
           "  --backend   the loop's driver (default: $ALOOP_BACKEND, else auto)\n"
           "  --mode      sock: tasks on socket operations; protocol: transports and protocols;\n"
           "              streams: a task per connection on streams (default: protocol)\n"
@@ -142,7 +165,9 @@ static void usage(FILE *out) {
           "  --port      the port (default 8888; 0: any free port, printed at start)\n"
           "  --workers   N processes, each with its own loop, sharing the port (SO_REUSEPORT)\n"
           "              to use every core (default 1)\n"
-          "  --grace     on SIGINT/SIGTERM, how long open connections may go on (default 5)\n",
+          "  --grace     on SIGINT/SIGTERM, how long open connections may go on (default 5)\n"
+          "  --max-connections  at most N open at once per process; the kernel's backlog\n"
+          "              holds the next ones (default 0: no limit)\n",
           prog);
 }
 
@@ -165,6 +190,8 @@ static int parse(int argc, char **argv, struct options *o) {
     } else if (!strcmp(a, "--workers") && v && (o->workers = (int)strtol(v, &end, 10), !*end) &&
                o->workers >= 1 && o->workers <= 256) {
     } else if (!strcmp(a, "--grace") && v && (o->grace = strtod(v, &end), !*end) && o->grace >= 0) {
+    } else if (!strcmp(a, "--max-connections") && v &&
+               (o->max_connections = strtol(v, &end, 10), !*end) && o->max_connections >= 0) {
     } else {
       fprintf(stderr, "%s: bad argument '%s'%s\n", prog, a, v ? "" : " (or its value is missing)");
       usage(stderr);
@@ -234,7 +261,9 @@ static struct shutdown_counts stop_sock(aloop_future *acceptor, int64_t grace_ns
  * of printing. */
 static int serve(const struct options *o) {
   if (!(loop = cli_new_loop(prog, o->backend))) return errno == ALOOP_EBACKEND ? CLI_EXIT_USAGE : 1;
-  aloop_server_options sopts = {.size = sizeof sopts, .reuse_port = o->workers > 1};
+  aloop_server_options sopts = {.size = sizeof sopts, .reuse_port = o->workers > 1,
+                                .max_connections = (size_t)o->max_connections};
+  sock.max_clients = (size_t)o->max_connections;
   aloop_server *server = NULL;
   aloop_future *acceptor = NULL;
   int port;

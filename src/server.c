@@ -23,7 +23,12 @@ struct listener {
   bool accepting;      /* op in flight */
   bool in_loop, again; /* accept_next's loop: completions that arrive inside it do not recurse */
   bool paused;
-  aloop_handle pause_timer;
+  bool deferred;       /* this iteration's batch is used up: accepting goes on from the ready queue */
+  bool at_limit;       /* max_connections open: accepting resumes when one is lost */
+  uint64_t batch_iteration;
+  unsigned batch;      /* connections accepted in batch_iteration (an accept started in an earlier
+                          iteration counts when it completes) */
+  aloop_handle pause_timer, defer_handle;
 };
 
 struct waiter {
@@ -42,6 +47,7 @@ struct aloop_server {
   struct aloop__conn conns; /* circular list head */
   size_t nconns;
   size_t holds;             /* stream tasks still running for connections (stream.c) */
+  size_t max_conns;         /* 0: no limit */
   bool serving, freed, pause_reported, tcp;
   char *unix_path;
   struct waiter *waiters;
@@ -53,7 +59,7 @@ struct aloop_server {
 static bool busy(const aloop_server *s) {
   if (s->nconns || s->holds) return true;
   for (size_t i = 0; i < s->nlisteners; i++)
-    if (s->listeners[i].accepting) return true;
+    if (s->listeners[i].accepting || s->listeners[i].deferred) return true;
   return false;
 }
 
@@ -117,7 +123,8 @@ void aloop_server_close(aloop_server *s) {
   for (size_t i = 0; i < s->nlisteners; i++) {
     struct listener *l = &s->listeners[i];
     if (l->paused) aloop_cancel(s->loop, l->pause_timer);
-    l->paused = false;
+    if (l->deferred) aloop_cancel(s->loop, l->defer_handle);
+    l->paused = l->deferred = l->at_limit = false;
     aloop_close(s->loop, l->fd); /* answers its accept: parked at once, in the kernel later */
     l->fd = -1;
   }
@@ -163,12 +170,28 @@ bool aloop_server_is_serving(const aloop_server *s) { return s->serving; }
 /* ---- accepting ----------------------------------------------------------------------------------- */
 
 static void accepted(aloop_loop *loop, struct aloop__op *op, int32_t res);
+static void accept_deferred(aloop_loop *loop, void *arg);
+
+/* May l start another accept now? Not above the connection limit, and not past this iteration's
+ * batch (then once more from the ready queue, behind what is already there). */
+static bool may_accept(struct listener *l) {
+  aloop_server *s = l->server;
+  if (s->max_conns && s->nconns >= s->max_conns) {
+    l->at_limit = true;
+    return false;
+  }
+  aloop_loop *loop = s->loop;
+  if (l->batch_iteration != loop->iterations || l->batch < ALOOP_ACCEPT_BATCH) return true;
+  if (!l->deferred && aloop_call_soon(loop, accept_deferred, l, &l->defer_handle) == 0)
+    l->deferred = true; /* out of memory: the next connection lost or accepted starts it again */
+  return false;
+}
 
 static void accept_next(struct listener *l) {
   l->again = true;
   if (l->in_loop) return; /* a completion inside op_start: the loop below goes on */
   l->in_loop = true;
-  while (l->again && !l->accepting && !l->paused && l->fd >= 0) {
+  while (l->again && !l->accepting && !l->paused && !l->deferred && l->fd >= 0 && may_accept(l)) {
     l->again = false;
     l->accepting = true;
     l->op = (struct aloop__op){.kind = ALOOP__OP_ACCEPT, .fd = l->fd, .done = accepted};
@@ -177,11 +200,25 @@ static void accept_next(struct listener *l) {
   l->in_loop = false;
 }
 
+static void accept_deferred(aloop_loop *loop, void *arg) {
+  (void)loop;
+  struct listener *l = arg;
+  l->deferred = false;
+  if (l->server->serving) accept_next(l);
+  maybe_free(l->server);
+}
+
 static void conn_lost(struct aloop__conn *c) {
   aloop_server *s = c->owner;
   c->prev->next = c->next;
   c->next->prev = c->prev;
   s->nconns--;
+  for (size_t i = 0; s->serving && i < s->nlisteners; i++) { /* below the limit again */
+    struct listener *l = &s->listeners[i];
+    if (!l->at_limit) continue;
+    l->at_limit = false;
+    accept_next(l);
+  }
   settle_waiters(s); /* and frees a freed server whose last connection this was */
 }
 
@@ -240,6 +277,19 @@ static void accepted(aloop_loop *loop, struct aloop__op *op, int32_t res) {
   struct listener *l = (struct listener *)((char *)op - offsetof(struct listener, op));
   aloop_server *s = l->server;
   l->accepting = false;
+  if (res >= 0 && loop->drv->max_fd && res >= loop->drv->max_fd) {
+    /* The driver could never watch it (select above FD_SETSIZE): refuse it here, once, rather
+     * than fail each of its operations; pausing lets connections end and lower fds come back. */
+    close(res);
+    res = -ALOOP_EFDLIMIT;
+  }
+  if (res >= 0) {
+    if (l->batch_iteration != loop->iterations) {
+      l->batch_iteration = loop->iterations;
+      l->batch = 0;
+    }
+    l->batch++;
+  }
   if (res >= 0 && s->serving) {
     s->pause_reported = false;
     new_connection(s, res, op);
@@ -309,7 +359,8 @@ static aloop_server *server_new(struct server_req *r, const int *fds, size_t n) 
   }
   *s = (aloop_server){.loop = r->loop, .proto = r->proto, .factory = r->factory, .arg = r->arg,
                       .arg_free = r->arg_free, .listeners = ls, .nlisteners = n, .serving = true,
-                      .tcp = !r->path, .unix_path = r->path};
+                      .tcp = !r->path, .unix_path = r->path,
+                      .max_conns = r->opts.max_connections};
   s->conns.next = s->conns.prev = &s->conns;
   r->arg_free = NULL; /* the server's now */
   r->path = NULL;

@@ -28,9 +28,19 @@ typedef struct aloop_server_options {
   int reuse_address;  /* SO_REUSEADDR: 0 the default (on, as asyncio on Unix), > 0 on, < 0 off */
   int reuse_port;     /* SO_REUSEPORT, for several processes or loops on one port: > 0 on */
   size_t limit;       /* streams (aloop_start_server) only: the reader's limit; 0: the default */
+  /* At most this many connections open at once (0: no limit). At the limit the server stops
+   * accepting and the kernel's backlog holds the next ones until a connection is lost, as nginx's
+   * worker_connections: a flood of clients cannot take every fd or starve the connections being
+   * served. */
+  size_t max_connections;
 } aloop_server_options;
 
 #define ALOOP_BACKLOG_DEFAULT 1024
+/* Connections one listening socket accepts per loop iteration. The rest wait in the backlog for
+ * the next iteration, after the connections already accepted had their turn: accepting never
+ * starves the work it creates (10,000 connects per second would otherwise fill the loop with new
+ * connections whose tasks never get to run). */
+#define ALOOP_ACCEPT_BATCH 16
 /* 1 s, as asyncio's accept retry delay: long enough for connections to finish and free fds. */
 #define ALOOP_ACCEPT_PAUSE_NS INT64_C(1000000000)
 

@@ -39,15 +39,20 @@ static void on_lost(aloop_transport *t, int err, void *ctx) {
 static const aloop_protocol echo = {.connection_made = on_made, .data_received = echo_or_fail,
                                     .connection_lost = on_lost};
 
-static aloop_server *serve(const aloop_protocol *proto, const char *host) {
+static aloop_server *serve_with(const aloop_protocol *proto, const char *host,
+                                const aloop_server_options *opts) {
   made = lost = lost_with_error = 0;
-  aloop_future *f = aloop_create_server(L, proto, NULL, NULL, host, 0, NULL);
+  aloop_future *f = aloop_create_server(L, proto, NULL, NULL, host, 0, opts);
   ck_assert_int_eq(aloop_run_until_complete(L, f), 0);
   aloop_server *s = aloop_future_data(f);
   ck_assert_ptr_nonnull(s);
   aloop_future_release(f);
   ck_assert_int_gt(aloop_server_port(s), 0);
   return s;
+}
+
+static aloop_server *serve(const aloop_protocol *proto, const char *host) {
+  return serve_with(proto, host, NULL);
 }
 
 static struct sockaddr_in loopback(int port) {
@@ -270,11 +275,11 @@ START_TEST(test_a_connection_on_an_fd_the_driver_cannot_watch_is_refused_in_word
   aloop_future *f = aloop_run_in_executor(L, ask_in_executor, &e);
   ck_assert_int_eq(aloop_run_until_complete(L, f), 0);
   aloop_future_release(f);
-  if (max_fd) {
+  if (max_fd) { /* refused at accept, once in words, and accepting pauses a moment */
     ck_assert_int_eq(e.result, -1);
     ck_assert_int_eq(reports.count, 1);
     ck_assert_int_eq(reports.code, -ALOOP_EFDLIMIT);
-    ck_assert_msg(strstr(reports.message, "127.0.0.1:"), "report: %s", reports.message);
+    ck_assert_msg(strstr(reports.message, "pausing accepts"), "report: %s", reports.message);
   } else {
     ck_assert_int_eq(e.result, 0);
   }
@@ -288,6 +293,67 @@ START_TEST(test_a_connection_on_an_fd_the_driver_cannot_watch_is_refused_in_word
   ck_assert_int_eq(e.result, 0);
   close(low_client);
   close_and_wait(s);
+}
+END_TEST
+
+/* ---- fairness and limits ------------------------------------------------------------------------- */
+
+/* A backlog full of clients is taken a bounded batch per iteration, so the connections already
+ * accepted (and their tasks) get their turn between batches; every client is still served. */
+START_TEST(test_accepting_takes_a_bounded_batch_per_iteration_and_takes_everyone) {
+  enum { N = 100 };
+  aloop_server *s = serve(&echo, "127.0.0.1");
+  int port = aloop_server_port(s), clients[N];
+  for (int i = 0; i < N; i++) clients[i] = connect_blocking(port); /* all wait in the backlog */
+  size_t before = 0;
+  int iterations = 0;
+  while (before < N && iterations < 100000) {
+    aloop_run_once(L, 10 * MS);
+    size_t now = aloop_server_connections(s);
+    ck_assert_msg(now - before <= ALOOP_ACCEPT_BATCH, "%zu accepted in one iteration",
+                  now - before);
+    before = now;
+    iterations++;
+  }
+  ck_assert_uint_eq(before, N);
+  run_until_made(N);
+  for (int i = 0; i < N; i++) close(clients[i]);
+  close_and_wait(s);
+  ck_assert_int_eq(lost, N);
+}
+END_TEST
+
+static void run_iterations(int n) {
+  for (int i = 0; i < n; i++) aloop_run_once(L, 5 * MS);
+}
+
+/* At max_connections the server stops accepting; the backlog holds the others, and each
+ * connection lost lets one more in. */
+START_TEST(test_max_connections_holds_the_rest_in_the_backlog_until_one_is_lost) {
+  enum { MAX = 3, N = 6 };
+  aloop_server_options opts = {.size = sizeof opts, .max_connections = MAX};
+  aloop_server *s = serve_with(&echo, "127.0.0.1", &opts);
+  int port = aloop_server_port(s), clients[N];
+  for (int i = 0; i < N; i++) clients[i] = connect_blocking(port);
+  run_until_made(MAX);
+  run_iterations(50); /* time for a fourth, which must not come */
+  ck_assert_int_eq(made, MAX);
+  ck_assert_uint_eq(aloop_server_connections(s), MAX);
+  for (int i = 0; i < N - MAX; i++) {
+    close(clients[i]); /* its connection ends: exactly one more comes in */
+    run_until_made(MAX + 1 + i);
+    run_iterations(20);
+    ck_assert_int_eq(made, MAX + 1 + i);
+    ck_assert_uint_le(aloop_server_connections(s), MAX);
+  }
+  struct exchange e = {clients[N - 1], "served", -1}; /* the last one in is served normally */
+  aloop_future *f = aloop_run_in_executor(L, ask_in_executor, &e);
+  ck_assert_int_eq(aloop_run_until_complete(L, f), 0);
+  aloop_future_release(f);
+  ck_assert_int_eq(e.result, 0);
+  for (int i = N - MAX; i < N; i++) close(clients[i]);
+  close_and_wait(s);
+  ck_assert_int_eq(lost, N);
 }
 END_TEST
 
@@ -371,6 +437,8 @@ TCase *conformance_server(void) {
   tcase_add_test(tc, test_a_failing_connection_is_reported_with_its_peer_and_the_others_carry_on);
   tcase_add_test(tc, test_running_out_of_fds_pauses_accepting_and_loses_no_client);
   tcase_add_test(tc, test_a_connection_on_an_fd_the_driver_cannot_watch_is_refused_in_words);
+  tcase_add_test(tc, test_accepting_takes_a_bounded_batch_per_iteration_and_takes_everyone);
+  tcase_add_test(tc, test_max_connections_holds_the_rest_in_the_backlog_until_one_is_lost);
   tcase_add_test(tc, test_create_connection_talks_to_a_server_over_tcp_and_unix_sockets);
   tcase_add_test(tc, test_a_server_on_ipv6_loopback);
   tcase_add_test(tc, test_listening_on_a_port_in_use_and_connecting_to_a_closed_one_are_errors_in_words);

@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <signal.h>
@@ -29,8 +30,10 @@ struct server {
   int port;
 };
 
-/* mode NULL: the example; else aloop-echo in that mode. */
-static struct server start_server(const char *backend, const char *mode) {
+/* mode NULL: the example; else aloop-echo in that mode, with one more flag and its value if
+ * `flag` is set. */
+static struct server start_server_with(const char *backend, const char *mode, const char *flag,
+                                       const char *value) {
   int p[2];
   ck_assert_int_eq(pipe(p), 0);
   pid_t pid = fork();
@@ -40,7 +43,7 @@ static struct server start_server(const char *backend, const char *mode) {
     close(p[0]);
     if (mode)
       execl(ECHO, ECHO, "--backend", backend, "--mode", mode, "--port", "0", "--grace", "0.2",
-            (char *)NULL);
+            flag, value, (char *)NULL);
     else
       execl(EXAMPLE, EXAMPLE, "--backend", backend, "--port", "0", (char *)NULL);
     _exit(127);
@@ -54,6 +57,10 @@ static struct server start_server(const char *backend, const char *mode) {
   s.port = atoi(colon + 1);
   ck_assert_int_gt(s.port, 0);
   return s;
+}
+
+static struct server start_server(const char *backend, const char *mode) {
+  return start_server_with(backend, mode, NULL, NULL);
 }
 
 static int connect_to(int port) {
@@ -147,6 +154,35 @@ static void shutdown_with_a_connection_open(const char *backend, const char *mod
   close(idle);
 }
 
+static void ping(int fd, const char *backend, const char *mode) {
+  char c;
+  ck_assert_int_eq(write(fd, "p", 1), 1);
+  ck_assert_msg(read(fd, &c, 1) == 1 && c == 'p', "%s %s: no echo", backend, mode);
+}
+
+/* --max-connections 2: a third client waits in the backlog, unserved, until one of the first two
+ * leaves; then it is served like the others. */
+static void limit_connections(const char *backend, const char *mode) {
+  struct server s = start_server_with(backend, mode, "--max-connections", "2");
+  int a = connect_to(s.port), b = connect_to(s.port);
+  ck_assert(a >= 0 && b >= 0);
+  ping(a, backend, mode);
+  ping(b, backend, mode);
+  int third = connect_to(s.port); /* the kernel completes the handshake; the server waits */
+  ck_assert_int_ge(third, 0);
+  ck_assert_int_eq(write(third, "3", 1), 1);
+  struct pollfd p = {.fd = third, .events = POLLIN};
+  ck_assert_msg(poll(&p, 1, 500) == 0, "%s %s: a third connection was served", backend, mode);
+  close(a);
+  char c;
+  ck_assert_msg(read(third, &c, 1) == 1 && c == '3', "%s %s: the third was never served", backend,
+                mode);
+  ping(b, backend, mode);
+  close(b);
+  close(third);
+  stop(&s, backend, "stopped");
+}
+
 static const char *const modes[] = {"sock", "protocol", "streams", NULL /* the example */};
 
 static void on_every_driver(void (*fn)(const char *backend, const char *mode), bool with_example) {
@@ -173,6 +209,11 @@ START_TEST(test_shutdown_aborts_an_idle_connection_after_the_grace_period_and_ex
 }
 END_TEST
 
+START_TEST(test_max_connections_keeps_the_next_client_in_the_backlog_until_one_leaves) {
+  on_every_driver(limit_connections, false);
+}
+END_TEST
+
 static int exit_status(const char *prog, const char *a1, const char *a2) {
   pid_t pid = fork();
   if (pid == 0) {
@@ -193,6 +234,7 @@ START_TEST(test_bad_flags_exit_with_status_2_and_help_with_0) {
   ck_assert_int_eq(exit_status(ECHO, "--mode", "telepathy"), 2);
   ck_assert_int_eq(exit_status(ECHO, "--port", "70000"), 2);
   ck_assert_int_eq(exit_status(ECHO, "--grace", NULL), 2);
+  ck_assert_int_eq(exit_status(ECHO, "--max-connections", "-1"), 2);
   ck_assert_int_eq(exit_status(ECHO, "--help", NULL), 0);
 }
 END_TEST
@@ -204,6 +246,7 @@ int main(void) {
   tcase_add_test(tc, test_every_echo_server_serves_every_payload_on_every_driver);
   tcase_add_test(tc, test_shutdown_aborts_an_idle_connection_after_the_grace_period_and_exits_0);
   tcase_add_test(tc, test_bad_flags_exit_with_status_2_and_help_with_0);
+  tcase_add_test(tc, test_max_connections_keeps_the_next_client_in_the_backlog_until_one_leaves);
   suite_add_tcase(suite, tc);
   return run_suite(suite);
 }
