@@ -348,7 +348,7 @@ static int64_t ip_listen(struct server_req *r, int *fds, size_t *n) {
   int64_t err = aloop_await_keep(res);
   if (err < 0) {
     err = aloop_task_error(err, "%s:%s: %s", r->host ? r->host : "*", port,
-                           aloop_future_message(res));
+                           res ? aloop_future_message(res) : aloop_strerror((int)err));
     aloop_future_release(res);
     return err;
   }
@@ -464,7 +464,8 @@ static int64_t resolve_and_connect(struct connect_req *r, int *fd) {
   aloop_future *res = aloop_getaddrinfo(r->loop, r->host, port, &hints);
   int64_t err = aloop_await_keep(res);
   if (err < 0) {
-    err = aloop_task_error(err, "%s:%s: %s", r->host, port, aloop_future_message(res));
+    err = aloop_task_error(err, "%s:%s: %s", r->host, port,
+                           res ? aloop_future_message(res) : aloop_strerror((int)err));
     aloop_future_release(res);
     return err;
   }
