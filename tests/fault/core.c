@@ -113,16 +113,15 @@ static int64_t main_task(void *arg) {
   aloop_future *fs[3] = {aloop_sleep(loop, 0), aloop_sleep(loop, MS),
                          aloop_task_spawn(loop, small_task, loop, NULL)};
   aloop_future *g = fs[0] && fs[1] && fs[2] ? aloop_gather(loop, fs, 3) : NULL;
-  if (!g) { /* cancel what started, and wait for it: nothing may be left running */
+  rc = g ? aloop_await(g) : -ENOMEM;
+  if (rc < 0) { /* cancel what still runs, and wait for it: nothing may be left running */
     for (int i = 0; i < 3; i++)
       if (fs[i]) aloop_future_cancel(fs[i]);
     for (int i = 0; i < 3; i++)
       if (fs[i]) aloop_await_keep(fs[i]);
-    release_all(fs, 3);
-    return -ENOMEM;
   }
-  release_all(fs, 3); /* the gather holds its own */
-  if ((rc = aloop_await(g)) != 3) return rc < 0 ? rc : aloop_task_error(-EPROTO, "gather gave %lld", (long long)rc);
+  release_all(fs, 3);
+  if (rc != 3) return rc < 0 ? rc : aloop_task_error(-EPROTO, "gather gave %lld", (long long)rc);
 
   aloop_future *inner = aloop_sleep(loop, MS);
   if (!inner) return -ENOMEM;
