@@ -201,15 +201,19 @@ void aloop__server_hold(aloop_server *s, bool hold) {
 
 static void new_connection(aloop_server *s, int fd, const struct aloop__op *op) {
   if (s->tcp) setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &(int){1}, sizeof(int)); /* as asyncio */
-  void *ctx = s->factory ? s->factory(s->arg) : s->arg;
-  if (!ctx && s->factory) { /* refused by the application */
-    close(fd);
-    return;
-  }
-  aloop_transport *t = aloop_transport_new(s->loop, fd, s->proto, ctx);
+  /* The transport first: a ctx made for a connection that then got none would be lost. */
+  aloop_transport *t = aloop_transport_new(s->loop, fd, s->proto, s->factory ? NULL : s->arg);
   if (!t) {
     aloop__report(s->loop, -ENOMEM, -1, "server", "connection dropped");
     return;
+  }
+  if (s->factory) {
+    void *ctx = s->factory(s->arg);
+    if (!ctx) { /* refused by the application */
+      aloop__transport_discard(t);
+      return;
+    }
+    aloop__transport_set_ctx(t, ctx);
   }
   aloop__transport_set_peer(t, &op->addr, op->addrlen);
   struct aloop__conn *c = aloop__transport_conn(t);

@@ -210,6 +210,7 @@ static void *server_factory(void *arg) {
   (void)arg;
   int *ctx = malloc(sizeof *ctx); /* freed in connection_lost: a leak says it was lost */
   if (ctx) server_ctx_live++;
+  else fault_current->enomem = true; /* refused: the server closes that connection (documented) */
   return ctx;
 }
 
