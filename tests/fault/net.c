@@ -339,6 +339,7 @@ static int64_t stream_client(void *arg) {
     if ((rc = aloop_stream_write(s, msg, (size_t)len)) < 0) break;
     if ((rc = aloop_await(aloop_stream_drain(s))) < 0) break;
     rc = aloop_await(aloop_stream_readline(s, line, sizeof line));
+    if (rc == 0) rc = -ECONNRESET; /* the server's side ended early (its failure is reported) */
     if (rc >= 0 && (rc != len || memcmp(line, msg, (size_t)len)))
       rc = aloop_task_error(-EPROTO, "round %d: %lld bytes back, not the line sent", round,
                             (long long)rc);
