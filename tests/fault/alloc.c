@@ -211,19 +211,6 @@ size_t fault_live_sizes(size_t *sizes, size_t max) {
   return n;
 }
 #else /* AddressSanitizer owns malloc: nothing is counted (main.c skips the suite) */
-/* A new thread's TLS block is glibc's to keep: it stays with the thread's stack in glibc's cache
- * of stacks after the thread is joined, so it would look like a leak. Nothing inside
- * pthread_create is counted or failed. */
-int pthread_create(pthread_t *thread, const pthread_attr_t *attr, void *(*fn)(void *), void *arg) {
-  static int (*real)(pthread_t *, const pthread_attr_t *, void *(*)(void *), void *);
-  bool was = armed;
-  armed = false;
-  if (!real) *(void **)&real = dlsym(RTLD_NEXT, "pthread_create");
-  int rc = real(thread, attr, fn, arg);
-  armed = was;
-  return rc;
-}
-
 void fault_arm(uint64_t n) { (void)n; }
 void fault_disarm(void) {}
 uint64_t fault_calls(void) { return 0; }
