@@ -193,6 +193,11 @@ struct aloop__conn {
 };
 struct aloop__conn *aloop__transport_conn(aloop_transport *t);
 aloop_transport *aloop__conn_transport(struct aloop__conn *conn);
+/* For a server that makes the protocol's ctx only once the transport exists (so that a ctx is
+ * never made for a connection that cannot have a transport): set it before connection_made, or
+ * discard the transport (closed, and the protocol never hears of it). */
+void aloop__transport_set_ctx(aloop_transport *t, void *ctx);
+void aloop__transport_discard(aloop_transport *t);
 /* The peer's address as accept gave it, so peername needs no syscall. */
 void aloop__transport_set_peer(aloop_transport *t, const struct sockaddr_storage *addr,
                                socklen_t len);

@@ -129,6 +129,7 @@ static aloop_future *submit(aloop_loop *loop, struct job *job, const char *origi
   struct aloop__executor *ex = executor(loop);
   aloop_future *f = ex ? aloop_future_new(loop, origin) : NULL;
   if (!f) {
+    if (job->cleanup) job->cleanup(job); /* getaddrinfo's copies of host and port */
     free(job);
     return NULL;
   }
@@ -202,6 +203,11 @@ aloop_future *aloop_getaddrinfo(aloop_loop *loop, const char *host, const char *
   if (!r) return NULL;
   r->host = host ? strdup(host) : NULL;
   r->port = port ? strdup(port) : NULL;
+  if ((host && !r->host) || (port && !r->port)) { /* else it would resolve "any host" instead */
+    cleanup_getaddrinfo(&r->job);
+    free(r);
+    return NULL;
+  }
   if (hints) {
     r->hints = *hints;
   } else {

@@ -249,8 +249,10 @@ static void gather_item_done(aloop_future *item, void *arg) {
   int64_t outcome = (int64_t)g->n;
   const char *message = NULL;
   for (size_t i = 0; i < g->n; i++) { /* every item's outcome is looked at: all are retrieved */
-    int64_t o = aloop_future_outcome(g->items[i]);
-    if (o < 0 && outcome >= 0) outcome = o, message = g->items[i]->message;
+    aloop_future *it = g->items[i];
+    /* Not done: an item that could not be watched for want of memory (see aloop_gather). */
+    int64_t o = aloop_future_done(it) ? aloop_future_outcome(it) : -ENOMEM;
+    if (o < 0 && outcome >= 0) outcome = o, message = aloop_future_done(it) ? it->message : NULL;
   }
   if (outcome >= 0 && aloop__future_cancel_requested(g->out)) outcome = -ECANCELED;
   aloop__future_finish(g->out, outcome, message);

@@ -238,15 +238,19 @@ void aloop__server_hold(aloop_server *s, bool hold) {
 
 static void new_connection(aloop_server *s, int fd, const struct aloop__op *op) {
   if (s->tcp) setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &(int){1}, sizeof(int)); /* as asyncio */
-  void *ctx = s->factory ? s->factory(s->arg) : s->arg;
-  if (!ctx && s->factory) { /* refused by the application */
-    close(fd);
-    return;
-  }
-  aloop_transport *t = aloop_transport_new(s->loop, fd, s->proto, ctx);
+  /* The transport first: a ctx made for a connection that then got none would be lost. */
+  aloop_transport *t = aloop_transport_new(s->loop, fd, s->proto, s->factory ? NULL : s->arg);
   if (!t) {
     aloop__report(s->loop, -ENOMEM, -1, "server", "connection dropped");
     return;
+  }
+  if (s->factory) {
+    void *ctx = s->factory(s->arg);
+    if (!ctx) { /* refused by the application */
+      aloop__transport_discard(t);
+      return;
+    }
+    aloop__transport_set_ctx(t, ctx);
   }
   aloop__transport_set_peer(t, &op->addr, op->addrlen);
   struct aloop__conn *c = aloop__transport_conn(t);
@@ -399,7 +403,7 @@ static int64_t ip_listen(struct server_req *r, int *fds, size_t *n) {
   int64_t err = aloop_await_keep(res);
   if (err < 0) {
     err = aloop_task_error(err, "%s:%s: %s", r->host ? r->host : "*", port,
-                           aloop_future_message(res));
+                           res ? aloop_future_message(res) : aloop_strerror((int)err));
     aloop_future_release(res);
     return err;
   }
@@ -515,7 +519,8 @@ static int64_t resolve_and_connect(struct connect_req *r, int *fd) {
   aloop_future *res = aloop_getaddrinfo(r->loop, r->host, port, &hints);
   int64_t err = aloop_await_keep(res);
   if (err < 0) {
-    err = aloop_task_error(err, "%s:%s: %s", r->host, port, aloop_future_message(res));
+    err = aloop_task_error(err, "%s:%s: %s", r->host, port,
+                           res ? aloop_future_message(res) : aloop_strerror((int)err));
     aloop_future_release(res);
     return err;
   }

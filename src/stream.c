@@ -445,6 +445,8 @@ static void *server_stream(void *arg) {
   if (s) {
     s->client = cfg->client;
     s->client_arg = cfg->arg;
+  } else { /* NULL refuses the connection: say why, or it vanishes unexplained */
+    aloop__report(cfg->loop, -ENOMEM, -1, "server", "no memory for a stream; connection closed");
   }
   return s;
 }

@@ -136,7 +136,12 @@ int64_t aloop_await_keep(aloop_future *f) {
     if (aloop__future_cancel_requested(t->future)) aloop_future_cancel(f);
     if (!aloop_future_done(f)) {
       int err = aloop_future_add_done_callback(f, resume_waiter, t);
-      if (err < 0) return err;
+      if (err < 0) {
+        /* Nothing would wake the task: stop the work instead of leaving it running (on buffers
+         * the task may give up as soon as this returns, or a timer that outlives the loop). */
+        aloop_future_cancel(f);
+        return err;
+      }
       t->waiting = f;
       aloop__coro_yield(&t->co);
       t->waiting = NULL;

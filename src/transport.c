@@ -395,6 +395,14 @@ int aloop_transport_peername(const aloop_transport *t, aloop_sockaddr *out) {
   return name_of(t->fd, out, getpeername);
 }
 
+void aloop__transport_set_ctx(aloop_transport *t, void *ctx) { t->ctx = ctx; }
+
+void aloop__transport_discard(aloop_transport *t) {
+  static const aloop_protocol nobody;
+  t->proto = &nobody;
+  aloop_transport_abort(t); /* the fd is closed once made() has run */
+}
+
 void aloop__transport_set_peer(aloop_transport *t, const struct sockaddr_storage *addr,
                                socklen_t len) {
   if (len > sizeof t->peer.addr) return;

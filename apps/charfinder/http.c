@@ -86,6 +86,7 @@ static void send_response(cf_http *h, int code, const char *type, bool close, co
   }
   close = close || h->finishing || !http_should_keep_alive(&h->parser);
   cf_buf *hd = &h->head;
+  if (hd->failed) cf_buf_free(hd); /* page() uses it as scratch: a failure there must not stick */
   hd->len = 0;
   cf_buf_lit(hd, "HTTP/1.1 ");
   cf_buf_add_uint(hd, (unsigned)code);
@@ -100,6 +101,13 @@ static void send_response(cf_http *h, int code, const char *type, bool close, co
   cf_buf_lit(hd, "\r\n");
   if (extra) cf_buf_adds(hd, extra);
   cf_buf_adds(hd, close ? "Connection: close\r\n\r\n" : "\r\n");
+  if (hd->failed) { /* no memory even for the head: a partial one would corrupt the stream */
+    cf_buf_free(hd);
+    h->body.len = 0;
+    h->closing = true;
+    h->sink.close(h->sink.ctx);
+    return;
+  }
   bool head_only = h->parser.method == HTTP_HEAD && !h->error_status;
   struct iovec iov[2] = {{h->head.data, h->head.len}, {h->body.data, h->body.len}};
   h->sink.write(h->sink.ctx, iov, head_only || !h->body.len ? 1 : 2);
