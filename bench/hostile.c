@@ -42,7 +42,7 @@
 enum {
   MAX_EVENTS = 512,
   TICK_MS = 1,                 /* the longest epoll wait: storm's rate is kept per millisecond */
-  RECV_ROUNDS = 16,            /* recv calls per event at most, so one flood cannot starve the rest */
+  RECV_ROUNDS = 16,            /* recv calls per event at most: one flood cannot starve the rest */
   SCRATCH = 64 * 1024,         /* what one recv reads (and throws away, except the probe's) */
   FILLER = 1 << 20,            /* the largest garbage body: 1 MiB */
   CONNECT_TIMEOUT_MS = 3000,   /* a connect not done by then counts as timed out */
@@ -163,7 +163,8 @@ static void watch(struct conn *c, uint32_t events) {
 /* Close now; the memory waits for the end of the event batch, which may still name it. */
 static void drop(struct conn *c, bool reset) {
   if (c->dead) return;
-  if (reset) setsockopt(c->fd, SOL_SOCKET, SO_LINGER, &(struct linger){1, 0}, sizeof(struct linger));
+  if (reset) /* linger 0: close sends a reset instead of a FIN */
+    setsockopt(c->fd, SOL_SOCKET, SO_LINGER, &(struct linger){1, 0}, sizeof(struct linger));
   close(c->fd); /* also leaves the epoll set: the fd is ours alone */
   c->dead = true;
   inflight[c->kind]--;
@@ -221,6 +222,15 @@ static struct conn *open_conn(enum kind k, int slot, uint64_t now) {
   live = c;
   inflight[k]++;
   if (slot >= 0) (k == K_SLOW ? slow_slots : nonreader_slots)[slot].c = c;
+  if (k == K_PROBE || k == K_CHECK) { /* before on_connected, which may send at once */
+    if (!(c->resp = malloc(PROBE_BUF))) {
+      fprintf(stderr, "aloop-hostile: out of memory\n");
+      exit(1);
+    }
+    c->sent_at = now; /* a slow connect counts as a slow answer too */
+    c->deadline = now + (uint64_t)(opt.probe_timeout * 1e9);
+    probe_conn = c;
+  }
   if (rc == 0) on_connected(c, now);
   else watch(c, EPOLLOUT);
   return c;
@@ -296,7 +306,8 @@ static const char *slow_request(size_t *n) {
   static const char *const req[] = {
       [PROTO_ECHO] = "a slow line, one byte a second\n",
       [PROTO_LINE] = "chess black king\n",
-      [PROTO_HTTP] = "GET /?query=cat+face HTTP/1.1\r\nHost: slow.example\r\nUser-Agent: hostile\r\n\r\n",
+      [PROTO_HTTP] =
+          "GET /?query=cat+face HTTP/1.1\r\nHost: slow.example\r\nUser-Agent: hostile\r\n\r\n",
   };
   *n = strlen(req[opt.proto]);
   return req[opt.proto];
@@ -548,7 +559,8 @@ static void garbage_make(struct conn *c) {
   gkind_count[c->gkind]++;
   g[c->gkind].make(c);
   c->total = c->out[0].n + c->out[1].n + c->out[2].n;
-  if (c->ending == END_RESET && g[c->gkind].make == g_reset_mid) c->cut = rnd_between(1, c->total - 1);
+  if (c->ending == END_RESET && g[c->gkind].make == g_reset_mid)
+    c->cut = rnd_between(1, c->total - 1);
   else if (c->ending == END_CLOSE || c->ending == END_RESET) c->cut = rnd_between(1, c->total);
   else c->cut = c->total;
 }
@@ -714,19 +726,10 @@ static void probe_readable(struct conn *c, uint64_t now) {
 static void probe_tick(uint64_t now, enum kind k) {
   if (!probe_conn) {
     if (now < probe_next_at) return;
-    probe_conn = open_conn(k, -1, now);
-    if (!probe_conn) {
+    if (!open_conn(k, -1, now)) { /* else it is probe_conn now */
       probe_failures++;
       probe_next_at = now + (uint64_t)opt.probe_ms * NS_PER_MS;
-      return;
     }
-    probe_conn->resp = malloc(PROBE_BUF);
-    if (!probe_conn->resp) {
-      fprintf(stderr, "aloop-hostile: out of memory\n");
-      exit(1);
-    }
-    probe_conn->sent_at = now; /* a timed-out connect counts as a slow answer too */
-    probe_conn->deadline = now + (uint64_t)(opt.probe_timeout * 1e9);
     return;
   }
   struct conn *c = probe_conn;
@@ -891,7 +894,7 @@ static void usage(FILE *out) {
           "                     [--garbage-inflight N] [--trickle-ms MS] [--probe-timeout S]\n"
           "                     [--probe-fresh] MODE...\n"
           "  MODE: storm[=RATE]     connect and reset RATE times a second (default 1000)\n"
-          "        slow[=N]         N clients sending a request a byte per --trickle-ms (10; 1000)\n"
+          "        slow[=N]         N clients sending a request a byte per --trickle-ms (10)\n"
           "        nonreader[=N]    N clients sending without end, never reading (default 10)\n"
           "        garbage[=RATE]   RATE connections a second of malformed input (default 50)\n"
           "        probe[=MS]       one good client, a request every MS ms (default 10): latency\n"
@@ -899,9 +902,11 @@ static void usage(FILE *out) {
           "  --proto           echo (default), line (charfinder TCP) or http (charfinder HTTP)\n"
           "  --seconds         how long everything runs (default 10; at most 3600)\n"
           "  --max-p99-ms      exit 1 if the probe's p99 latency is above MS\n"
-          "  --probe-fresh     the probe opens a new connection per request (latency from connect)\n"
+          "  --probe-fresh     a new connection per probe request (latency from the connect)\n"
           "  --probe-timeout   seconds a probe request may take before it counts as timed out (5)\n"
-          "  --storm-inflight  connects in flight at most (default 1000); --garbage-inflight (100)\n"
+          "  --trickle-ms      the slow clients' interval between bytes (default 1000)\n"
+          "  --storm-inflight  storm connects in flight at most (default 1000)\n"
+          "  --garbage-inflight  garbage connections open at most (default 100)\n"
           "One line per mode at the end. Exit status: 0; 2 bad usage; 1 when setting up failed,\n"
           "the probe's p99 is above --max-p99-ms, or `check` was not answered.\n");
 }
