@@ -22,7 +22,6 @@
  * One line per mode at the end. The exit status is 0 unless the tool itself failed (2: usage,
  * 1: setup), --max-p99-ms was given and the probe's p99 is above it, or `check` got no answer. */
 #include <errno.h>
-#include <fcntl.h>
 #include <getopt.h>
 #include <netdb.h>
 #include <netinet/in.h>
@@ -290,12 +289,18 @@ static void storm_connected(struct conn *c) {
   drop(c, true);
 }
 
-/* Keep the asked rate: open what is due by now, within the in-flight cap. A client that falls a
- * second behind forgets the backlog rather than bursting to catch up. */
+/* How many connections of a rate-driven mode are due by now. A client that falls a second behind
+ * (the machine was busy) forgets that backlog rather than bursting to catch up: t0 moves. */
+static double due_by(uint64_t now, uint64_t *t0, double rate, uint64_t started) {
+  double due = rate * (double)(now - *t0) / 1e9;
+  if (due - (double)started <= rate) return due;
+  *t0 = now - (uint64_t)((double)started / rate * 1e9);
+  return (double)started;
+}
+
+/* Keep the asked rate, within the in-flight cap. */
 static void storm_tick(uint64_t now) {
-  double due = opt.storm_rate * (double)(now - storm_t0) / 1e9;
-  if (due - (double)cnt[K_STORM].started > opt.storm_rate)
-    storm_t0 = now - (uint64_t)((double)cnt[K_STORM].started / opt.storm_rate * 1e9);
+  double due = due_by(now, &storm_t0, opt.storm_rate, cnt[K_STORM].started);
   while ((double)cnt[K_STORM].started < due && inflight[K_STORM] < opt.storm_inflight)
     open_conn(K_STORM, -1, now);
 }
@@ -606,9 +611,7 @@ static void garbage_readable(struct conn *c) {
 static uint64_t garbage_t0;
 
 static void garbage_tick(uint64_t now) {
-  double due = opt.garbage_rate * (double)(now - garbage_t0) / 1e9;
-  if (due - (double)cnt[K_GARBAGE].started > opt.garbage_rate)
-    garbage_t0 = now - (uint64_t)((double)cnt[K_GARBAGE].started / opt.garbage_rate * 1e9);
+  double due = due_by(now, &garbage_t0, opt.garbage_rate, cnt[K_GARBAGE].started);
   while ((double)cnt[K_GARBAGE].started < due && inflight[K_GARBAGE] < opt.garbage_inflight)
     open_conn(K_GARBAGE, -1, now);
 }
