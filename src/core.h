@@ -17,8 +17,11 @@
 
 #define ALOOP__ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
 
-/* 256 KiB, as uvloop: one syscall carries most messages whole. */
-#define ALOOP__READ_BUFFER (256 * 1024)
+/* One stream read on the readiness path, at most: 64 KiB, as libuv and Node. Every byte read is
+ * handed to the protocol, which may only pause after the fact, so this is also what a connection
+ * whose peer never reads can take beyond its limits in one go (256 KiB made a paused stream hold
+ * three times its limit). */
+#define ALOOP__READ_BUFFER (64 * 1024)
 
 /* A scheduled callback. Handles live in slabs owned by the loop and are never returned to malloc
  * before aloop_free, so a stale aloop_handle can always be compared safely by its seq. */

@@ -1,8 +1,7 @@
 /* Streams: a protocol over the transport that buffers what arrives and completes one waiting read
  * at a time (asyncio's StreamReader, StreamReaderProtocol and StreamWriter in one object). It never
  * drops or truncates a byte: a read that cannot be satisfied fails and leaves the bytes buffered.
- * The buffer is bounded: above twice the limit the transport stops reading until the task catches
- * up. */
+ * The buffer is bounded: at the limit the transport stops reading until the task catches up. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -85,15 +84,17 @@ static void take(aloop_stream *s, void *dst, size_t n) {
   if (!s->len) s->head = 0;
 }
 
-/* Reading stops above twice the limit and resumes at the limit, as asyncio's; a readexactly that
- * needs more than is buffered always lets reading go on. */
+/* Reading stops at the limit and resumes at half of it; a readexactly that needs more than is
+ * buffered always lets reading go on. (asyncio stops at twice the limit: here a line may be as
+ * long as the limit and no longer, so bytes past it are of no use to a waiting readline, and a
+ * client that never reads costs one limit of buffer, not two.) */
 static void flow(aloop_stream *s) {
   if (!s->t) return;
   bool needs_more = s->rd.kind == R_EXACTLY && s->len < s->rd.n;
-  if (!s->reading_paused && s->len >= 2 * s->limit && !needs_more) {
+  if (!s->reading_paused && s->len >= s->limit && !needs_more) {
     s->reading_paused = true;
     aloop_transport_pause_reading(s->t);
-  } else if (s->reading_paused && (s->len <= s->limit || needs_more)) {
+  } else if (s->reading_paused && (s->len <= s->limit / 2 || needs_more)) {
     s->reading_paused = false;
     aloop_transport_resume_reading(s->t);
   }

@@ -14,10 +14,10 @@
  *
  * One aloop_stream is both reader and writer. Reads fill buffers the caller owns; the bytes must
  * stay valid until the future is done (cancelling gives them back early). At most one read waits
- * at a time (-EBUSY otherwise). The reader keeps about twice its limit buffered: above that the
- * transport stops reading until the task catches up, so a fast sender never makes memory grow.
- * What the driver had already read when reading stopped is kept too (select, libev: one read of
- * at most 256 KiB; io_uring: at most its ring of provided buffers, 4 MiB). */
+ * at a time (-EBUSY otherwise). The reader keeps at most about its limit buffered: there the
+ * transport stops reading (until half of it is taken), so a fast sender never makes memory grow.
+ * What the driver had already read when reading stopped is kept too (one read: 64 KiB on select
+ * and libev, one provided buffer of 32 KiB on io_uring). */
 #ifndef ALOOP_STREAM_H
 #define ALOOP_STREAM_H
 
