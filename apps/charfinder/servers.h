@@ -16,6 +16,7 @@ struct cf_config {
    * how long a client may leave our answers unread before it is dropped. */
   int64_t timeout;
   struct cf_http_conn *http_conns; /* the HTTP server's open connections (http.c keeps it) */
+  aloop_loop *loop; /* the TCP server's (cf_tcp_serve sets it): its tasks' clock and timers */
 };
 
 /* ---- TCP: the line protocol ----------------------------------------------------------------------- */
@@ -38,7 +39,7 @@ enum cf_line_action cf_line_answer(const cf_index *ix, const char *line, size_t 
                                    size_t *count, cf_buf *query);
 
 /* Start the TCP server (aloop streams): the future's data is the aloop_server. */
-aloop_future *cf_tcp_serve(aloop_loop *loop, const struct cf_config *cfg, const char *host,
+aloop_future *cf_tcp_serve(aloop_loop *loop, struct cf_config *cfg, const char *host,
                            int port);
 
 /* ---- HTTP ------------------------------------------------------------------------------------------ */

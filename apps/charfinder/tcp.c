@@ -59,8 +59,7 @@ static void log_query(const struct cf_config *cfg, const char *peer, const cf_bu
 
 /* Wait until what was written has drained to the low mark. A client that takes none of it for
  * the timeout is stuck (-ETIMEDOUT); one that reads, however slowly, goes on. */
-static int64_t drain(aloop_stream *s, int64_t timeout) {
-  aloop_loop *loop = aloop_transport_loop(aloop_stream_transport(s));
+static int64_t drain(aloop_stream *s, aloop_loop *loop, int64_t timeout) {
   for (;;) {
     aloop_transport *t = aloop_stream_transport(s);
     size_t before = t ? aloop_transport_get_write_buffer_size(t) : 0;
@@ -90,7 +89,7 @@ static int64_t answer(aloop_stream *s, const struct cf_config *cfg, const char *
        add_lines(ix, &r, &next, out, ANSWER_PIECE)) {
     aloop_stream_write(s, out->data, out->len);
     out->len = 0;
-    int64_t rc = drain(s, cfg->timeout);
+    int64_t rc = drain(s, cfg->loop, cfg->timeout);
     if (rc < 0) {
       cf_result_free(&r);
       return rc;
@@ -116,8 +115,7 @@ struct lines {
 /* The next line, newline included (the last one may lack it at end of stream): its length, 0 at
  * end of stream, -ALOOP_ELIMIT for a line over CF_LINE_LIMIT bytes, -ETIMEDOUT when it did not
  * arrive whole within the timeout from its first byte, or the connection's error. */
-static int64_t next_line(aloop_stream *s, struct lines *l, int64_t timeout) {
-  aloop_loop *loop = aloop_transport_loop(aloop_stream_transport(s));
+static int64_t next_line(aloop_stream *s, struct lines *l, aloop_loop *loop, int64_t timeout) {
   if (l->taken) { /* the bytes after the last line were here already: their time starts now */
     if (l->len > l->taken) memmove(l->buf, l->buf + l->taken, l->len - l->taken);
     l->len -= l->taken;
@@ -149,10 +147,12 @@ static int64_t next_line(aloop_stream *s, struct lines *l, int64_t timeout) {
   }
 }
 
+/* The peer's address; "?" if the connection is gone already (a client that connected and reset
+ * before its task ran leaves the stream without a transport). */
 static void peer_of(aloop_stream *s, char *out, size_t n) {
+  aloop_transport *t = aloop_stream_transport(s);
   aloop_sockaddr addr;
-  if (aloop_transport_peername(aloop_stream_transport(s), &addr) < 0 ||
-      !aloop_sockaddr_str(&addr, out, n))
+  if (!t || aloop_transport_peername(t, &addr) < 0 || !aloop_sockaddr_str(&addr, out, n))
     snprintf(out, n, "?");
 }
 
@@ -187,7 +187,7 @@ static void end_session(aloop_stream *s, const struct cf_config *cfg, const char
     snprintf(what, sizeof what, "line not complete %.3g s after its first byte, closed", timeout);
     break;
   case NOT_READ:
-    aloop_transport_abort(aloop_stream_transport(s));
+    if (aloop_stream_transport(s)) aloop_transport_abort(aloop_stream_transport(s));
     snprintf(what, sizeof what, "answer not read for %.3g s, dropped", timeout);
     break;
   }
@@ -203,8 +203,8 @@ static int64_t serve_client(aloop_stream *s, void *arg) {
   int64_t n = 0;
   aloop_stream_write(s, CF_PROMPT, sizeof CF_PROMPT - 1);
   for (;;) {
-    if ((n = drain(s, cfg->timeout)) < 0) break;
-    if ((n = next_line(s, &lines, cfg->timeout)) <= 0) {
+    if ((n = drain(s, cfg->loop, cfg->timeout)) < 0) break;
+    if ((n = next_line(s, &lines, cfg->loop, cfg->timeout)) <= 0) {
       if (n == -ALOOP_ELIMIT || n == -ETIMEDOUT) {
         end_session(s, cfg, peer, n == -ETIMEDOUT ? LINE_TOO_SLOW : LINE_TOO_LONG);
         n = 0;
@@ -243,8 +243,9 @@ static int64_t serve_client(aloop_stream *s, void *arg) {
   return n == -ECONNRESET || n == -EPIPE || n == -ECANCELED ? 0 : n;
 }
 
-aloop_future *cf_tcp_serve(aloop_loop *loop, const struct cf_config *cfg, const char *host,
+aloop_future *cf_tcp_serve(aloop_loop *loop, struct cf_config *cfg, const char *host,
                            int port) {
+  cfg->loop = loop; /* a task's stream may outlive its transport: the loop is kept here */
   aloop_server_options opts = {.size = sizeof opts, .limit = CF_LINE_LIMIT};
   return aloop_start_server(loop, serve_client, (void *)cfg, host, port, &opts);
 }

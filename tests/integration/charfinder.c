@@ -239,6 +239,7 @@ static void tcp_endings(const struct server *s) {
 
 struct client {
   int port, ok;
+  char got[160]; /* the end of the first wrong answer */
 };
 
 static void *tcp_client(void *arg) {
@@ -251,11 +252,16 @@ static void *tcp_client(void *arg) {
   int fd = connect_to(c->port);
   read_until(fd, "?> ", buf, sizeof buf, false);
   c->ok = !strcmp(buf, "?> ");
+  if (!c->ok) snprintf(c->got, sizeof c->got, "the prompt: '%.60s'", buf);
   for (int round = 0; round < 3; round++)
     for (int q = 0; q < 3; q++) {
       send_str(fd, queries[q]);
       size_t n = read_until(fd, status[q], buf, sizeof buf, false);
-      c->ok &= n >= strlen(status[q]) && !strcmp(buf + n - strlen(status[q]), status[q]);
+      bool right = n >= strlen(status[q]) && !strcmp(buf + n - strlen(status[q]), status[q]);
+      if (!right && c->ok)
+        snprintf(c->got, sizeof c->got, "round %d, %s%zu bytes, ending '%.60s'", round, queries[q],
+                 n, n > 60 ? buf + n - 60 : buf);
+      c->ok &= right;
     }
   close(fd);
   return NULL;
@@ -266,11 +272,15 @@ static void tcp_many_clients(const struct server *s, const char *backend) {
   struct client c[N];
   pthread_t t[N];
   for (int i = 0; i < N; i++) {
-    c[i] = (struct client){s->tcp, 0};
+    c[i] = (struct client){s->tcp, 0, ""};
     ck_assert_int_eq(pthread_create(&t[i], NULL, tcp_client, &c[i]), 0);
   }
   for (int i = 0; i < N; i++) pthread_join(t[i], NULL);
-  for (int i = 0; i < N; i++) ck_assert_msg(c[i].ok, "%s: client %d got a wrong answer", backend, i);
+  int status = 0; /* a server that crashed (one did on a client gone while its task waited) */
+  ck_assert_msg(waitpid(s->pid, &status, WNOHANG) == 0, "%s: the server died, status %d", backend,
+                status);
+  for (int i = 0; i < N; i++)
+    ck_assert_msg(c[i].ok, "%s: client %d got a wrong answer: %s", backend, i, c[i].got);
 }
 
 /* ---- HTTP ----------------------------------------------------------------------------------------- */
