@@ -12,9 +12,19 @@
  *      the unparsed bytes wait in `pending` with reading stopped, so a client that pipelines
  *      thousands of requests and reads nothing cannot grow our memory.
  *   c. Errors that leave the request stream unreadable (bad syntax, oversized head, timeout) are
- *      answered with Connection: close and the connection closed; 404 and 405 keep it open. */
+ *      answered with Connection: close and the connection closed; 404 and 405 keep it open.
+ *   d. The answer depends on the bytes, never on how reads cut them: the parser is handed at most
+ *      as many bytes as keep the URL, the head and the body within their limits plus one, so each
+ *      limit is seen at the very byte that breaks it, before anything the parser finds later.
+ *   e. Time is bounded per phase, not per byte: a connection may be idle for the timeout after
+ *      its last answer, a request's head must arrive whole within the timeout from its first
+ *      byte, and its body within the timeout from the end of the head. Trickling bytes in
+ *      extends nothing. While our answers wait for the client to read, the transport glue
+ *      watches for progress instead (a client that reads nothing for the timeout is aborted). */
 #include <errno.h>
 #include <http_parser.h>
+#include <limits.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -29,18 +39,39 @@ enum {
   BODY_MAX = 64 * 1024,   /* 413 beyond (a GET has no business sending one) */
 };
 
+/* Where a connection is in its request stream; each phase has its own time bound (rule e). */
+enum phase {
+  IDLE, /* between requests (or before the first): since the last answer */
+  HEAD, /* a request line and headers coming in: since its first byte */
+  BODY, /* a request body coming in: since the end of the head */
+};
+
+/* Enough of the header being parsed to recognise Expect: 100-continue, however it is cut. */
+enum { FIELD_KEEP = 8, VALUE_KEEP = 16 };
+struct header {
+  char field[FIELD_KEEP], value[VALUE_KEEP];
+  size_t field_len, value_len; /* past the arrays' size: too long to be a name we look for */
+  bool in_value;
+};
+
 struct cf_http {
   http_parser parser;
   const struct cf_config *cfg;
   cf_http_sink sink;
   char peer[ALOOP_SOCKADDR_STRLEN];
   char url[URL_MAX];
-  size_t url_len, head_bytes, body_bytes;
+  size_t url_len, body_bytes;
   int error_status; /* set by a callback that stopped the parser */
-  bool in_request, any_request, paused, closing;
+  enum phase phase;
+  int64_t since; /* when the current phase began (sink.now's clock) */
+  struct header header;
+  bool expect_continue; /* the request asked for 100 Continue before its body */
+  bool any_request, paused, closing;
   bool finishing; /* shutting down: the next response is the last */
   cf_buf head, body;
 };
+
+static int64_t now(const cf_http *h) { return h->sink.now ? h->sink.now(h->sink.ctx) : 0; }
 
 /* ---- responses ----------------------------------------------------------------------------------- */
 
@@ -55,7 +86,23 @@ static const struct {
                 {413, "Content Too Large"},
                 {414, "URI Too Long"},
                 {431, "Request Header Fields Too Large"},
-                {500, "Internal Server Error"}};
+                {500, "Internal Server Error"},
+                {505, "HTTP Version Not Supported"}};
+
+/* Why a request broke a limit, for the errors that stop the parser. */
+static const struct {
+  int code;
+  const char *why;
+} limit_errors[] = {{413, "a request body of more than 64 KiB"},
+                    {414, "the URL is longer than 8 KiB"},
+                    {431, "the request line and headers are longer than 16 KiB"},
+                    {505, "only HTTP/1.x is served here"}};
+
+static const char *limit_why(int code) {
+  for (size_t i = 0; i < sizeof limit_errors / sizeof *limit_errors; i++)
+    if (limit_errors[i].code == code) return limit_errors[i].why;
+  return NULL;
+}
 
 static const char *reason_of(int code) {
   for (size_t i = 0; i < sizeof statuses / sizeof *statuses; i++)
@@ -393,35 +440,60 @@ static bool path_is(const char *path, size_t n, const char *want) {
   return n == strlen(want) && !memcmp(path, want, n);
 }
 
+/* What a request's method and target ask for: one of our resources, or the error that refuses it
+ * (known once the head is in, so a request that asked to be told before sending its body can be
+ * refused at once). */
+enum resource { R_REFUSED, R_PAGE, R_API, R_SCRIPT };
+struct route {
+  enum resource resource;
+  int code; /* R_REFUSED: the status, why it is refused, an extra header, whether to close */
+  const char *why, *extra;
+  bool close;
+  struct http_parser_url u;
+};
+
+static void route(cf_http *h, struct route *r) {
+  *r = (struct route){.resource = R_REFUSED};
+  if (h->parser.method != HTTP_GET && h->parser.method != HTTP_HEAD) {
+    r->code = 405, r->why = "only GET and HEAD are served here", r->extra = "Allow: GET, HEAD\r\n";
+    return;
+  }
+  http_parser_url_init(&r->u);
+  if (http_parser_parse_url(h->url, h->url_len, 0, &r->u) != 0 ||
+      !(r->u.field_set & (1 << UF_PATH))) {
+    r->code = 400, r->why = "the request target is not a URL path", r->close = true;
+    return;
+  }
+  const char *path = h->url + r->u.field_data[UF_PATH].off;
+  size_t plen = r->u.field_data[UF_PATH].len;
+  if (path_is(path, plen, "/charfinder.js"))
+    r->resource = R_SCRIPT;
+  else if (path_is(path, plen, "/"))
+    r->resource = R_PAGE;
+  else if (path_is(path, plen, "/api/search"))
+    r->resource = R_API;
+  else
+    r->code = 404, r->why = "no such page; try / or /api/search?query=WORDS";
+}
+
 /* A whole request has arrived: answer it. */
 static void respond(cf_http *h) {
-  if (h->parser.method != HTTP_GET && h->parser.method != HTTP_HEAD) {
-    send_error(h, 405, "only GET and HEAD are served here", false, "Allow: GET, HEAD\r\n");
+  struct route r;
+  route(h, &r);
+  if (r.resource == R_REFUSED) {
+    send_error(h, r.code, r.why, r.close, r.extra);
     return;
   }
-  struct http_parser_url u;
-  http_parser_url_init(&u);
-  if (http_parser_parse_url(h->url, h->url_len, 0, &u) != 0 || !(u.field_set & (1 << UF_PATH))) {
-    send_error(h, 400, "the request target is not a URL path", true, NULL);
-    return;
-  }
-  const char *path = h->url + u.field_data[UF_PATH].off;
-  size_t plen = u.field_data[UF_PATH].len;
-  bool is_page = path_is(path, plen, "/"), is_api = path_is(path, plen, "/api/search");
-  if (path_is(path, plen, "/charfinder.js")) {
+  if (r.resource == R_SCRIPT) {
     cf_buf_add(&h->body, script, sizeof script - 1);
     send_response(h, 200, "text/javascript; charset=UTF-8", false,
                   "Cache-Control: max-age=3600\r\n");
     return;
   }
-  if (!is_page && !is_api) {
-    send_error(h, 404, "no such page; try / or /api/search?query=WORDS", false, NULL);
-    return;
-  }
   struct params p = {0};
-  const char *bad = u.field_set & (1 << UF_QUERY)
-                        ? parse_params(h->url + u.field_data[UF_QUERY].off,
-                                       u.field_data[UF_QUERY].len, &p)
+  const char *bad = r.u.field_set & (1 << UF_QUERY)
+                        ? parse_params(h->url + r.u.field_data[UF_QUERY].off,
+                                       r.u.field_data[UF_QUERY].len, &p)
                         : NULL;
   if (bad) {
     send_error(h, 400, bad, false, NULL);
@@ -430,7 +502,7 @@ static void respond(cf_http *h) {
   const char *q = p.query ? p.query : "";
   size_t qlen = p.qlen;
   cf_strip(&q, &qlen);
-  if (is_page)
+  if (r.resource == R_PAGE)
     page(h, q, qlen);
   else
     api_search(h, q, qlen, p.start, p.stop);
@@ -438,10 +510,18 @@ static void respond(cf_http *h) {
 
 /* ---- the parser's callbacks ---------------------------------------------------------------------- */
 
+static void enter(cf_http *h, enum phase phase) {
+  h->phase = phase;
+  h->since = now(h);
+}
+
 static int on_message_begin(http_parser *p) {
   cf_http *h = p->data;
-  h->url_len = h->head_bytes = h->body_bytes = 0;
-  h->in_request = h->any_request = true;
+  h->url_len = h->body_bytes = 0;
+  h->header = (struct header){0};
+  h->expect_continue = false;
+  h->any_request = true;
+  enter(h, HEAD);
   return 0;
 }
 
@@ -451,18 +531,86 @@ static int on_url(http_parser *p, const char *at, size_t n) {
     h->error_status = 414;
     return -1;
   }
-  memcpy(h->url + h->url_len, at, n);
+  if (n) memcpy(h->url + h->url_len, at, n);
   h->url_len += n;
   return 0;
 }
 
-static int on_head_bytes(http_parser *p, const char *at, size_t n) {
+/* Append a piece of a header's name or value to what is kept of it; past cap, *len is cap + 1
+ * for good (only short names and values are looked for). */
+static void keep(char *dst, size_t cap, size_t *len, const char *at, size_t n) {
+  if (*len <= cap && n <= cap - *len) {
+    if (n) memcpy(dst + *len, at, n);
+    *len += n;
+  } else {
+    *len = cap + 1;
+  }
+}
+
+static bool same_word(const char *s, size_t n, const char *word) {
+  if (n != strlen(word)) return false;
+  for (size_t i = 0; i < n; i++)
+    if ((s[i] | 0x20) != word[i]) return false; /* word is lower case letters, digits and '-' */
+  return true;
+}
+
+/* A header is complete: note the one we act on. */
+static void header_done(cf_http *h) {
+  struct header *hd = &h->header;
+  size_t vlen = hd->value_len;
+  while (vlen && vlen <= VALUE_KEEP && (hd->value[vlen - 1] == ' ' || hd->value[vlen - 1] == '\t'))
+    vlen--;
+  if (hd->field_len <= FIELD_KEEP && same_word(hd->field, hd->field_len, "expect") &&
+      vlen <= VALUE_KEEP && same_word(hd->value, vlen, "100-continue"))
+    h->expect_continue = true;
+  hd->field_len = hd->value_len = 0;
+  hd->in_value = false;
+}
+
+static int on_header_field(http_parser *p, const char *at, size_t n) {
   cf_http *h = p->data;
-  (void)at;
-  if ((h->head_bytes += n) > HEAD_MAX) {
-    h->error_status = 431;
+  if (h->header.in_value) header_done(h);
+  keep(h->header.field, FIELD_KEEP, &h->header.field_len, at, n);
+  return 0;
+}
+
+static int on_header_value(http_parser *p, const char *at, size_t n) {
+  cf_http *h = p->data;
+  h->header.in_value = true;
+  keep(h->header.value, VALUE_KEEP, &h->header.value_len, at, n);
+  return 0;
+}
+
+static bool has_body(const http_parser *p) {
+  return (p->flags & F_CHUNKED) || (p->content_length > 0 && p->content_length != ULLONG_MAX);
+}
+
+/* The head is in: refuse now what will be refused anyway (and whose body we will not read), or
+ * tell a client that waits for it to send its body. */
+static int on_headers_complete(http_parser *p) {
+  cf_http *h = p->data;
+  if (h->header.in_value) header_done(h);
+  enter(h, BODY);
+  if (p->http_major != 1) {
+    h->error_status = 505;
     return -1;
   }
+  if ((p->flags & F_CONTENTLENGTH) && p->content_length > BODY_MAX) {
+    h->error_status = 413;
+    return -1;
+  }
+  /* HTTP/1.0 clients know nothing of 100 Continue (RFC 9110 10.1.1: ignore the expectation);
+   * a request without a body has nothing to wait for. */
+  if (!h->expect_continue || p->http_minor == 0 || !has_body(p)) return 0;
+  struct route r;
+  route(h, &r);
+  if (r.resource == R_REFUSED) { /* its body is not read: the connection ends after the answer */
+    send_error(h, r.code, r.why, true, r.extra);
+    return -1;
+  }
+  static const char go_on[] = "HTTP/1.1 100 Continue\r\n\r\n";
+  struct iovec iov = {(void *)go_on, sizeof go_on - 1};
+  h->sink.write(h->sink.ctx, &iov, 1);
   return 0;
 }
 
@@ -478,8 +626,9 @@ static int on_body(http_parser *p, const char *at, size_t n) {
 
 static int on_message_complete(http_parser *p) {
   cf_http *h = p->data;
-  h->in_request = false;
   respond(h);
+  h->url_len = 0; /* the next request's URL starts empty (rule d counts from here) */
+  enter(h, IDLE);
   if (h->closing) return -1; /* stop here: nothing after this request will be answered */
   if (h->paused) http_parser_pause(p, 1);
   return 0;
@@ -488,8 +637,9 @@ static int on_message_complete(http_parser *p) {
 static const http_parser_settings settings = {
     .on_message_begin = on_message_begin,
     .on_url = on_url,
-    .on_header_field = on_head_bytes,
-    .on_header_value = on_head_bytes,
+    .on_header_field = on_header_field,
+    .on_header_value = on_header_value,
+    .on_headers_complete = on_headers_complete,
     .on_body = on_body,
     .on_message_complete = on_message_complete,
 };
@@ -504,31 +654,56 @@ cf_http *cf_http_new(const struct cf_config *cfg, cf_http_sink sink, const char 
   h->cfg = cfg;
   h->sink = sink;
   snprintf(h->peer, sizeof h->peer, "%s", peer ? peer : "?");
+  enter(h, IDLE);
   return h;
 }
 
+/* The parser stopped on an error: answer it (a limit's own code, else 400) and close. */
 static void parse_error(cf_http *h) {
   enum http_errno e = HTTP_PARSER_ERRNO(&h->parser);
   int code = h->error_status ? h->error_status : e == HPE_HEADER_OVERFLOW ? 431 : 400;
-  const char *why = code == 414   ? "the URL is longer than 8 KiB"
-                    : code == 431 ? "the request line and headers are longer than 16 KiB"
-                    : code == 413 ? "a request body of more than 64 KiB"
-                                  : http_errno_description(e);
+  const char *why = limit_why(code);
   h->error_status = code;
-  send_error(h, code, why, true, NULL);
+  send_error(h, code, why ? why : http_errno_description(e), true, NULL);
+}
+
+static size_t min_size(size_t a, size_t b) { return a < b ? a : b; }
+
+/* How many of n bytes the parser may have in one go (rule d): the URL and the body may reach
+ * their limit plus one, which their callbacks refuse, only at the last byte handed over; the head
+ * may reach its limit only there, and is refused before the byte after it. The parser counts the
+ * head in nread, one per byte, from the end of the previous head. */
+static size_t step_size(const cf_http *h, size_t n) {
+  size_t step = min_size(n, HEAD_MAX - h->parser.nread);
+  step = min_size(step, URL_MAX + 1 - h->url_len);
+  if (h->phase == BODY) step = min_size(step, BODY_MAX + 1 - h->body_bytes);
+  return step;
 }
 
 size_t cf_http_feed(cf_http *h, const char *data, size_t n) {
   if (h->closing) return n; /* what follows a closing response is not read */
-  if (h->paused || !n) return 0;
-  if (HTTP_PARSER_ERRNO(&h->parser) == HPE_PAUSED) http_parser_pause(&h->parser, 0);
-  size_t done = http_parser_execute(&h->parser, &settings, data, n);
-  enum http_errno e = HTTP_PARSER_ERRNO(&h->parser);
-  if (h->closing) return n;
-  if (e == HPE_PAUSED) return done;
-  if (e != HPE_OK) {
-    parse_error(h);
-    return n;
+  size_t done = 0;
+  while (done < n && !h->paused) {
+    if (HTTP_PARSER_ERRNO(&h->parser) == HPE_PAUSED) http_parser_pause(&h->parser, 0);
+    if (h->parser.nread >= HEAD_MAX) { /* a head at its limit and not done: one byte more is over */
+      h->error_status = 431;
+      parse_error(h);
+      return n;
+    }
+    size_t step = step_size(h, n - done); /* >= 1: every count is within its limit here */
+    done += http_parser_execute(&h->parser, &settings, data + done, step);
+    if (h->closing) return n;
+    enum http_errno e = HTTP_PARSER_ERRNO(&h->parser);
+    if (e == HPE_PAUSED) return done;
+    if (e != HPE_OK || h->error_status) {
+      parse_error(h);
+      return n;
+    }
+    if (h->parser.upgrade && h->phase == IDLE) { /* answered; we speak nothing else: close */
+      h->closing = true;
+      h->sink.close(h->sink.ctx);
+      return n;
+    }
   }
   return done;
 }
@@ -539,9 +714,15 @@ void cf_http_eof(cf_http *h) {
   h->sink.close(h->sink.ctx); /* a request cut short gets no answer: nobody would read it */
 }
 
+int64_t cf_http_deadline(const cf_http *h) {
+  if (h->closing || h->paused) return INT64_MAX;
+  int64_t t = h->cfg->timeout;
+  return h->since > INT64_MAX - t ? INT64_MAX : h->since + t;
+}
+
 void cf_http_timeout(cf_http *h) {
   if (h->closing) return;
-  if (h->in_request || !h->any_request) {
+  if (h->phase != IDLE || !h->any_request) {
     h->error_status = 408;
     send_error(h, 408, "no complete request in time", true, NULL);
   } else { /* idle between requests: close quietly, as a client expects a keep-alive to end */
@@ -550,14 +731,19 @@ void cf_http_timeout(cf_http *h) {
   }
 }
 
-void cf_http_pause(cf_http *h, bool paused) { h->paused = paused; }
+void cf_http_pause(cf_http *h, bool paused) {
+  if (h->paused && !paused) h->since = now(h); /* the client read: its time starts again */
+  h->paused = paused;
+}
 
 void cf_http_finish(cf_http *h) {
   h->finishing = true;
-  if (h->closing || h->in_request) return; /* the answer under way closes it */
+  if (h->closing || h->phase != IDLE) return; /* the answer under way closes it */
   h->closing = true;
   h->sink.close(h->sink.ctx);
 }
+
+const char *cf_http_peer(const cf_http *h) { return h->peer; }
 
 void cf_http_free(cf_http *h) {
   if (!h) return;
@@ -568,6 +754,11 @@ void cf_http_free(cf_http *h) {
 
 /* ---- on an aloop transport ----------------------------------------------------------------------- */
 
+/* One timer per connection, armed for the earliest of two bounds and re-checked when it fires (so
+ * bytes arriving cost a comparison, never a timer operation): cf_http's deadline for the request
+ * stream (rule e), and the writer's. The writer is stuck when bytes wait in the transport and
+ * none of them left for the timeout: the client reads nothing, so no answer can reach it, and it
+ * is aborted (closing would wait for a flush that never comes). */
 struct cf_http_conn {
   struct cf_http_conn *prev, *next; /* in cfg->http_conns */
   aloop_transport *t;
@@ -575,30 +766,85 @@ struct cf_http_conn {
   aloop_loop *loop;
   struct cf_config *cfg;
   aloop_handle timer;
-  int64_t last_activity;
-  cf_buf pending; /* bytes received while parsing was paused (rule b) */
+  int64_t timer_at;      /* when the armed timer fires */
+  int64_t stuck_since;   /* 0: nothing waits in the writer; else when it last went down */
+  size_t stuck_queued;   /* what waited then, plus what was written since */
+  cf_buf pending;        /* bytes received while parsing was paused (rule b) */
   bool eof;
 };
 
+static int64_t conn_now(void *ctx) {
+  struct cf_http_conn *c = ctx;
+  return aloop_time(c->loop);
+}
+
+static int64_t stuck_deadline(const struct cf_http_conn *c) {
+  return c->stuck_since ? c->stuck_since + c->cfg->timeout : INT64_MAX;
+}
+
+static void on_timer(aloop_loop *loop, void *arg);
+
+/* Make sure the timer fires no later than the earliest bound. */
+static void arm(struct cf_http_conn *c) {
+  int64_t due = cf_http_deadline(c->http), stuck = stuck_deadline(c);
+  if (stuck < due) due = stuck;
+  if (due == INT64_MAX || (c->timer.h && c->timer_at <= due)) return;
+  if (c->timer.h) aloop_cancel(c->loop, c->timer);
+  c->timer = (aloop_handle){0};
+  c->timer_at = due;
+  if (aloop_call_at(c->loop, due, on_timer, c, &c->timer) < 0)
+    aloop_transport_fail(c->t, -ENOMEM, "no memory for the connection's timer");
+}
+
+/* Whether the writer made no progress for the timeout; notes progress as it goes. */
+static bool writer_stuck(struct cf_http_conn *c, int64_t now) {
+  size_t queued = aloop_transport_get_write_buffer_size(c->t);
+  if (!queued) {
+    c->stuck_since = 0;
+    return false;
+  }
+  if (!c->stuck_since || queued < c->stuck_queued) {
+    c->stuck_since = now;
+    c->stuck_queued = queued;
+    return false;
+  }
+  return now >= stuck_deadline(c);
+}
+
+static void on_timer(aloop_loop *loop, void *arg) {
+  struct cf_http_conn *c = arg;
+  int64_t now = aloop_time(loop);
+  c->timer = (aloop_handle){0};
+  if (writer_stuck(c, now)) {
+    if (c->cfg->log) {
+      fprintf(c->cfg->log, "http %s: answers not read for %.3g s, aborted\n",
+              cf_http_peer(c->http), (double)c->cfg->timeout / 1e9);
+      fflush(c->cfg->log);
+    }
+    aloop_transport_abort(c->t);
+    return;
+  }
+  if (now >= cf_http_deadline(c->http)) cf_http_timeout(c->http);
+  arm(c);
+}
+
 static void sink_write(void *ctx, const struct iovec *iov, int iovcnt) {
   struct cf_http_conn *c = ctx;
+  size_t before = aloop_transport_get_write_buffer_size(c->t);
   aloop_transport_writev(c->t, iov, iovcnt);
+  size_t after = aloop_transport_get_write_buffer_size(c->t);
+  if (after > before && c->stuck_since) {
+    c->stuck_queued += after - before; /* new bytes are not progress */
+  } else if (after && !c->stuck_since) {
+    c->stuck_since = aloop_time(c->loop);
+    c->stuck_queued = after;
+  }
+  arm(c);
 }
 
 static void sink_close(void *ctx) {
   struct cf_http_conn *c = ctx;
   aloop_transport_close(c->t);
-}
-
-static void on_idle_timer(aloop_loop *loop, void *arg) {
-  struct cf_http_conn *c = arg;
-  int64_t due = c->last_activity + c->cfg->idle_timeout, now = aloop_time(loop);
-  c->timer = (aloop_handle){0};
-  if (now < due) { /* there was activity since: wait for the rest */
-    aloop_call_at(loop, due, on_idle_timer, c, &c->timer);
-    return;
-  }
-  cf_http_timeout(c->http);
 }
 
 static void connection_made(aloop_transport *t, void *ctx) {
@@ -608,21 +854,21 @@ static void connection_made(aloop_transport *t, void *ctx) {
   aloop_sockaddr addr;
   char peer[ALOOP_SOCKADDR_STRLEN] = "?";
   if (aloop_transport_peername(t, &addr) == 0) aloop_sockaddr_str(&addr, peer, sizeof peer);
-  c->http = cf_http_new(c->cfg, (cf_http_sink){sink_write, sink_close, c}, peer);
+  c->http = cf_http_new(c->cfg, (cf_http_sink){sink_write, sink_close, c, conn_now}, peer);
   if (!c->http) {
     aloop_transport_fail(t, -ENOMEM, "no memory for an HTTP connection");
     return;
   }
-  c->last_activity = aloop_time(c->loop);
-  aloop_call_later(c->loop, c->cfg->idle_timeout, on_idle_timer, c, &c->timer);
   if ((c->next = c->cfg->http_conns)) c->next->prev = c;
   c->cfg->http_conns = c;
+  arm(c);
 }
 
 /* Parse what waits in pending; once it is all parsed, read again (and close after an EOF). */
 static void drain_pending(struct cf_http_conn *c) {
-  size_t used = cf_http_feed(c->http, c->pending.data, c->pending.len);
-  memmove(c->pending.data, c->pending.data + used, c->pending.len - used);
+  size_t used = c->pending.len ? cf_http_feed(c->http, c->pending.data, c->pending.len) : 0;
+  if (used < c->pending.len) /* never with an empty buffer: its data may be NULL */
+    memmove(c->pending.data, c->pending.data + used, c->pending.len - used);
   c->pending.len -= used;
   if (c->pending.len) return;
   if (c->eof)
@@ -633,7 +879,6 @@ static void drain_pending(struct cf_http_conn *c) {
 
 static void data_received(aloop_transport *t, const void *data, size_t n, void *ctx) {
   struct cf_http_conn *c = ctx;
-  c->last_activity = aloop_time(c->loop);
   if (!c->http) return;
   size_t used = c->pending.len ? 0 : cf_http_feed(c->http, data, n);
   if (used < n) { /* parsing paused: keep the rest, read no more until it is parsed */
@@ -641,6 +886,7 @@ static void data_received(aloop_transport *t, const void *data, size_t n, void *
     aloop_transport_pause_reading(t);
     if (c->pending.failed) aloop_transport_fail(t, -ENOMEM, "no memory for pipelined requests");
   }
+  arm(c);
 }
 
 static bool eof_received(aloop_transport *t, void *ctx) {
@@ -657,7 +903,9 @@ static bool eof_received(aloop_transport *t, void *ctx) {
 static void pause_writing(aloop_transport *t, void *ctx) {
   struct cf_http_conn *c = ctx;
   (void)t;
-  if (c->http) cf_http_pause(c->http, true);
+  if (!c->http) return;
+  cf_http_pause(c->http, true);
+  arm(c);
 }
 
 static void resume_writing(aloop_transport *t, void *ctx) {
@@ -666,6 +914,7 @@ static void resume_writing(aloop_transport *t, void *ctx) {
   if (!c->http) return;
   cf_http_pause(c->http, false);
   if (c->pending.len) drain_pending(c);
+  arm(c);
 }
 
 static void connection_lost(aloop_transport *t, int err, void *ctx) {

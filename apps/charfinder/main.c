@@ -38,7 +38,9 @@ static void usage(FILE *out) {
           "               with neither, both are served on their defaults; port 0: any free port\n"
           "  --backend    select|libev|io_uring|auto (default: $ALOOP_BACKEND, else auto)\n"
           "  --quiet      no line per query on stdout\n"
-          "  --timeout    HTTP: seconds a connection may be idle or slow to send a request (15)\n"
+          "  --timeout    seconds a request may take from its first byte (an HTTP head or body,\n"
+          "               a TCP line), an HTTP connection may be idle, and a client may leave\n"
+          "               its answer unread before it is dropped (15)\n"
           "  --grace      on SIGINT/SIGTERM, seconds open connections may go on (2)\n"
           "  --index      the index file (default: $ALOOP_CHARFINDER_INDEX, else\n"
           "               ~/.cache/aloop/charfinder.index); built when missing or stale\n"
@@ -184,7 +186,7 @@ static int serve(const struct options *o, const cf_index *ix) {
   aloop_loop *loop = cli_new_loop(prog, o->backend);
   if (!loop) return errno == ALOOP_EBACKEND ? CLI_EXIT_USAGE : 1;
   struct cf_config cfg = {.index = ix, .log = o->quiet ? NULL : stdout,
-                          .idle_timeout = (int64_t)(o->timeout * 1e9)};
+                          .timeout = (int64_t)(o->timeout * 1e9)};
   printf("%s: %zu characters indexed; %s driver\n", prog, cf_index_size(ix),
          aloop_backend_name(loop));
   aloop_server *tcp = NULL, *http = NULL;

@@ -1,7 +1,8 @@
 /* aloop-charfinder as a user runs it, on each compiled driver: the TCP line protocol rule by rule
  * (prompt, answers, empty lines, invalid UTF-8, control characters, end of stream, an over-long
  * line, many clients at once), HTTP over real sockets (keep-alive, pipelining, the idle timeout,
- * serving on after errors), the log, the command line and SIGTERM. Clients are plain blocking
+ * serving on after errors), clients that trickle requests in, never read their answers, or send
+ * nothing at all, the log, the command line and SIGTERM. Clients are plain blocking
  * sockets with receive timeouts: nothing of aloop on this side. */
 #include "../cf_scratch.h"
 #include "../run_suite.h"
@@ -10,6 +11,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -237,6 +239,7 @@ static void tcp_endings(const struct server *s) {
 
 struct client {
   int port, ok;
+  char got[160]; /* the end of the first wrong answer */
 };
 
 static void *tcp_client(void *arg) {
@@ -249,11 +252,16 @@ static void *tcp_client(void *arg) {
   int fd = connect_to(c->port);
   read_until(fd, "?> ", buf, sizeof buf, false);
   c->ok = !strcmp(buf, "?> ");
+  if (!c->ok) snprintf(c->got, sizeof c->got, "the prompt: '%.60s'", buf);
   for (int round = 0; round < 3; round++)
     for (int q = 0; q < 3; q++) {
       send_str(fd, queries[q]);
       size_t n = read_until(fd, status[q], buf, sizeof buf, false);
-      c->ok &= n >= strlen(status[q]) && !strcmp(buf + n - strlen(status[q]), status[q]);
+      bool right = n >= strlen(status[q]) && !strcmp(buf + n - strlen(status[q]), status[q]);
+      if (!right && c->ok)
+        snprintf(c->got, sizeof c->got, "round %d, %s%zu bytes, ending '%.60s'", round, queries[q],
+                 n, n > 60 ? buf + n - 60 : buf);
+      c->ok &= right;
     }
   close(fd);
   return NULL;
@@ -264,11 +272,15 @@ static void tcp_many_clients(const struct server *s, const char *backend) {
   struct client c[N];
   pthread_t t[N];
   for (int i = 0; i < N; i++) {
-    c[i] = (struct client){s->tcp, 0};
+    c[i] = (struct client){s->tcp, 0, ""};
     ck_assert_int_eq(pthread_create(&t[i], NULL, tcp_client, &c[i]), 0);
   }
   for (int i = 0; i < N; i++) pthread_join(t[i], NULL);
-  for (int i = 0; i < N; i++) ck_assert_msg(c[i].ok, "%s: client %d got a wrong answer", backend, i);
+  int status = 0; /* a server that crashed (one did on a client gone while its task waited) */
+  ck_assert_msg(waitpid(s->pid, &status, WNOHANG) == 0, "%s: the server died, status %d", backend,
+                status);
+  for (int i = 0; i < N; i++)
+    ck_assert_msg(c[i].ok, "%s: client %d got a wrong answer: %s", backend, i, c[i].got);
 }
 
 /* ---- HTTP ----------------------------------------------------------------------------------------- */
@@ -335,6 +347,219 @@ static void http_over_sockets(const struct server *s, const char *backend) {
   close(fd);
 }
 
+/* ---- clients that are slow, silent or never read ------------------------------------------------ */
+
+static double now_s(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* The server runs with --timeout 1. It must never act before it (0.9: the server dates a byte by
+ * its loop's clock, read when it woke, which may be a hair before the byte left us), and must act
+ * within a bound no slow machine reaches. */
+#define TIMEOUT_S 1.0
+#define NOT_BEFORE_S 0.9
+#define WITHIN_S 20.0
+
+/* Send text a byte every 200 ms, starting now, until the server sends something or closes
+ * (at most 30 s). What came back goes in buf; returns the seconds from `since` to then, or -1. */
+static double trickle(int fd, const char *text, double since, char *buf, size_t cap) {
+  size_t len = strlen(text), i = 0;
+  buf[0] = 0;
+  for (int round = 0; round < 150; round++) {
+    if (i < len) send(fd, text + i++, 1, MSG_NOSIGNAL);
+    struct pollfd p = {.fd = fd, .events = POLLIN};
+    if (poll(&p, 1, 200) > 0) {
+      double at = now_s() - since;
+      closed_by_peer(fd, buf, cap);
+      return at;
+    }
+  }
+  return -1;
+}
+
+static void assert_in_time(double at, const char *what, const char *backend) {
+  ck_assert_msg(at >= 0, "%s: %s: the server never acted", backend, what);
+  ck_assert_msg(at >= NOT_BEFORE_S, "%s: %s after %.3f s, before the timeout", backend, what, at);
+  ck_assert_msg(at < WITHIN_S, "%s: %s after %.3f s", backend, what, at);
+}
+
+static void http_slow_clients(const struct server *s, const char *backend) {
+  static char buf[1 << 16];
+  /* A head a byte at a time: 408 about the timeout after its first byte, however the bytes go on. */
+  int fd = connect_to(s->http);
+  double at = trickle(fd, "GET /?query=cat HTTP/1.1\r\nHost: t\r\nX-Slow: "
+                      "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+                      "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+                      now_s(), buf, sizeof buf);
+  assert_in_time(at, "a slow head was answered", backend);
+  ck_assert_msg(!strncmp(buf, "HTTP/1.1 408 Request Timeout\r\n", 30), "%s: %s", backend, buf);
+  ck_assert(strstr(buf, "Connection: close\r\n"));
+  close(fd);
+
+  /* A body a byte at a time after a whole head: the same, from the end of the head. */
+  fd = connect_to(s->http);
+  send_str(fd, "GET /?query=cat HTTP/1.1\r\nHost: t\r\nContent-Length: 500\r\n\r\n");
+  at = trickle(fd, "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"
+                   "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb",
+               now_s(), buf, sizeof buf);
+  assert_in_time(at, "a slow body was answered", backend);
+  ck_assert_msg(!strncmp(buf, "HTTP/1.1 408 Request Timeout\r\n", 30), "%s: %s", backend, buf);
+  close(fd);
+
+  /* Kept alive and idle after an answer: closed quietly after the timeout, not before. */
+  fd = connect_to(s->http);
+  send_str(fd, "GET /api/search?query=cat+face&stop=1 HTTP/1.1\r\nHost: t\r\n\r\n");
+  read_until(fd, "]}\n", buf, sizeof buf, false);
+  double answered = now_s();
+  ck_assert_msg(strstr(buf, "HTTP/1.1 200 OK\r\n") == buf, "%s: %s", backend, buf);
+  ck_assert(closed_by_peer(fd, buf, sizeof buf));
+  assert_in_time(now_s() - answered, "an idle kept-alive connection was closed", backend);
+  ck_assert_str_eq(buf, "");
+  close(fd);
+}
+
+/* A socket that takes little at a time, so that what we do not read backs up in the server. */
+static int connect_small(int port) {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  int small = 4096;
+  setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
+  struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+                          .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+  struct timeval tv = {30, 0};
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  ck_assert_int_eq(connect(fd, (struct sockaddr *)&a, sizeof a), 0);
+  return fd;
+}
+
+/* Read what is left until the end (or a reset); how many times `mark` occurs in it. */
+static int read_all_counting(int fd, const char *mark) {
+  static char buf[1 << 16];
+  size_t keep = strlen(mark) - 1, have = 0;
+  int count = 0;
+  for (ssize_t n; (n = read(fd, buf + have, sizeof buf - 1 - have)) > 0;) {
+    have += (size_t)n;
+    buf[have] = 0;
+    for (const char *p = buf; (p = strstr(p, mark)); p++) count++;
+    if (have > keep) { /* keep a tail, where a mark may begin */
+      memmove(buf, buf + have - keep, keep);
+      have = keep;
+    }
+  }
+  return count;
+}
+
+/* Clients that ask for megabytes and read none of it: aborted once nothing moved for the timeout,
+ * with a line in the log; both servers go on serving. */
+static void clients_that_never_read(const struct server *s, const char *backend) {
+  enum { PAGES = 800, LINES = 4 }; /* 12 MB and 20 MB of answers: more than any socket buffers */
+  int fd = connect_small(s->http);
+  double sent = now_s();
+  for (int i = 0; i < PAGES; i++) send_str(fd, "GET /?query=cjk HTTP/1.1\r\nHost: t\r\n\r\n");
+  ck_assert_msg(log_has(s, "answers not read for 1 s, aborted"), "%s: HTTP client not aborted",
+                backend);
+  assert_in_time(now_s() - sent, "a client that does not read was aborted", backend);
+  int got = read_all_counting(fd, "HTTP/1.1 200 OK");
+  ck_assert_msg(got < PAGES, "%s: all %d pages were sent", backend, got);
+  close(fd);
+
+  fd = connect_small(s->tcp);
+  sent = now_s();
+  for (int i = 0; i < LINES; i++) send_str(fd, "cjk\n");
+  ck_assert_msg(log_has(s, "answer not read for 1 s, dropped"), "%s: TCP client not dropped",
+                backend);
+  assert_in_time(now_s() - sent, "a TCP client that does not read was dropped", backend);
+  got = read_all_counting(fd, "matches for 'cjk'");
+  ck_assert_msg(got < LINES, "%s: all %d answers were sent", backend, got);
+  close(fd);
+
+  /* Still serving. */
+  static char buf[4096];
+  fd = connect_to(s->http);
+  send_str(fd, "GET /nope HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+  ck_assert(closed_by_peer(fd, buf, sizeof buf));
+  ck_assert_msg(!strncmp(buf, "HTTP/1.1 404 Not Found\r\n", 24), "%s: %s", backend, buf);
+  close(fd);
+}
+
+static void tcp_slow_clients(const struct server *s, const char *backend) {
+  static char buf[4096];
+  /* A line a byte at a time: told and closed about the timeout after its first byte. */
+  int fd = connect_to(s->tcp);
+  read_until(fd, "?> ", buf, sizeof buf, false);
+  double at = trickle(fd, "chess black king and a great many other words that never end", now_s(),
+                      buf, sizeof buf);
+  assert_in_time(at, "a slow line was refused", backend);
+  ck_assert_str_eq(buf, "line not complete in time; closing\r\n");
+  close(fd);
+  ck_assert(log_has(s, "line not complete 1 s after its first byte, closed"));
+
+  /* Idle at the prompt for longer than the timeout: a person at a telnet prompt, still served. */
+  fd = connect_to(s->tcp);
+  read_until(fd, "?> ", buf, sizeof buf, false);
+  usleep((useconds_t)(2.5 * TIMEOUT_S * 1e6));
+  send_str(fd, "cat face\n");
+  read_until(fd, "?> ", buf, sizeof buf, false);
+  ck_assert_msg(strstr(buf, "10 matches for 'cat face'\r\n?> "), "%s: %s", backend, buf);
+  close(fd);
+}
+
+static void slow_clients(const struct server *s, const char *backend) {
+  http_slow_clients(s, backend);
+  tcp_slow_clients(s, backend);
+  clients_that_never_read(s, backend);
+}
+
+/* Clients that connect and close without a byte, or send only empty lines: nothing to answer
+ * (the sanitizer build once aborted on the first), and the next client is served as ever. */
+static void silent_clients(const struct server *s, const char *backend) {
+  static char buf[4096];
+  for (int i = 0; i < 8; i++) {
+    close(connect_to(s->tcp));
+    close(connect_to(s->http));
+  }
+  int fd = connect_to(s->tcp); /* shut without a byte, after the prompt came */
+  read_until(fd, "?> ", buf, sizeof buf, false);
+  shutdown(fd, SHUT_WR);
+  ck_assert(closed_by_peer(fd, buf, sizeof buf));
+  close(fd);
+  fd = connect_to(s->tcp); /* empty lines get the prompt, end of stream the close */
+  read_until(fd, "?> ", buf, sizeof buf, false);
+  send_str(fd, "\r\n");
+  read_until(fd, "?> ", buf, sizeof buf, false);
+  ck_assert_str_eq(buf, "?> ");
+  send_str(fd, "\n");
+  read_until(fd, "?> ", buf, sizeof buf, false);
+  ck_assert_str_eq(buf, "?> ");
+  shutdown(fd, SHUT_WR);
+  ck_assert(closed_by_peer(fd, buf, sizeof buf));
+  close(fd);
+  fd = connect_to(s->http); /* empty lines before a request are skipped; then the end */
+  send_str(fd, "\r\n\r\n");
+  shutdown(fd, SHUT_WR);
+  ck_assert(closed_by_peer(fd, buf, sizeof buf));
+  ck_assert_str_eq(buf, "");
+  close(fd);
+  fd = connect_to(s->http);
+  send_str(fd, "\n");
+  ck_assert(closed_by_peer(fd, buf, sizeof buf)); /* the timeout: nothing was asked, 408 */
+  ck_assert_msg(!strncmp(buf, "HTTP/1.1 408 ", 13), "%s: %s", backend, buf);
+  close(fd);
+  /* Served as ever, on both ports. */
+  fd = connect_to(s->tcp);
+  read_until(fd, "?> ", buf, sizeof buf, false);
+  send_str(fd, "cat face\n");
+  read_until(fd, "?> ", buf, sizeof buf, false);
+  ck_assert_msg(strstr(buf, "10 matches for 'cat face'\r\n?> "), "%s: %s", backend, buf);
+  close(fd);
+  fd = connect_to(s->http);
+  send_str(fd, "GET /api/search?query=cat+face&stop=1 HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+  ck_assert(closed_by_peer(fd, buf, sizeof buf));
+  ck_assert_msg(strstr(buf, "HTTP/1.1 200 OK\r\n") == buf, "%s: %s", backend, buf);
+  close(fd);
+}
+
 /* ---- every driver --------------------------------------------------------------------------------- */
 
 static void on_every_driver(void (*fn)(const struct server *s, const char *backend),
@@ -387,6 +612,16 @@ START_TEST(test_shutdown_closes_idle_http_connections_without_the_grace_period) 
   char buf[64];
   ck_assert(closed_by_peer(idle_fd, buf, sizeof buf));
   close(idle_fd);
+}
+END_TEST
+
+START_TEST(test_slow_and_non_reading_clients_are_timed_out_on_every_driver) {
+  on_every_driver(slow_clients, "aloop-charfinder: stopped: ");
+}
+END_TEST
+
+START_TEST(test_clients_that_send_nothing_or_empty_lines_on_every_driver) {
+  on_every_driver(silent_clients, "aloop-charfinder: stopped: ");
 }
 END_TEST
 
@@ -450,6 +685,8 @@ int main(void) {
   tcase_add_test(tc, test_the_tcp_line_protocol_on_every_driver);
   tcase_add_test(tc, test_http_over_sockets_on_every_driver);
   tcase_add_test(tc, test_shutdown_closes_idle_http_connections_without_the_grace_period);
+  tcase_add_test(tc, test_slow_and_non_reading_clients_are_timed_out_on_every_driver);
+  tcase_add_test(tc, test_clients_that_send_nothing_or_empty_lines_on_every_driver);
   suite_add_tcase(suite, tc);
   signal(SIGPIPE, SIG_IGN);
   return scratch_end(run_suite(suite));
