@@ -949,7 +949,7 @@ static void *new_conn(void *arg) {
 }
 
 aloop_future *cf_http_serve(aloop_loop *loop, struct cf_config *cfg, const char *host, int port) {
-  aloop_server_options opts = {.size = sizeof opts};
+  aloop_server_options opts = {.size = sizeof opts, .max_connections = cfg->max_connections};
   return aloop_create_server(loop, &http_protocol, new_conn, cfg, host, port, &opts);
 }
 

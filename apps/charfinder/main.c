@@ -24,13 +24,15 @@ struct options {
   struct endpoint tcp, http;
   bool quiet;
   double timeout, grace;
+  long max_connections;
 };
 
 static void usage(FILE *out) {
   fprintf(out,
           "usage: %s query WORD...\n"
           "       %s [--tcp [HOST:]PORT] [--http [HOST:]PORT] [--backend B] [--quiet]\n"
-          "          [--timeout S] [--grace S] [--index FILE] [--unicode-data FILE]\n"
+          "          [--timeout S] [--grace S] [--max-connections N] [--index FILE]\n"
+          "          [--unicode-data FILE]\n"
           "       %s --list-backends\n"
           "  query        print the characters whose names have every WORD, then a status line\n"
           "  --tcp        serve the line protocol (default 127.0.0.1:2323)\n"
@@ -42,6 +44,8 @@ static void usage(FILE *out) {
           "               a TCP line), an HTTP connection may be idle, and a client may leave\n"
           "               its answer unread before it is dropped (15)\n"
           "  --grace      on SIGINT/SIGTERM, seconds open connections may go on (2)\n"
+          "  --max-connections  at most N open at once on each server; the kernel's backlog\n"
+          "               holds the next ones (0: no limit; default 0)\n"
           "  --index      the index file (default: $ALOOP_CHARFINDER_INDEX, else\n"
           "               ~/.cache/aloop/charfinder.index); built when missing or stale\n"
           "  --unicode-data  the source of the index (default %s)\n",
@@ -96,6 +100,8 @@ static int parse(int argc, char **argv, struct options *o, int *query_at) {
     } else if (!strcmp(a, "--timeout") && v && (o->timeout = strtod(v, &end), !*end) &&
                o->timeout > 0) {
     } else if (!strcmp(a, "--grace") && v && (o->grace = strtod(v, &end), !*end) && o->grace >= 0) {
+    } else if (!strcmp(a, "--max-connections") && v &&
+               (o->max_connections = strtol(v, &end, 10), !*end) && o->max_connections >= 0) {
     } else {
       fprintf(stderr, "%s: bad argument '%s'%s\n", prog, a, v ? "" : " (or its value is missing)");
       usage(stderr);
@@ -186,7 +192,8 @@ static int serve(const struct options *o, const cf_index *ix) {
   aloop_loop *loop = cli_new_loop(prog, o->backend);
   if (!loop) return errno == ALOOP_EBACKEND ? CLI_EXIT_USAGE : 1;
   struct cf_config cfg = {.index = ix, .log = o->quiet ? NULL : stdout,
-                          .timeout = (int64_t)(o->timeout * 1e9)};
+                          .timeout = (int64_t)(o->timeout * 1e9),
+                          .max_connections = (size_t)o->max_connections};
   printf("%s: %zu characters indexed; %s driver\n", prog, cf_index_size(ix),
          aloop_backend_name(loop));
   aloop_server *tcp = NULL, *http = NULL;

@@ -246,6 +246,7 @@ static int64_t serve_client(aloop_stream *s, void *arg) {
 aloop_future *cf_tcp_serve(aloop_loop *loop, struct cf_config *cfg, const char *host,
                            int port) {
   cfg->loop = loop; /* a task's stream may outlive its transport: the loop is kept here */
-  aloop_server_options opts = {.size = sizeof opts, .limit = CF_LINE_LIMIT};
+  aloop_server_options opts = {.size = sizeof opts, .limit = CF_LINE_LIMIT,
+                               .max_connections = cfg->max_connections};
   return aloop_start_server(loop, serve_client, (void *)cfg, host, port, &opts);
 }
