@@ -72,7 +72,7 @@ static int parse_responses(const char *p, size_t n, struct response *out, int ma
 static void http_exchange(void) {
   sink.len = 0;
   sink.closed = 0;
-  cf_http *h = cf_http_new(&cfg, (cf_http_sink){sink_write, sink_close, NULL}, "fault");
+  cf_http *h = cf_http_new(&cfg, (cf_http_sink){sink_write, sink_close, NULL, NULL}, "fault");
   if (!fault_got("cf_http_new", h)) return;
   size_t n = sizeof http_requests - 1, used = cf_http_feed(h, http_requests, n);
   if (used != n) fault_violation("cf_http_feed took %zu of %zu bytes", used, n);
@@ -196,7 +196,7 @@ bool cf_prepare(const char *index_path) {
     fprintf(stderr, "cannot open the index: %s\n", err);
     return false;
   }
-  cfg = (struct cf_config){.index = ix, .idle_timeout = INT64_C(10000000000)};
+  cfg = (struct cf_config){.index = ix, .timeout = INT64_C(10000000000)};
   static struct fault_run unused;
   fault_current = &unused;
   http_exchange();
