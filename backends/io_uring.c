@@ -135,7 +135,7 @@ struct uring_state {
   struct io_uring ring;
   struct uring_config cfg;
   bool enabled;
-  bool failed;       /* a fatal poll error was reported: say it once */
+  int failed;        /* a fatal poll error, said once and answered to every later poll */
   const char *setup; /* which setup flags the kernel took, for aloop_backend_detail */
   int *rearm;        /* fds whose one-shot poll completed this iteration */
   size_t nrearm, rearm_cap;
@@ -587,8 +587,8 @@ static void rearm_completed(aloop_loop *loop, struct uring_state *s) {
 
 /* A wait that cannot work now or later (trap k): said once, in words; the loop stops. */
 static int fatal(aloop_loop *loop, struct uring_state *s, int err) {
-  if (s->failed) return err;
-  s->failed = true;
+  if (s->failed) return s->failed;
+  s->failed = err;
   if (err == -EEXIST)
     aloop__report(loop, err, -1, "io_uring",
                   "this loop's ring (%s) takes requests only from the thread that first ran it; "
@@ -600,6 +600,7 @@ static int fatal(aloop_loop *loop, struct uring_state *s, int err) {
 
 static int uring_poll(aloop_loop *loop, void *state, int64_t timeout_ns) {
   struct uring_state *s = state;
+  if (s->failed) return s->failed;
   int err = enable(s);
   if (err < 0) return fatal(loop, s, err);
   rearm_completed(loop, s);

@@ -114,6 +114,7 @@ struct aloop_loop {
   aloop_error_fn error_fn;
   void *error_arg;
   uint64_t iterations, errors;
+  bool poll_failed; /* the driver's wait failed for good: said once (loop.c) */
 };
 
 /* handle.c */

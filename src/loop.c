@@ -52,8 +52,9 @@ static int iterate(aloop_loop *loop, int64_t max_wait) {
   uint64_t errors = loop->errors;
   int err = loop->drv->poll(loop, loop->drv_state, poll_timeout(loop, max_wait));
   if (err < 0) {
-    if (loop->errors == errors)
+    if (loop->errors == errors && !loop->poll_failed)
       aloop__report(loop, err, -1, loop->drv->name, "waiting for events failed; the loop stops");
+    loop->poll_failed = true;
     return err;
   }
   aloop__fds_dispatch(loop);
