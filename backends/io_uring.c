@@ -409,6 +409,7 @@ static struct io_uring_sqe *backlog_slot(struct uring_state *s) {
 /* Move what the backlog holds into the SQ, submitting as it fills, until the kernel takes no
  * more (its CQ overflowed and it answers EBUSY: the next poll reaps and tries again). */
 static void flush_backlog(struct uring_state *s) {
+  if (!s->nbacklog) return; /* the common case; the backlog may not even be allocated */
   size_t moved = 0;
   while (moved < s->nbacklog) {
     struct io_uring_sqe *sqe = io_uring_get_sqe(&s->ring);
