@@ -36,6 +36,30 @@
  *     after the consumer's callback returned. ENOBUFS means every buffer is out: re-arm, it is not
  *     an end of stream; a recv that ends without IORING_CQE_F_MORE is re-armed too. Kernels without
  *     buffer rings decline the operation and the core reads on readiness (poll requests) instead.
+ *     Kernels without multishot recv (before 6.0) get one buffer-selecting recv per chunk.
+ *  k) A single-issuer ring belongs to the first thread that submits: another thread's enter fails
+ *     with EEXIST on every call. That is a fatal poll error in words, never a spin.
+ *  l) sqe->len is 32 bits: a 4 GiB request would become a 0-byte one (a false end of stream, or a
+ *     send that never progresses). Each request asks for at most IO_MAX bytes.
+ *  m) A request may only reach the kernel while its fd is the file it was meant for: whatever is
+ *     queued for an fd is submitted before aloop_close returns (the ring is enabled for it if the
+ *     loop never ran). Cancelling by fd (IORING_ASYNC_CANCEL_FD|ALL) needs 5.19; before that each
+ *     operation in flight is tracked and cancelled by its user_data.
+ *  n) An accept completion of a multishot that is being cancelled still carries a connection:
+ *     while the listening socket is open it goes to the next accept; once aloop_close let go of
+ *     the socket it is closed, never given to a later file with the same fd number.
+ *
+ * ALOOP_IO_URING forces the fallbacks, so that each runs in make check on any kernel. A comma-
+ * separated list of words, read when a loop is created (unknown words are an error in words):
+ *   setup=deferred|cooperative|plain  only this ring setup (single issuer + DEFER_TASKRUN,
+ *                                     COOP_TASKRUN, or no flags); the loop fails if refused
+ *   no-buf-ring     stream reads on readiness (poll requests), as without provided buffers
+ *   single-accept   one accept request per operation, as without multishot accept
+ *   recv-per-op     one recv per chunk, as without multishot recv (before 6.0)
+ *   cancel-per-op   aloop_close cancels each operation, as without cancel-by-fd (before 5.19)
+ *   sq=N cq=N       ring sizes (default 256 and 4096; the kernel rounds up to powers of two)
+ *   bufs=N          provided buffers, a power of two up to 32768 (default 128)
+ * Example: ALOOP_IO_URING=setup=plain,no-buf-ring,sq=4,cq=8.
  */
 #include <errno.h>
 #include <poll.h>
@@ -44,6 +68,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -54,10 +79,13 @@
 enum {
   ACCEPT_KEEP = 64,   /* accepted connections held for future accepts before backpressure (i) */
   RECV_BUFS = 128,    /* provided buffers (j): 128 x 32 KiB, mapped lazily, untouched pages free */
+  RECV_BUFS_MAX = 32768, /* the kernel's limit for a buffer ring */
   RECV_BUF_SIZE = 32 * 1024,
   RECV_BGID = 1,
   SQ_ENTRIES = 256,   /* per-iteration batch; a fuller SQ is flushed early (trap f) */
   CQ_ENTRIES = 4096,  /* completions one wait can return before overflow handling kicks in */
+  RING_ENTRIES_MAX = 32768, /* the kernel's limit for the SQ (the CQ may be larger) */
+  IO_MAX = 1 << 30,   /* bytes per request (trap l): within 32 bits and the kernel's MAX_RW_COUNT */
 };
 
 /* user_data, told apart by its two low bits:
@@ -79,6 +107,7 @@ enum {
 struct acceptor {
   int fd;
   uint32_t gen;
+  uint32_t first_gen; /* the first generation of the listening socket open now (trap n) */
   bool armed;
   struct aloop__op *waiting, **waiting_tail; /* accept operations, in order */
   int *kept;                                 /* connections accepted before anyone asked */
@@ -92,20 +121,117 @@ struct uring_fd {
   bool armed;    /* a poll for (fd, gen) is in flight or queued */
   bool queued_rearm;
   struct acceptor *acceptor;
+  struct aloop__op *inflight; /* cancel-per-op only: operations in the kernel, through op->next */
+};
+
+/* What ALOOP_IO_URING asks for (see the header comment). */
+struct uring_config {
+  int setup;                 /* index in setups[], or -1: the best the kernel takes */
+  bool no_buf_ring, single_accept, recv_per_op, cancel_per_op;
+  unsigned sq, cq, bufs;
 };
 
 struct uring_state {
   struct io_uring ring;
+  struct uring_config cfg;
   bool enabled;
+  int failed;        /* a fatal poll error, said once and answered to every later poll */
   const char *setup; /* which setup flags the kernel took, for aloop_backend_detail */
   int *rearm;        /* fds whose one-shot poll completed this iteration */
   size_t nrearm, rearm_cap;
+  struct io_uring_sqe *backlog; /* requests that found the SQ full and the kernel busy (f, g) */
+  size_t nbacklog, backlog_cap;
   struct acceptor *acceptors;
   bool single_accepts; /* the kernel has no multishot accept */
   struct io_uring_buf_ring *br; /* provided buffers for stream reads (j), set up on first use */
   unsigned char *bufs;
   bool no_buf_ring;             /* the kernel refused it: streams go the readiness way */
 };
+
+static const struct {
+  const char *word;
+  unsigned flags;
+  const char *name;
+} setups[] = {
+    {"deferred",
+     IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_TASKRUN_FLAG |
+         IORING_SETUP_R_DISABLED,
+     "single issuer, deferred task work"},
+    {"cooperative", IORING_SETUP_COOP_TASKRUN | IORING_SETUP_TASKRUN_FLAG, "cooperative task work"},
+    {"plain", 0, "plain"},
+};
+
+/* ---- ALOOP_IO_URING ------------------------------------------------------------------------- */
+
+static int parse_count(const char *word, const char *val, unsigned max, unsigned *out, char *why,
+                       size_t n) {
+  char *end;
+  unsigned long v = strtoul(val, &end, 10);
+  if (!*val || *end || v == 0 || v > max) {
+    snprintf(why, n, "ALOOP_IO_URING: %s wants a number from 1 to %u, not '%s'", word, max, val);
+    return -EINVAL;
+  }
+  *out = (unsigned)v;
+  return 0;
+}
+
+static int parse_word(struct uring_config *c, const char *w, char *why, size_t n) {
+  static const struct {
+    const char *word;
+    size_t offset;
+  } flags[] = {
+      {"no-buf-ring", offsetof(struct uring_config, no_buf_ring)},
+      {"single-accept", offsetof(struct uring_config, single_accept)},
+      {"recv-per-op", offsetof(struct uring_config, recv_per_op)},
+      {"cancel-per-op", offsetof(struct uring_config, cancel_per_op)},
+  };
+  for (size_t i = 0; i < sizeof flags / sizeof flags[0]; i++)
+    if (!strcmp(w, flags[i].word)) return *(bool *)((char *)c + flags[i].offset) = true, 0;
+  if (!strncmp(w, "setup=", 6)) {
+    for (size_t i = 0; i < sizeof setups / sizeof setups[0]; i++)
+      if (!strcmp(w + 6, setups[i].word)) return c->setup = (int)i, 0;
+    snprintf(why, n, "ALOOP_IO_URING: unknown setup '%s' (deferred, cooperative or plain)", w + 6);
+    return -EINVAL;
+  }
+  if (!strncmp(w, "sq=", 3)) return parse_count("sq", w + 3, RING_ENTRIES_MAX, &c->sq, why, n);
+  if (!strncmp(w, "cq=", 3)) return parse_count("cq", w + 3, 2 * RING_ENTRIES_MAX, &c->cq, why, n);
+  if (!strncmp(w, "bufs=", 5)) {
+    int err = parse_count("bufs", w + 5, RECV_BUFS_MAX, &c->bufs, why, n);
+    if (err == 0 && (c->bufs & (c->bufs - 1))) {
+      snprintf(why, n, "ALOOP_IO_URING: bufs must be a power of two, not %u", c->bufs);
+      err = -EINVAL;
+    }
+    return err;
+  }
+  snprintf(why, n,
+           "ALOOP_IO_URING: unknown word '%s' (known: setup=deferred|cooperative|plain, "
+           "no-buf-ring, single-accept, recv-per-op, cancel-per-op, sq=N, cq=N, bufs=N)", w);
+  return -EINVAL;
+}
+
+static int read_config(struct uring_config *c, char *why, size_t n) {
+  *c = (struct uring_config){.setup = -1, .sq = SQ_ENTRIES, .cq = CQ_ENTRIES, .bufs = RECV_BUFS};
+  const char *env = getenv("ALOOP_IO_URING");
+  if (!env) return 0;
+  char copy[256];
+  if (strlen(env) >= sizeof copy) {
+    snprintf(why, n, "ALOOP_IO_URING is too long");
+    return -EINVAL;
+  }
+  strcpy(copy, env);
+  char *save = NULL;
+  for (char *w = strtok_r(copy, ", ", &save); w; w = strtok_r(NULL, ", ", &save)) {
+    int err = parse_word(c, w, why, n);
+    if (err < 0) return err;
+  }
+  if (c->cq < c->sq) {
+    snprintf(why, n, "ALOOP_IO_URING: cq=%u is smaller than sq=%u", c->cq, c->sq);
+    return -EINVAL;
+  }
+  return 0;
+}
+
+/* ---- setting up --------------------------------------------------------------------------- */
 
 static void say_why_not(int err, char *why, size_t n) {
   if (err == -ENOSYS)
@@ -140,7 +266,23 @@ static int check_ring(struct io_uring *ring, char *why, size_t n) {
   return 0;
 }
 
+/* A ring with setup `i` and the configured sizes. */
+static int make_ring(struct io_uring *ring, const struct uring_config *c, size_t i) {
+  struct io_uring_params p;
+  memset(&p, 0, sizeof p);
+  p.flags = setups[i].flags | IORING_SETUP_CQSIZE;
+  p.cq_entries = c->cq;
+  return io_uring_queue_init_params(c->sq, ring, &p);
+}
+
+static void say_setup_refused(const struct uring_config *c, int err, char *why, size_t n) {
+  snprintf(why, n, "ALOOP_IO_URING asks for setup=%s, which this kernel refuses: %s",
+           setups[c->setup].word, strerror(-err));
+}
+
 static int uring_probe(char *why, size_t n) {
+  struct uring_config c;
+  if (read_config(&c, why, n) < 0) return -ALOOP_EUNAVAIL;
   struct io_uring ring;
   int err = io_uring_queue_init(2, &ring, 0);
   if (err < 0) {
@@ -149,29 +291,62 @@ static int uring_probe(char *why, size_t n) {
   }
   err = check_ring(&ring, why, n);
   io_uring_queue_exit(&ring);
+  if (err == 0 && c.setup >= 0) { /* a forced setup must be one this kernel takes */
+    if ((err = make_ring(&ring, &c, (size_t)c.setup)) < 0) {
+      say_setup_refused(&c, err, why, n);
+      return -ALOOP_EUNAVAIL;
+    }
+    io_uring_queue_exit(&ring);
+  }
   return err;
+}
+
+/* Ask a throwaway ring what the kernel does with one request (its result), or 0 if it cannot. */
+static int32_t try_request(struct io_uring *ring) {
+  struct io_uring_cqe *cqe;
+  if (io_uring_submit_and_wait(ring, 1) < 0 || io_uring_peek_cqe(ring, &cqe) < 0) return 0;
+  int32_t res = cqe->res;
+  io_uring_cqe_seen(ring, cqe);
+  return res;
+}
+
+/* Features newer than the probe's minimum, asked of the kernel rather than guessed from its
+ * version (trap m, j): cancel-by-fd (5.19) answers ENOENT for an fd with nothing in flight, and
+ * an unknown flag EINVAL; multishot recv (6.0) over a byte waiting in a socket with no buffers
+ * answers ENOBUFS, and EINVAL where the flag is unknown. */
+static void detect_features(struct uring_config *c) {
+  struct io_uring ring;
+  if (io_uring_queue_init(2, &ring, 0) < 0) return;
+  struct io_uring_sqe *sqe = io_uring_get_sqe(&ring);
+  io_uring_prep_cancel_fd(sqe, ring.ring_fd, IORING_ASYNC_CANCEL_ALL);
+  if (try_request(&ring) == -EINVAL) c->cancel_per_op = true;
+  int sv[2];
+  if (!c->recv_per_op && socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == 0) {
+    if (write(sv[1], "x", 1) == 1) {
+      sqe = io_uring_get_sqe(&ring);
+      io_uring_prep_recv_multishot(sqe, sv[0], NULL, 0, 0);
+      sqe->flags |= IOSQE_BUFFER_SELECT;
+      sqe->buf_group = 0xffff; /* registered by nobody */
+      if (try_request(&ring) == -EINVAL) c->recv_per_op = true;
+    }
+    close(sv[0]);
+    close(sv[1]);
+  }
+  io_uring_queue_exit(&ring);
 }
 
 static int uring_init(aloop_loop *loop, void *state, char *why, size_t n) {
   (void)loop;
   struct uring_state *s = state;
-  static const struct {
-    unsigned flags;
-    const char *name;
-  } setups[] = {
-      {IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_TASKRUN_FLAG |
-           IORING_SETUP_R_DISABLED,
-       "single issuer, deferred task work"},
-      {IORING_SETUP_COOP_TASKRUN | IORING_SETUP_TASKRUN_FLAG, "cooperative task work"},
-      {0, "plain"},
-  };
+  if (read_config(&s->cfg, why, n) < 0) return -ALOOP_EUNAVAIL;
+  detect_features(&s->cfg);
+  s->single_accepts = s->cfg.single_accept;
+  s->no_buf_ring = s->cfg.no_buf_ring;
   int err = -EINVAL;
-  for (size_t i = 0; i < sizeof setups / sizeof setups[0]; i++) {
-    struct io_uring_params p;
-    memset(&p, 0, sizeof p);
-    p.flags = setups[i].flags | IORING_SETUP_CQSIZE;
-    p.cq_entries = CQ_ENTRIES;
-    err = io_uring_queue_init_params(SQ_ENTRIES, &s->ring, &p);
+  size_t first = s->cfg.setup >= 0 ? (size_t)s->cfg.setup : 0;
+  size_t last = s->cfg.setup >= 0 ? first + 1 : sizeof setups / sizeof setups[0];
+  for (size_t i = first; i < last; i++) {
+    err = make_ring(&s->ring, &s->cfg, i);
     if (err == -EINVAL) continue; /* flags this kernel does not know: try the next set */
     if (err < 0) break;
     s->setup = setups[i].name;
@@ -182,7 +357,10 @@ static int uring_init(aloop_loop *loop, void *state, char *why, size_t n) {
     }
     return 0;
   }
-  say_why_not(err, why, n);
+  if (s->cfg.setup >= 0)
+    say_setup_refused(&s->cfg, err, why, n);
+  else
+    say_why_not(err, why, n);
   return -ALOOP_EUNAVAIL;
 }
 
@@ -191,8 +369,9 @@ static void uring_fini(aloop_loop *loop, void *state) {
   struct uring_state *s = state;
   io_uring_queue_exit(&s->ring);
   free(s->rearm);
-  if (s->br) munmap(s->br, RECV_BUFS * sizeof(struct io_uring_buf));
-  if (s->bufs) munmap(s->bufs, (size_t)RECV_BUFS * RECV_BUF_SIZE);
+  free(s->backlog);
+  if (s->br) munmap(s->br, s->cfg.bufs * sizeof(struct io_uring_buf));
+  if (s->bufs) munmap(s->bufs, (size_t)s->cfg.bufs * RECV_BUF_SIZE);
   for (struct acceptor *a = s->acceptors, *next; a; a = next) {
     next = a->next;
     for (size_t i = 0; i < a->nkept; i++) close(a->kept[i]); /* accepted, never claimed */
@@ -211,16 +390,102 @@ static int enable(struct uring_state *s) {
   return 0;
 }
 
-/* An SQE, flushing the queue to the kernel first if it is full (trap f). */
-static struct io_uring_sqe *get_sqe(struct uring_state *s) {
-  struct io_uring_sqe *sqe = io_uring_get_sqe(&s->ring);
-  if (!sqe && enable(s) == 0 && io_uring_submit(&s->ring) >= 0) sqe = io_uring_get_sqe(&s->ring);
+/* ---- the submission queue and its backlog (traps f, g) -------------------------------------- */
+
+/* A slot at the end of the backlog, or NULL without memory. */
+static struct io_uring_sqe *backlog_slot(struct uring_state *s) {
+  if (s->nbacklog == s->backlog_cap) {
+    size_t cap = s->backlog_cap ? s->backlog_cap * 2 : 64;
+    struct io_uring_sqe *b = realloc(s->backlog, cap * sizeof *b);
+    if (!b) return NULL;
+    s->backlog = b;
+    s->backlog_cap = cap;
+  }
+  struct io_uring_sqe *sqe = &s->backlog[s->nbacklog++];
+  memset(sqe, 0, sizeof *sqe);
   return sqe;
 }
 
+/* Move what the backlog holds into the SQ, submitting as it fills, until the kernel takes no
+ * more (its CQ overflowed and it answers EBUSY: the next poll reaps and tries again). */
+static void flush_backlog(struct uring_state *s) {
+  if (!s->nbacklog) return; /* the common case; the backlog may not even be allocated */
+  size_t moved = 0;
+  while (moved < s->nbacklog) {
+    struct io_uring_sqe *sqe = io_uring_get_sqe(&s->ring);
+    if (!sqe) {
+      if (enable(s) < 0 || io_uring_submit(&s->ring) <= 0) break;
+      continue;
+    }
+    *sqe = s->backlog[moved++];
+  }
+  memmove(s->backlog, s->backlog + moved, (s->nbacklog - moved) * sizeof *s->backlog);
+  s->nbacklog -= moved;
+}
+
+/* An SQE to fill: in the SQ, flushing it to the kernel first if it is full (trap f), else at the
+ * end of the backlog, so that requests reach the kernel in the order they were made. NULL only
+ * without memory. */
+static struct io_uring_sqe *get_sqe(struct uring_state *s) {
+  struct io_uring_sqe *sqe = s->nbacklog ? NULL : io_uring_get_sqe(&s->ring);
+  if (!sqe && !s->nbacklog && enable(s) == 0 && io_uring_submit(&s->ring) > 0)
+    sqe = io_uring_get_sqe(&s->ring);
+  return sqe ? sqe : backlog_slot(s);
+}
+
+/* Whether a request naming fd is queued and not yet in the kernel's hands. */
+static bool queued_for(struct uring_state *s, int fd) {
+  struct io_uring_sq *sq = &s->ring.sq;
+  for (unsigned i = io_uring_smp_load_acquire(sq->khead); i != sq->sqe_tail; i++)
+    if (sq->sqes[i & *sq->kring_mask].fd == fd) return true;
+  for (size_t i = 0; i < s->nbacklog; i++)
+    if (s->backlog[i].fd == fd) return true;
+  return false;
+}
+
+/* Everything queued goes to the kernel now (trap m). */
+static void submit_now(aloop_loop *loop, struct uring_state *s, int fd) {
+  int err = enable(s);
+  if (err == 0) {
+    flush_backlog(s);
+    err = io_uring_submit(&s->ring);
+  }
+  if (err < 0 || s->nbacklog)
+    aloop__report(loop, err < 0 ? err : -EBUSY, fd, "io_uring",
+                  "cannot submit before fd %d is closed", fd);
+}
+
+/* ---- operations tracked for cancel-per-op (trap m) ------------------------------------------- */
+
+static void track(aloop_loop *loop, struct uring_state *s, struct aloop__op *op) {
+  struct uring_fd *u = s->cfg.cancel_per_op ? aloop__fd_priv(loop, op->fd) : NULL;
+  if (!u) return;
+  op->next = u->inflight;
+  u->inflight = op;
+}
+
+static void untrack(aloop_loop *loop, struct uring_state *s, struct aloop__op *op) {
+  struct uring_fd *u = s->cfg.cancel_per_op ? aloop__fd_priv(loop, op->fd) : NULL;
+  if (!u) return;
+  for (struct aloop__op **p = &u->inflight; *p; p = &(*p)->next)
+    if (*p == op) {
+      *p = op->next;
+      return;
+    }
+}
+
+/* An operation's last completion. */
+static void op_finished(aloop_loop *loop, struct uring_state *s, struct aloop__op *op,
+                        int32_t res) {
+  untrack(loop, s, op);
+  aloop__op_done(loop, op, res);
+}
+
+/* ---- polls ----------------------------------------------------------------------------------- */
+
 static int arm(struct uring_state *s, int fd, struct uring_fd *u) {
   struct io_uring_sqe *sqe = get_sqe(s);
-  if (!sqe) return -EBUSY;
+  if (!sqe) return -ENOMEM;
   unsigned mask = ((u->mask & ALOOP__READ) ? POLLIN : 0) | ((u->mask & ALOOP__WRITE) ? POLLOUT : 0);
   io_uring_prep_poll_add(sqe, fd, mask);
   io_uring_sqe_set_data64(sqe, UD(fd, u->gen));
@@ -230,7 +495,7 @@ static int arm(struct uring_state *s, int fd, struct uring_fd *u) {
 
 static int disarm(struct uring_state *s, int fd, struct uring_fd *u) {
   struct io_uring_sqe *sqe = get_sqe(s);
-  if (!sqe) return -EBUSY;
+  if (!sqe) return -ENOMEM;
   io_uring_prep_poll_remove(sqe, UD(fd, u->gen));
   io_uring_sqe_set_data64(sqe, UD_IGNORE);
   u->gen++;
@@ -276,7 +541,7 @@ static void complete(aloop_loop *loop, struct uring_state *s, struct io_uring_cq
     if (op->kind == ALOOP__OP_RECV_STREAM)
       stream_completed(loop, s, op, cqe->res, cqe->flags);
     else
-      aloop__op_done(loop, op, cqe->res);
+      op_finished(loop, s, op, cqe->res);
     return;
   }
   if (UD_KIND(ud) == UD_ACCEPT) {
@@ -321,11 +586,27 @@ static void rearm_completed(aloop_loop *loop, struct uring_state *s) {
   s->nrearm = kept;
 }
 
+/* A wait that cannot work now or later (trap k): said once, in words; the loop stops. */
+static int fatal(aloop_loop *loop, struct uring_state *s, int err) {
+  if (s->failed) return s->failed;
+  s->failed = err;
+  if (err == -EEXIST)
+    aloop__report(loop, err, -1, "io_uring",
+                  "this loop's ring (%s) takes requests only from the thread that first ran it; "
+                  "run the loop on one thread, or use ALOOP_IO_URING=setup=cooperative", s->setup);
+  else
+    aloop__report(loop, err, -1, "io_uring", "waiting for completions failed");
+  return err;
+}
+
 static int uring_poll(aloop_loop *loop, void *state, int64_t timeout_ns) {
   struct uring_state *s = state;
+  if (s->failed) return s->failed;
   int err = enable(s);
-  if (err < 0) return err;
+  if (err < 0) return fatal(loop, s, err);
   rearm_completed(loop, s);
+  flush_backlog(s);
+  if (s->nbacklog) timeout_ns = 0; /* more to submit: do not sleep on the kernel */
   struct io_uring_cqe *cqe = NULL;
   if (timeout_ns < 0) {
     err = io_uring_submit_and_wait(&s->ring, 1);
@@ -336,7 +617,11 @@ static int uring_poll(aloop_loop *loop, void *state, int64_t timeout_ns) {
                                    .tv_nsec = timeout_ns % 1000000000};
     err = io_uring_submit_and_wait_timeout(&s->ring, &cqe, 1, &ts, NULL);
   }
-  if (err < 0 && err != -ETIME && err != -EINTR && err != -EAGAIN && err != -EBUSY) return err;
+  /* EBUSY: the CQ overflowed and the kernel wants it reaped first (g); EBADR: it had to drop
+   * completions (out of memory): reported, the loop goes on with what it has. */
+  if (err == -EBADR) aloop__report(loop, err, -1, "io_uring", "the kernel dropped completions");
+  else if (err < 0 && err != -ETIME && err != -EINTR && err != -EAGAIN && err != -EBUSY)
+    return fatal(loop, s, err);
   unsigned head, seen = 0;
   io_uring_for_each_cqe(&s->ring, head, cqe) {
     complete(loop, s, cqe);
@@ -346,7 +631,7 @@ static int uring_poll(aloop_loop *loop, void *state, int64_t timeout_ns) {
   return 0;
 }
 
-/* ---- multishot accept (trap i) --------------------------------------------------------------- */
+/* ---- multishot accept (traps i, n) ------------------------------------------------------------ */
 
 static void deliver(aloop_loop *loop, struct aloop__op *op, int32_t res) {
   if (res >= 0) {
@@ -364,7 +649,7 @@ static struct aloop__op *pop_waiter(struct acceptor *a) {
 
 static int arm_acceptor(struct uring_state *s, struct acceptor *a) {
   struct io_uring_sqe *sqe = get_sqe(s);
-  if (!sqe) return -EBUSY;
+  if (!sqe) return -ENOMEM;
   io_uring_prep_multishot_accept(sqe, a->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
   io_uring_sqe_set_data64(sqe, UD_FOR(a->fd, a->gen, UD_ACCEPT));
   a->armed = true;
@@ -380,7 +665,7 @@ static void disarm_acceptor(struct uring_state *s, struct acceptor *a) {
   a->armed = false;
 }
 
-static int submit_single_accept(struct uring_state *s, struct aloop__op *op);
+static int submit_single_accept(aloop_loop *loop, struct uring_state *s, struct aloop__op *op);
 
 /* Hold a connection until an accept operation asks for it. Only memory exhaustion drops one (the
  * peer sees a reset; the server goes on). */
@@ -398,13 +683,29 @@ static void keep(struct acceptor *a, int fd) {
   a->kept[a->nkept++] = fd;
 }
 
+/* Whether generation `gen` belongs to the listening socket open now on a->fd (trap n). */
+static bool same_listener(const struct acceptor *a, uint32_t gen) {
+  return ((a->gen - gen) & GEN_MASK) <= ((a->gen - a->first_gen) & GEN_MASK);
+}
+
+/* A connection accepted for this listening socket: to the first waiting accept, else kept. */
+static void hand_over(aloop_loop *loop, struct acceptor *a, int32_t fd) {
+  struct aloop__op *op = pop_waiter(a);
+  if (op)
+    deliver(loop, op, fd);
+  else
+    keep(a, fd);
+}
+
 static void accept_completed(aloop_loop *loop, struct uring_state *s, int fd, uint32_t gen,
                              int32_t res, uint32_t flags) {
   struct uring_fd *u = aloop__fd_priv(loop, fd);
   struct acceptor *a = u ? u->acceptor : NULL;
-  if (!a || gen != (a->gen & GEN_MASK)) { /* a multishot being cancelled: keep what it accepted */
-    if (res >= 0 && a) keep(a, res);
-    else if (res >= 0) close(res);
+  if (!a || gen != (a->gen & GEN_MASK)) { /* a multishot being cancelled (trap n) */
+    if (res >= 0 && a && same_listener(a, gen))
+      hand_over(loop, a, res); /* disarmed for backpressure: the socket is still open */
+    else if (res >= 0)
+      close(res); /* its listening socket was closed: nobody may get this one */
     return;
   }
   bool more = flags & IORING_CQE_F_MORE;
@@ -413,17 +714,20 @@ static void accept_completed(aloop_loop *loop, struct uring_state *s, int fd, ui
     s->single_accepts = true;
     struct aloop__op *op;
     while ((op = pop_waiter(a)))
-      if (submit_single_accept(s, op) < 0) aloop__op_done(loop, op, -EBUSY);
+      if (submit_single_accept(loop, s, op) < 0) aloop__op_done(loop, op, -ENOMEM);
     return;
   }
-  struct aloop__op *op = pop_waiter(a);
-  if (op) {
-    deliver(loop, op, res);
-  } else if (res >= 0) {
-    keep(a, res);
+  if (res >= 0) {
+    hand_over(loop, a, res);
     if (a->nkept >= ACCEPT_KEEP && a->armed) disarm_acceptor(s, a);
+  } else if (res != -ECANCELED) {
+    struct aloop__op *op = pop_waiter(a); /* EMFILE and the like: the first waiter hears it */
+    if (op) deliver(loop, op, res);
   }
-  if (!a->armed && a->waiting && res != -ECANCELED) arm_acceptor(s, a);
+  /* Re-armed while someone waits, even after -ECANCELED: this generation's request was not
+   * cancelled by us (we move to a new generation first) but by the kernel, e.g. when the thread
+   * that submitted it exited. */
+  if (!a->armed && a->waiting) arm_acceptor(s, a);
 }
 
 static struct acceptor *acceptor_of(struct uring_state *s, int fd, struct uring_fd *u) {
@@ -452,7 +756,7 @@ static int submit_accept(aloop_loop *loop, struct uring_state *s, struct aloop__
   a->waiting_tail = &op->next;
   if (!a->armed && arm_acceptor(s, a) < 0) {
     pop_waiter(a);
-    return -EBUSY;
+    return -ENOMEM;
   }
   return 0;
 }
@@ -470,11 +774,13 @@ static bool cancel_waiting_accept(aloop_loop *loop, struct uring_fd *u, struct a
   return false;
 }
 
-/* Returns how many waiting accept operations it answered. */
+/* The listening socket is being closed: whatever its multishot still accepts is closed (trap n).
+ * Returns how many waiting accept operations it answered. */
 static uint32_t forget_acceptor(aloop_loop *loop, struct uring_state *s, struct uring_fd *u) {
   struct acceptor *a = u ? u->acceptor : NULL;
   if (!a) return 0;
   if (a->armed) disarm_acceptor(s, a);
+  a->first_gen = ++a->gen; /* a later socket with this fd number starts afresh */
   uint32_t answered = 0;
   struct aloop__op *op;
   while ((op = pop_waiter(a))) {
@@ -486,40 +792,43 @@ static uint32_t forget_acceptor(aloop_loop *loop, struct uring_state *s, struct 
   return answered;
 }
 
-/* Native operations: the kernel performs them; the completion comes back through complete(). */
 /* ---- stream reads (trap j) -------------------------------------------------------------------- */
 
 static void recycle(struct uring_state *s, unsigned bid) {
-  io_uring_buf_ring_add(s->br, s->bufs + (size_t)bid * RECV_BUF_SIZE, RECV_BUF_SIZE, (unsigned short)bid,
-                        io_uring_buf_ring_mask(RECV_BUFS), 0);
+  io_uring_buf_ring_add(s->br, s->bufs + (size_t)bid * RECV_BUF_SIZE, RECV_BUF_SIZE,
+                        (unsigned short)bid, io_uring_buf_ring_mask(s->cfg.bufs), 0);
   io_uring_buf_ring_advance(s->br, 1);
 }
 
 static int setup_buf_ring(struct uring_state *s) {
-  size_t ring_bytes = RECV_BUFS * sizeof(struct io_uring_buf);
+  unsigned nbufs = s->cfg.bufs;
+  size_t ring_bytes = nbufs * sizeof(struct io_uring_buf);
   void *br = mmap(NULL, ring_bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-  void *bufs = mmap(NULL, (size_t)RECV_BUFS * RECV_BUF_SIZE, PROT_READ | PROT_WRITE,
+  void *bufs = mmap(NULL, (size_t)nbufs * RECV_BUF_SIZE, PROT_READ | PROT_WRITE,
                     MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-  struct io_uring_buf_reg reg = {.ring_addr = (uint64_t)(uintptr_t)br, .ring_entries = RECV_BUFS,
+  struct io_uring_buf_reg reg = {.ring_addr = (uint64_t)(uintptr_t)br, .ring_entries = nbufs,
                                  .bgid = RECV_BGID};
   if (br == MAP_FAILED || bufs == MAP_FAILED || io_uring_register_buf_ring(&s->ring, &reg, 0) < 0) {
     if (br != MAP_FAILED) munmap(br, ring_bytes);
-    if (bufs != MAP_FAILED) munmap(bufs, (size_t)RECV_BUFS * RECV_BUF_SIZE);
+    if (bufs != MAP_FAILED) munmap(bufs, (size_t)nbufs * RECV_BUF_SIZE);
     s->no_buf_ring = true;
     return -EOPNOTSUPP;
   }
   s->br = br;
   s->bufs = bufs;
   io_uring_buf_ring_init(s->br);
-  for (unsigned i = 0; i < RECV_BUFS; i++) recycle(s, i);
+  for (unsigned i = 0; i < nbufs; i++) recycle(s, i);
   return 0;
 }
 
 static int submit_stream(struct uring_state *s, struct aloop__op *op) {
   if (s->no_buf_ring || (!s->br && setup_buf_ring(s) < 0)) return -EOPNOTSUPP;
   struct io_uring_sqe *sqe = get_sqe(s);
-  if (!sqe) return -EBUSY;
-  io_uring_prep_recv_multishot(sqe, op->fd, NULL, 0, 0);
+  if (!sqe) return -ENOMEM;
+  if (s->cfg.recv_per_op)
+    io_uring_prep_recv(sqe, op->fd, NULL, 0, 0); /* one chunk; re-armed as multishot is */
+  else
+    io_uring_prep_recv_multishot(sqe, op->fd, NULL, 0, 0);
   sqe->flags |= IOSQE_BUFFER_SELECT;
   sqe->buf_group = RECV_BGID;
   io_uring_sqe_set_data64(sqe, (uint64_t)(uintptr_t)op | UD_OP);
@@ -536,40 +845,49 @@ static void stream_completed(aloop_loop *loop, struct uring_state *s, struct alo
     op->done(loop, op, res); /* may cancel the op: its state says so afterwards */
     recycle(s, bid);
     if (more) return;
+  } else if (res == -EINVAL && !more && !s->cfg.recv_per_op && op->state != OP_CANCELLING) {
+    s->cfg.recv_per_op = true; /* multishot recv unknown after all: one recv per chunk */
   } else if (res != -ENOBUFS || more) {
-    if (!more) aloop__op_done(loop, op, res); /* end of stream, an error, or the cancel */
+    if (!more) op_finished(loop, s, op, res); /* end of stream, an error, or the cancel */
     return;
   }
   /* The kernel's request ended but the stream goes on (ENOBUFS, or no IORING_CQE_F_MORE). */
   if (op->state == OP_CANCELLING)
-    aloop__op_done(loop, op, -ECANCELED);
+    op_finished(loop, s, op, -ECANCELED);
   else if (submit_stream(s, op) < 0)
-    aloop__op_done(loop, op, -EBUSY);
+    op_finished(loop, s, op, -ENOMEM);
 }
 
-static int submit_single_accept(struct uring_state *s, struct aloop__op *op) {
+static int submit_single_accept(aloop_loop *loop, struct uring_state *s, struct aloop__op *op) {
   struct io_uring_sqe *sqe = get_sqe(s);
-  if (!sqe) return -EBUSY;
+  if (!sqe) return -ENOMEM;
   op->addrlen = sizeof op->addr;
   io_uring_prep_accept(sqe, op->fd, (struct sockaddr *)&op->addr, &op->addrlen,
                        SOCK_NONBLOCK | SOCK_CLOEXEC);
   io_uring_sqe_set_data64(sqe, (uint64_t)(uintptr_t)op | UD_OP);
+  track(loop, s, op);
   return 0;
 }
 
+/* Native operations: the kernel performs them; the completion comes back through complete(). */
 static int uring_submit(aloop_loop *loop, void *state, struct aloop__op *op) {
   struct uring_state *s = state;
   if (op->kind == ALOOP__OP_ACCEPT)
-    return s->single_accepts ? submit_single_accept(s, op) : submit_accept(loop, s, op);
-  if (op->kind == ALOOP__OP_RECV_STREAM) return submit_stream(s, op);
-  struct io_uring_sqe *sqe = get_sqe(state);
-  if (!sqe) return -EBUSY;
+    return s->single_accepts ? submit_single_accept(loop, s, op) : submit_accept(loop, s, op);
+  if (op->kind == ALOOP__OP_RECV_STREAM) {
+    int err = submit_stream(s, op);
+    if (err == 0) track(loop, s, op);
+    return err;
+  }
+  size_t len = op->len < IO_MAX ? op->len : IO_MAX; /* trap l: the rest is the caller's next call */
+  struct io_uring_sqe *sqe = get_sqe(s);
+  if (!sqe) return -ENOMEM;
   switch (op->kind) {
   case ALOOP__OP_RECV:
-    io_uring_prep_recv(sqe, op->fd, op->buf, op->len, 0);
+    io_uring_prep_recv(sqe, op->fd, op->buf, len, 0);
     break;
   case ALOOP__OP_SEND:
-    io_uring_prep_send(sqe, op->fd, op->buf, op->len, MSG_NOSIGNAL);
+    io_uring_prep_send(sqe, op->fd, op->buf, len, MSG_NOSIGNAL);
     break;
   case ALOOP__OP_SENDMSG:
     io_uring_prep_sendmsg(sqe, op->fd, op->buf, MSG_NOSIGNAL);
@@ -583,36 +901,48 @@ static int uring_submit(aloop_loop *loop, void *state, struct aloop__op *op) {
     return -EINVAL;
   }
   io_uring_sqe_set_data64(sqe, (uint64_t)(uintptr_t)op | UD_OP);
+  track(loop, s, op);
   return 0;
 }
 
-static void uring_cancel(aloop_loop *loop, void *state, struct aloop__op *op) {
-  if (op->kind == ALOOP__OP_ACCEPT && cancel_waiting_accept(loop, aloop__fd_priv(loop, op->fd), op))
-    return;
-  struct io_uring_sqe *sqe = get_sqe(state);
+static void cancel_request(aloop_loop *loop, struct uring_state *s, struct aloop__op *op) {
+  struct io_uring_sqe *sqe = get_sqe(s);
   if (!sqe) { /* the op still completes by itself; only the early stop is lost */
-    aloop__report(loop, -EBUSY, op->fd, "io_uring", "cannot queue a cancel request");
+    aloop__report(loop, -ENOMEM, op->fd, "io_uring", "cannot queue a cancel request");
     return;
   }
   io_uring_prep_cancel64(sqe, (uint64_t)(uintptr_t)op | UD_OP, 0);
   io_uring_sqe_set_data64(sqe, UD_IGNORE);
 }
 
+static void uring_cancel(aloop_loop *loop, void *state, struct aloop__op *op) {
+  if (op->kind == ALOOP__OP_ACCEPT && cancel_waiting_accept(loop, aloop__fd_priv(loop, op->fd), op))
+    return;
+  cancel_request(loop, state, op);
+}
+
 static void uring_cancel_fd(aloop_loop *loop, void *state, int fd, uint32_t ops) {
+  struct uring_state *s = state;
+  struct uring_fd *u = aloop__fd_priv(loop, fd);
   /* The multishot accept is cancelled by its user_data, which needs no open fd; the accept
    * operations waiting for it are answered now. */
-  ops -= forget_acceptor(loop, state, aloop__fd_priv(loop, fd));
-  if (!ops) return; /* nothing in the kernel: no request, no syscall */
-  struct io_uring_sqe *sqe = get_sqe(state);
-  if (!sqe) {
-    aloop__report(loop, -EBUSY, fd, "io_uring", "cannot queue a cancel request");
-    return;
+  ops -= forget_acceptor(loop, s, u);
+  bool now = false; /* cancels are submitted at once, as the fd's requests are (below) */
+  if (s->cfg.cancel_per_op) {
+    for (struct aloop__op *op = u ? u->inflight : NULL; op; op = op->next, now = true)
+      cancel_request(loop, s, op);
+  } else if (ops) {
+    struct io_uring_sqe *sqe = get_sqe(s);
+    if (!sqe) {
+      aloop__report(loop, -ENOMEM, fd, "io_uring", "cannot queue a cancel request");
+      return;
+    }
+    io_uring_prep_cancel_fd(sqe, fd, IORING_ASYNC_CANCEL_ALL);
+    io_uring_sqe_set_data64(sqe, UD_IGNORE);
   }
-  io_uring_prep_cancel_fd(sqe, fd, IORING_ASYNC_CANCEL_ALL);
-  io_uring_sqe_set_data64(sqe, UD_IGNORE);
-  /* Now, not with the next batch: the kernel matches the fd to its file when the cancel is
-   * issued, and the caller closes the fd as soon as this returns. */
-  io_uring_submit(&((struct uring_state *)state)->ring);
+  /* Now, not with the next batch: the kernel matches the fd to its file when a request is issued,
+   * and the caller closes the fd as soon as this returns (trap m). */
+  if (now || queued_for(s, fd)) submit_now(loop, s, fd);
 }
 
 static const char *uring_detail(aloop_loop *loop, void *state) {

@@ -134,11 +134,16 @@ ALOOP_API const char *aloop_backend_detail(const aloop_loop *loop);
 /* ---- Running ----------------------------------------------------------------------------------- */
 
 /* Run until aloop_stop(). Returns 0 after a stop, -ALOOP_ERUNNING if the loop is already running. If
- * aloop_stop() was called before, runs one iteration (polling without waiting) and returns. */
+ * aloop_stop() was called before, runs one iteration (polling without waiting) and returns.
+ * If the driver cannot wait any more, returns its error (reported once, in words) instead of
+ * spinning: so with io_uring's single-issuer ring (the default where the kernel has it), which
+ * belongs to the first thread that ran the loop, a run on another thread gives -EEXIST
+ * (ALOOP_IO_URING=setup=cooperative lets a loop change threads). */
 ALOOP_API int aloop_run(aloop_loop *loop);
 
 /* Run one iteration, waiting at most timeout_ns for I/O if nothing is ready (-1: no limit, 0: do not
- * wait). Returns the number of callbacks run, or a negative error (-ALOOP_ERUNNING). While a stop
+ * wait). Returns the number of callbacks run, or a negative error (-ALOOP_ERUNNING, or the driver's
+ * as for aloop_run, from every later call too). While a stop
  * is pending (aloop_stop() called and no aloop_run consumed it) it does not wait. */
 ALOOP_API int aloop_run_once(aloop_loop *loop, int64_t timeout_ns);
 

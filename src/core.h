@@ -135,6 +135,7 @@ struct aloop_loop {
   struct aloop__report_kind report_kinds[ALOOP__REPORT_KINDS];
   aloop_handle report_timer;  /* delivers the summaries due; internal, not in aloop_get_stats */
   bool report_timer_armed;
+  bool poll_failed; /* the driver's wait failed for good: said once (loop.c) */
 };
 
 /* handle.c */

@@ -189,7 +189,8 @@ int64_t aloop_run_until_complete(aloop_loop *loop, aloop_future *f) {
   if (loop->running) return -ALOOP_ERUNNING;
   loop->stopping = false;
   while (f->state == F_PENDING) {
-    aloop_run_once(loop, -1);
+    int err = aloop_run_once(loop, -1);
+    if (err < 0) return err; /* the driver cannot wait any more: nothing would complete f */
     if (loop->stopping) { /* aloop_stop() from a callback: return now, as asyncio does */
       loop->stopping = false;
       if (f->state == F_PENDING) return -ALOOP_EPENDING;

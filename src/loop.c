@@ -42,11 +42,21 @@ static int64_t poll_timeout(aloop_loop *loop, int64_t max_wait) {
   return timeout;
 }
 
+/* One iteration: the number of callbacks run, or the driver's poll error. A driver returns an
+ * error only when waiting cannot work now or later (transient conditions it absorbs), so the
+ * loop stops instead of spinning on it; the driver may already have said why in words, else it
+ * is reported here, once. */
 static int iterate(aloop_loop *loop, int64_t max_wait) {
   loop->iterations++;
   aloop__fds_apply_changes(loop);
+  uint64_t errors = loop->errors;
   int err = loop->drv->poll(loop, loop->drv_state, poll_timeout(loop, max_wait));
-  if (err < 0) aloop__report(loop, err, -1, loop->drv->name, "waiting for events failed");
+  if (err < 0) {
+    if (loop->errors == errors && !loop->poll_failed)
+      aloop__report(loop, err, -1, loop->drv->name, "waiting for events failed; the loop stops");
+    loop->poll_failed = true;
+    return err;
+  }
   aloop__fds_dispatch(loop);
   aloop__timers_collect(loop, aloop__now());
   return run_ready(loop);
@@ -55,12 +65,13 @@ static int iterate(aloop_loop *loop, int64_t max_wait) {
 int aloop_run(aloop_loop *loop) {
   if (loop->running) return -ALOOP_ERUNNING;
   loop->running = true;
+  int err = 0;
   do {
-    iterate(loop, -1);
-  } while (!loop->stopping);
+    err = iterate(loop, -1);
+  } while (!loop->stopping && err >= 0);
   loop->stopping = false;
   loop->running = false;
-  return 0;
+  return err < 0 ? err : 0;
 }
 
 int aloop_run_once(aloop_loop *loop, int64_t timeout_ns) {

@@ -18,7 +18,11 @@
   X(executor)                \
   X(transport)               \
   X(server)                  \
-  X(streams)
+  X(streams)                 \
+  X(fd_reuse)                \
+  X(threads)                 \
+  X(large_buffers)           \
+  X(paused_close)
 
 #define DECLARE_CASE(name) TCase *conformance_##name(void);
 CONFORMANCE_CASES(DECLARE_CASE)
