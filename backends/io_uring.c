@@ -825,7 +825,7 @@ static int submit_stream(struct uring_state *s, struct aloop__op *op) {
   if (s->no_buf_ring || (!s->br && setup_buf_ring(s) < 0)) return -EOPNOTSUPP;
   struct io_uring_sqe *sqe = get_sqe(s);
   if (!sqe) return -ENOMEM;
-  if (s->cfg.recv_per_op)
+  if (s->cfg.recv_per_op || op->bounded)
     io_uring_prep_recv(sqe, op->fd, NULL, 0, 0); /* one chunk; re-armed as multishot is */
   else
     io_uring_prep_recv_multishot(sqe, op->fd, NULL, 0, 0);

@@ -35,6 +35,11 @@ enum aloop__op_state { OP_IDLE, OP_PARKED, OP_SUBMITTED, OP_CANCELLING };
 struct aloop__op {
   uint8_t kind, state;
   bool more;                     /* RECV_STREAM: more completions follow this one */
+  /* RECV_STREAM on a completion driver: one chunk per request, not a multishot receive, so that
+   * no more than one chunk arrives after the consumer stops reading (a multishot one goes on
+   * filling provided buffers from the socket until its cancel reaches the kernel). The consumer
+   * may change it in `done`; the driver reads it whenever it re-arms. */
+  bool bounded;
   int fd;
   void *buf;                     /* recv, send */
   size_t len;

@@ -46,6 +46,8 @@ struct aloop_transport {
   bool write_paused;
   bool native_send;              /* the driver sends in its own batch: no inline send first */
   bool made;                     /* connection_made has run: connection_lost may follow */
+  bool pushed_back;              /* paused its reading, or a bulk chunk came: reads stay bounded */
+  uint32_t chunks;               /* chunks received, counted up to BOUNDED_CHUNKS */
   int lost_err;
   struct chunk *wq, *wq_last;    /* queued bytes, oldest first */
   struct chunk *spare;           /* one sent CHUNK_MIN chunk kept for the next write */
@@ -64,10 +66,23 @@ static aloop_transport *of_wop(struct aloop__op *op) {
 static void on_read(aloop_loop *loop, struct aloop__op *op, int32_t res);
 static void on_sent(aloop_loop *loop, struct aloop__op *op, int32_t res);
 
+/* Whether reads take one chunk per request (op.h). A multishot receive costs less per message but
+ * reads ahead without bound: it goes on filling provided buffers from the socket until its cancel
+ * reaches the kernel, megabytes for a peer that floods us. So every connection starts bounded and
+ * moves to multishot only after BOUNDED_CHUNKS chunks that were all small (request and answer
+ * traffic, where it pays); a bulk chunk (a sender ahead of us: more is waiting) or a pause of its
+ * reading keeps it bounded for good, so a client that sends and never reads costs at most one
+ * chunk past the protocol's pause. */
+enum { BOUNDED_CHUNKS = 16, BULK_CHUNK = 16 * 1024 };
+static bool bounded_reads(const aloop_transport *t) {
+  return t->pushed_back || t->chunks < BOUNDED_CHUNKS;
+}
+
 static void start_reading(aloop_transport *t) {
   if (t->reading || t->read_paused || t->closing || t->eof_received) return;
   t->reading = true;
-  t->rop = (struct aloop__op){.kind = ALOOP__OP_RECV_STREAM, .fd = t->fd, .done = on_read};
+  t->rop = (struct aloop__op){.kind = ALOOP__OP_RECV_STREAM, .fd = t->fd, .done = on_read,
+                              .bounded = bounded_reads(t)};
   aloop__op_start(t->loop, &t->rop);
 }
 
@@ -187,6 +202,8 @@ static void on_read(aloop_loop *loop, struct aloop__op *op, int32_t res) {
   (void)loop;
   aloop_transport *t = of_rop(op);
   if (!op->more) t->reading = false;
+  if (res > 0 && t->chunks < BOUNDED_CHUNKS) t->chunks++;
+  if (res >= BULK_CHUNK) t->pushed_back = true;
   if (res > 0) {
     if (t->closing) {
       /* closed: what still arrives is dropped, as asyncio does */
@@ -204,6 +221,7 @@ static void on_read(aloop_loop *loop, struct aloop__op *op, int32_t res) {
   } else if (res != -ECANCELED) {
     fail(t, res);
   }
+  op->bounded = bounded_reads(t); /* for the driver's re-arm, if it re-arms */
   if (!t->reading) start_reading(t); /* a stream op that ended early (io_uring re-arm) */
   maybe_finish(t);
 }
@@ -354,6 +372,7 @@ static void deliver_held(aloop_loop *loop, void *arg) {
 void aloop_transport_pause_reading(aloop_transport *t) {
   if (t->read_paused || t->closing) return;
   t->read_paused = true;
+  t->pushed_back = true;
   if (t->reading) aloop__op_cancel(t->loop, &t->rop);
 }
 
