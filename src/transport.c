@@ -199,11 +199,16 @@ static void deliver_eof(aloop_transport *t) {
 }
 
 static void on_read(aloop_loop *loop, struct aloop__op *op, int32_t res) {
-  (void)loop;
   aloop_transport *t = of_rop(op);
   if (!op->more) t->reading = false;
   if (res > 0 && t->chunks < BOUNDED_CHUNKS) t->chunks++;
-  if (res >= BULK_CHUNK) t->pushed_back = true;
+  if (res >= BULK_CHUNK && !t->pushed_back) {
+    t->pushed_back = true;
+    /* A multishot receive in the kernel's hands would read on regardless: stop it; it is
+     * restarted bounded when its cancel completes (below). */
+    if (op->state == OP_SUBMITTED && !op->bounded && !t->read_paused && !t->closing)
+      aloop__op_cancel(loop, op);
+  }
   if (res > 0) {
     if (t->closing) {
       /* closed: what still arrives is dropped, as asyncio does */

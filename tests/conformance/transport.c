@@ -304,10 +304,104 @@ START_TEST(test_paused_reading_holds_data_until_resumed) {
 }
 END_TEST
 
+/* ---- what arrives past a pause ------------------------------------------------------------------ */
+
+enum { PINGS = 40, FLOOD = 8 << 20 };
+
+struct flood {
+  aloop_transport *t;
+  size_t pings, received;
+  uint64_t bulk_iteration;  /* when the first bulk chunk came */
+  int phase;                /* 0 pings, 1 flood before the pause, 2 paused, 3 resumed, 4 measured */
+  size_t past_pause;        /* the first delivery after the resume: what was read past the pause */
+  unsigned char *out;       /* the peer's side */
+  size_t sent;
+  int peer;
+};
+
+static void flood_made(aloop_transport *t, void *ctx) { ((struct flood *)ctx)->t = t; }
+
+static void flood_resume(aloop_loop *loop, void *arg) {
+  (void)loop;
+  struct flood *f = arg;
+  f->phase = 3;
+  aloop_transport_resume_reading(f->t);
+}
+
+static void flood_received(aloop_transport *t, const void *data, size_t n, void *ctx) {
+  (void)data;
+  struct flood *f = ctx;
+  aloop_stats st;
+  aloop_get_stats(L, &st);
+  if (f->phase == 0) {
+    f->pings += n;
+    return;
+  }
+  f->received += n;
+  if (f->phase == 1 && !f->bulk_iteration) f->bulk_iteration = st.iterations;
+  /* Pause in a later iteration than the first bulk chunk's: whatever the connection read with
+   * until then, it has had the time to take its reads bounded. */
+  if (f->phase == 1 && st.iterations > f->bulk_iteration + 1) {
+    f->phase = 2;
+    aloop_transport_pause_reading(t);
+    aloop_call_later(L, 20 * MS, flood_resume, f, NULL);
+  } else if (f->phase == 3) {
+    f->past_pause = n;
+    f->phase = 4;
+  }
+}
+
+static void flood_write(aloop_loop *loop, int fd, void *arg) {
+  struct flood *f = arg;
+  while (f->sent < FLOOD) {
+    ssize_t n = write(fd, f->out + f->sent, FLOOD - f->sent);
+    if (n <= 0) return; /* EAGAIN: called again when there is room */
+    f->sent += (size_t)n;
+  }
+  aloop_remove_writer(loop, fd);
+}
+
+/* A connection that talked in small messages (a multishot receive pays there) and then receives
+ * a flood: the bulk chunk makes its reads bounded, so when its protocol pauses, at most one chunk
+ * more is read for it, not whatever a multishot receive would pull from the socket meanwhile. */
+START_TEST(test_a_flood_after_small_messages_is_read_bounded_past_a_pause) {
+  int lfd, cfd;
+  int sfd = tcp_connected(&lfd, &cfd);
+  int big = 4 << 20; /* a deep socket buffer: a multishot receive could read megabytes at once */
+  setsockopt(sfd, SOL_SOCKET, SO_RCVBUF, &big, sizeof big);
+  setsockopt(cfd, SOL_SOCKET, SO_SNDBUF, &big, sizeof big);
+  static struct flood f;
+  memset(&f, 0, sizeof f);
+  f.peer = cfd;
+  static const aloop_protocol proto = {.connection_made = flood_made, .data_received = flood_received};
+  ck_assert_ptr_nonnull(aloop_transport_new(L, sfd, &proto, &f));
+  for (size_t i = 0; i < PINGS; i++) {
+    ck_assert_int_eq(write(cfd, "p", 1), 1);
+    for (int k = 0; k < 10000 && f.pings <= i; k++) aloop_run_once(L, 10 * MS);
+    ck_assert_uint_eq(f.pings, i + 1);
+  }
+  f.out = calloc(1, FLOOD);
+  f.phase = 1;
+  ck_assert_int_eq(aloop_add_writer(L, cfd, flood_write, &f), 0);
+  for (int k = 0; k < 100000 && f.received < FLOOD; k++) aloop_run_once(L, 10 * MS);
+  ck_assert_uint_eq(f.received, FLOOD);
+  ck_assert_int_eq(f.phase, 4);
+  ck_assert_msg(f.past_pause <= 64 * 1024, "%zu bytes were read past the pause", f.past_pause);
+  free(f.out);
+  aloop_remove_writer(L, cfd);
+  close(cfd);
+  aloop_transport_abort(f.t);
+  aloop_run_once(L, 0);
+  aloop_run_once(L, 0);
+  aloop_close(L, lfd);
+}
+END_TEST
+
 TCase *conformance_transport(void) {
   TCase *tc = conformance_tcase("transport");
   tcase_add_test(tc, test_a_protocol_echo_moves_every_byte_and_both_sides_close_cleanly);
   tcase_add_test(tc, test_64_mib_through_a_reader_that_pauses_keeps_the_writer_bounded);
+  tcase_add_test(tc, test_a_flood_after_small_messages_is_read_bounded_past_a_pause);
   tcase_add_test(tc, test_write_eof_half_closes_and_the_other_direction_still_works);
   tcase_add_test(tc, test_abort_with_queued_data_closes_at_once);
   tcase_add_test(tc, test_a_peer_reset_mid_write_is_reported_to_connection_lost);
