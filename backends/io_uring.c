@@ -36,7 +36,9 @@
  *     after the consumer's callback returned. ENOBUFS means every buffer is out: re-arm, it is not
  *     an end of stream; a recv that ends without IORING_CQE_F_MORE is re-armed too. Kernels without
  *     buffer rings decline the operation and the core reads on readiness (poll requests) instead.
- *     Kernels without multishot recv (before 6.0) get one buffer-selecting recv per chunk.
+ *     Kernels without multishot recv (before 6.0) get one buffer-selecting recv per chunk, and so
+ *     does an operation marked bounded (op.h: a transport whose peer sends bulk or that paused),
+ *     since a multishot recv reads on past the consumer's pause until its cancel lands.
  *  k) A single-issuer ring belongs to the first thread that submits: another thread's enter fails
  *     with EEXIST on every call. That is a fatal poll error in words, never a spin.
  *  l) sqe->len is 32 bits: a 4 GiB request would become a 0-byte one (a false end of stream, or a
