@@ -828,7 +828,9 @@ static int submit_stream(struct uring_state *s, struct aloop__op *op) {
   struct io_uring_sqe *sqe = get_sqe(s);
   if (!sqe) return -ENOMEM;
   if (s->cfg.recv_per_op || op->bounded)
-    io_uring_prep_recv(sqe, op->fd, NULL, 0, 0); /* one chunk; re-armed as multishot is */
+    /* One chunk, at most op->len (the kernel takes the smaller of it and the buffer); re-armed
+     * as multishot is. */
+    io_uring_prep_recv(sqe, op->fd, NULL, op->len < RECV_BUF_SIZE ? (unsigned)op->len : 0, 0);
   else
     io_uring_prep_recv_multishot(sqe, op->fd, NULL, 0, 0);
   sqe->flags |= IOSQE_BUFFER_SELECT;

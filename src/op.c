@@ -27,7 +27,9 @@ static int32_t attempt(aloop_loop *loop, struct aloop__op *op, bool first) {
       break;
     case ALOOP__OP_RECV_STREAM: /* into the loop's read buffer, lent for the callback */
       op->buf = loop->read_buf;
-      n = recv(op->fd, op->buf, ALOOP__READ_BUFFER, MSG_DONTWAIT);
+      n = recv(op->fd, op->buf,
+               op->len && op->len < ALOOP__READ_BUFFER ? op->len : ALOOP__READ_BUFFER,
+               MSG_DONTWAIT);
       break;
     case ALOOP__OP_SEND:
       n = send(op->fd, op->buf, op->len, MSG_DONTWAIT | MSG_NOSIGNAL);

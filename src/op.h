@@ -42,7 +42,7 @@ struct aloop__op {
   bool bounded;
   int fd;
   void *buf;                     /* recv, send */
-  size_t len;
+  size_t len;                    /* RECV_STREAM: at most this much per chunk (0: a whole buffer) */
   struct sockaddr_storage addr;  /* accept: the peer; connect: the destination */
   socklen_t addrlen;
   /* Called exactly once per start, with the syscall's result or a negative errno (-ECANCELED

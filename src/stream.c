@@ -18,6 +18,7 @@ struct aloop_stream {
   size_t head, len, cap, limit;
   size_t scanned;            /* readuntil: bytes from head already searched for the separator */
   bool eof, lost, reading_paused, write_paused, user_closed;
+  bool into_reader;          /* the transport's next bytes go straight to the waiting read */
   int err;                   /* why the connection was lost, if it failed */
   struct {                   /* the one waiting read */
     uint8_t kind;
@@ -55,22 +56,24 @@ static void unref(aloop_stream *s) {
 
 /* ---- the read buffer ------------------------------------------------------------------------------ */
 
-static int append(aloop_stream *s, const void *data, size_t n) {
-  if (!n) return 0; /* buf may still be NULL: no pointer arithmetic on it */
-  if (s->head + s->len + n > s->cap) {
-    if (s->head) memmove(s->buf, s->buf + s->head, s->len); /* head > 0: buf exists */
+/* Room for at least `need` more bytes after the buffered ones: moved to the front first, then
+ * grown from 4 KiB straight to the limit (steps in between leave freed blocks behind that a
+ * thousand connections growing at once cannot reuse), never past it unless `need` itself goes
+ * past it (a readexactly longer than the limit). */
+static int reserve(aloop_stream *s, size_t need) {
+  if (s->cap - s->head - s->len >= need) return 0;
+  if (s->head) { /* head > 0: buf exists */
+    memmove(s->buf, s->buf + s->head, s->len);
     s->head = 0;
-    if (s->len + n > s->cap) {
-      size_t cap = s->cap ? s->cap : 4096;
-      while (cap < s->len + n) cap *= 2;
-      unsigned char *b = realloc(s->buf, cap);
-      if (!b) return -ENOMEM;
-      s->buf = b;
-      s->cap = cap;
-    }
+    if (s->cap - s->len >= need) return 0;
   }
-  memcpy(s->buf + s->head + s->len, data, n);
-  s->len += n;
+  size_t cap = s->cap ? s->limit : 4096; /* small while small; past that, the limit at once */
+  if (cap > s->limit) cap = s->limit;
+  if (cap < s->len + need) cap = s->len + need;
+  unsigned char *b = realloc(s->buf, cap);
+  if (!b) return -ENOMEM;
+  s->buf = b;
+  s->cap = cap;
   return 0;
 }
 
@@ -84,13 +87,14 @@ static void take(aloop_stream *s, void *dst, size_t n) {
   if (!s->len) s->head = 0;
 }
 
-/* Reading stops at the limit and resumes at half of it; a readexactly that needs more than is
- * buffered always lets reading go on. (asyncio stops at twice the limit: here a line may be as
- * long as the limit and no longer, so bytes past it are of no use to a waiting readline, and a
- * client that never reads costs one limit of buffer, not two.) */
+/* Reading stops at the limit and resumes at half of it; a read still waiting after what is
+ * buffered was offered to it (a readexactly longer than that, a line not complete yet) always
+ * lets reading go on. (asyncio stops at twice the limit: here a line may be as long as the limit
+ * and no longer, so bytes past it are of no use to a waiting readline, and a client that never
+ * reads costs one limit of buffer, not two.) */
 static void flow(aloop_stream *s) {
   if (!s->t) return;
-  bool needs_more = s->rd.kind == R_EXACTLY && s->len < s->rd.n;
+  bool needs_more = s->rd.kind != R_NONE;
   if (!s->reading_paused && s->len >= s->limit && !needs_more) {
     s->reading_paused = true;
     aloop_transport_pause_reading(s->t);
@@ -170,16 +174,19 @@ static bool try_read(aloop_stream *s, int64_t *out, char *msg, size_t msgn) {
   }
 }
 
+static void complete_read(aloop_stream *s, int64_t outcome, const char *msg) {
+  aloop_future *f = s->rd.future;
+  s->rd.kind = R_NONE;
+  s->rd.future = NULL;
+  aloop__future_finish(f, outcome, msg);
+  aloop_future_release(f);
+}
+
 static void satisfy(aloop_stream *s) {
   int64_t outcome;
   char msg[128] = "";
-  if (s->rd.kind != R_NONE && try_read(s, &outcome, msg, sizeof msg)) {
-    aloop_future *f = s->rd.future;
-    s->rd.kind = R_NONE;
-    s->rd.future = NULL;
-    aloop__future_finish(f, outcome, msg[0] ? msg : NULL);
-    aloop_future_release(f);
-  }
+  if (s->rd.kind != R_NONE && try_read(s, &outcome, msg, sizeof msg))
+    complete_read(s, outcome, msg[0] ? msg : NULL);
   flow(s);
 }
 
@@ -246,22 +253,34 @@ size_t aloop_stream_buffered(const aloop_stream *s) { return s->len; }
 
 /* ---- the protocol --------------------------------------------------------------------------------- */
 
-static void stream_received(aloop_transport *t, const void *data, size_t n, void *ctx) {
+/* The transport reads into the stream (a buffered protocol): into a waiting read's own buffer
+ * when nothing is buffered before it (no copy in between), else into the room below the limit.
+ * A reader that stops therefore holds its limit, not its limit and one read more. */
+static void *stream_get_buffer(aloop_transport *t, size_t sizehint, size_t *n, void *ctx) {
+  (void)t;
   aloop_stream *s = ctx;
-  if (s->rd.kind == R_SOME && !s->len) { /* a task waits with its buffer: no copy in between */
-    size_t k = n < s->rd.n ? n : s->rd.n;
-    if (k) memcpy(s->rd.dst, data, k);
-    aloop_future *f = s->rd.future;
-    s->rd.kind = R_NONE;
-    s->rd.future = NULL;
-    aloop__future_finish(f, (int64_t)k, NULL);
-    aloop_future_release(f);
-    data = (const unsigned char *)data + k;
-    n -= k;
+  s->into_reader = s->rd.kind == R_SOME && !s->len && s->rd.n;
+  if (s->into_reader) {
+    *n = s->rd.n;
+    return s->rd.dst;
   }
-  if (n && append(s, data, n) < 0) {
-    aloop_transport_fail(t, -ENOMEM, "stream buffer");
-    return;
+  size_t want = sizehint ? sizehint : 1;
+  if (s->len < s->limit && s->limit - s->len < want) want = s->limit - s->len;
+  /* Grow only for a read worth making: an idle connection keeps a small buffer. */
+  if (reserve(s, want < 4096 ? want : 4096) < 0) return NULL;
+  size_t room = s->cap - s->head - s->len;
+  *n = room < want ? room : want;
+  return s->buf + s->head + s->len;
+}
+
+static void stream_buffer_updated(aloop_transport *t, size_t n, void *ctx) {
+  (void)t;
+  aloop_stream *s = ctx;
+  if (s->into_reader) {
+    s->into_reader = false;
+    complete_read(s, (int64_t)n, NULL);
+  } else {
+    s->len += n;
   }
   satisfy(s);
 }
@@ -340,7 +359,8 @@ static void stream_made(aloop_transport *t, void *ctx) {
 
 static const aloop_protocol stream_protocol = {
     .connection_made = stream_made,
-    .data_received = stream_received,
+    .get_buffer = stream_get_buffer,
+    .buffer_updated = stream_buffer_updated,
     .eof_received = stream_eof,
     .connection_lost = stream_lost,
     .pause_writing = stream_pause_writing,

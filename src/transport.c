@@ -78,11 +78,20 @@ static bool bounded_reads(const aloop_transport *t) {
   return t->pushed_back || t->chunks < BOUNDED_CHUNKS;
 }
 
+/* A buffered protocol's room for the next read (0: no bound). A read never takes more than the
+ * protocol can hold, so nothing is held here for it when it pauses at its limit. */
+static size_t read_room(aloop_transport *t) {
+  size_t room = 0;
+  if (!t->proto->get_buffer || !t->proto->get_buffer(t, ALOOP__READ_BUFFER, &room, t->ctx))
+    return 0;
+  return room;
+}
+
 static void start_reading(aloop_transport *t) {
   if (t->reading || t->read_paused || t->closing || t->eof_received) return;
   t->reading = true;
   t->rop = (struct aloop__op){.kind = ALOOP__OP_RECV_STREAM, .fd = t->fd, .done = on_read,
-                              .bounded = bounded_reads(t)};
+                              .bounded = bounded_reads(t), .len = read_room(t)};
   aloop__op_start(t->loop, &t->rop);
 }
 
@@ -192,6 +201,29 @@ static int hold(aloop_transport *t, const void *data, size_t n) {
   return 0;
 }
 
+/* Bytes to the protocol: data_received, or a buffered protocol's buffers, one after another; it
+ * may pause reading or close in between. How many it took: the rest is the caller's to hold. */
+static size_t deliver(aloop_transport *t, const unsigned char *data, size_t n) {
+  if (!t->proto->get_buffer) {
+    if (t->proto->data_received) t->proto->data_received(t, data, n, t->ctx);
+    return n;
+  }
+  size_t took = 0;
+  while (took < n && !t->read_paused && !t->closing) {
+    size_t room = 0;
+    void *buf = t->proto->get_buffer(t, n - took, &room, t->ctx);
+    if (!buf || !room) {
+      aloop_transport_fail(t, -ENOBUFS, "the protocol gave no buffer to read into");
+      return n;
+    }
+    size_t k = room < n - took ? room : n - took;
+    memcpy(buf, data + took, k);
+    took += k;
+    t->proto->buffer_updated(t, k, t->ctx);
+  }
+  return t->closing ? n : took; /* closed: what is left is dropped, as asyncio does */
+}
+
 static void deliver_eof(aloop_transport *t) {
   t->eof_pending = false;
   if (!t->closing && !(t->proto->eof_received && t->proto->eof_received(t, t->ctx)))
@@ -202,7 +234,10 @@ static void on_read(aloop_loop *loop, struct aloop__op *op, int32_t res) {
   aloop_transport *t = of_rop(op);
   if (!op->more) t->reading = false;
   if (res > 0 && t->chunks < BOUNDED_CHUNKS) t->chunks++;
-  if (res >= BULK_CHUNK && !t->pushed_back) {
+  /* Bulk: a big chunk, or one that filled all the room the protocol gave (either way the sender
+   * is ahead of us and more is waiting). */
+  bool bulk = res >= BULK_CHUNK || (op->len && res > 0 && (size_t)res >= op->len);
+  if (bulk && !t->pushed_back) {
     t->pushed_back = true;
     /* A multishot receive in the kernel's hands would read on regardless: stop it; it is
      * restarted bounded when its cancel completes (below). */
@@ -212,10 +247,12 @@ static void on_read(aloop_loop *loop, struct aloop__op *op, int32_t res) {
   if (res > 0) {
     if (t->closing) {
       /* closed: what still arrives is dropped, as asyncio does */
-    } else if (t->read_paused || t->held_len) { /* paused, or behind bytes not yet delivered */
-      if (hold(t, op->buf, (size_t)res) < 0) fail(t, -ENOMEM);
-    } else if (t->proto->data_received) {
-      t->proto->data_received(t, op->buf, (size_t)res, t->ctx);
+    } else {
+      /* Paused, or behind bytes not yet delivered: all of it waits; else what the protocol did
+       * not take before it paused. */
+      size_t took = t->read_paused || t->held_len ? 0 : deliver(t, op->buf, (size_t)res);
+      if (took < (size_t)res && hold(t, (unsigned char *)op->buf + took, (size_t)res - took) < 0)
+        fail(t, -ENOMEM);
     }
   } else if (res == 0) {
     t->eof_received = true;
@@ -227,6 +264,7 @@ static void on_read(aloop_loop *loop, struct aloop__op *op, int32_t res) {
     fail(t, res);
   }
   op->bounded = bounded_reads(t); /* for the driver's re-arm, if it re-arms */
+  if (t->reading && !t->read_paused && !t->closing) op->len = read_room(t);
   if (!t->reading) start_reading(t); /* a stream op that ended early (io_uring re-arm) */
   maybe_finish(t);
 }
@@ -364,8 +402,14 @@ static void deliver_held(aloop_loop *loop, void *arg) {
     size_t n = t->held_len;
     t->held = NULL;
     t->held_len = 0;
-    if (t->proto->data_received) t->proto->data_received(t, held, n, t->ctx);
-    free(held);
+    size_t took = deliver(t, held, n);
+    if (took < n) { /* a buffered protocol paused again: keep the rest, in order */
+      memmove(held, held + took, n - took);
+      t->held = held;
+      t->held_len = n - took;
+    } else {
+      free(held);
+    }
     if (t->read_paused || t->closing) return;
   }
   if (t->eof_pending)

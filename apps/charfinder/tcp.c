@@ -76,8 +76,9 @@ static int64_t drain(aloop_stream *s, aloop_loop *loop, int64_t timeout) {
 /* The answer to q, then the next prompt: the result lines go out in pieces of about ANSWER_PIECE
  * bytes, waiting for each to drain, so that a client asking for all 98,000 CJK ideographs costs a
  * bounded buffer, not 4 MB; the last piece, the status and the prompt leave in one write. The
- * number of matches, or the connection's error. */
-enum { ANSWER_PIECE = 32 * 1024 };
+ * number of matches, or the connection's error. With the write buffer's high mark at WRITE_HIGH,
+ * what is queued and the piece being formatted stay within 64 KiB however slow the client. */
+enum { ANSWER_PIECE = 16 * 1024, WRITE_HIGH = 48 * 1024 };
 static int64_t answer(aloop_stream *s, const struct cf_config *cfg, const char *q, size_t qlen,
                       cf_buf *out) {
   const cf_index *ix = cfg->index;
@@ -201,6 +202,8 @@ static int64_t serve_client(aloop_stream *s, void *arg) {
   struct lines lines = {.since = -1};
   cf_buf out = {0}, query = {0};
   int64_t n = 0;
+  aloop_transport *t = aloop_stream_transport(s); /* NULL if the client is gone already */
+  if (t) aloop_transport_set_write_buffer_limits(t, WRITE_HIGH, 0);
   aloop_stream_write(s, CF_PROMPT, sizeof CF_PROMPT - 1);
   for (;;) {
     if ((n = drain(s, cfg->loop, cfg->timeout)) < 0) break;
@@ -243,10 +246,14 @@ static int64_t serve_client(aloop_stream *s, void *arg) {
   return n == -ECONNRESET || n == -EPIPE || n == -ECANCELED ? 0 : n;
 }
 
+enum { READ_AHEAD = 4 * 1024 };
+
 aloop_future *cf_tcp_serve(aloop_loop *loop, struct cf_config *cfg, const char *host,
                            int port) {
   cfg->loop = loop; /* a task's stream may outlive its transport: the loop is kept here */
-  aloop_server_options opts = {.size = sizeof opts, .limit = CF_LINE_LIMIT,
+  /* Lines are put together in the task's own buffer (struct lines), which bounds them: the
+   * stream only holds what arrives while the task is busy, a few queries ahead. */
+  aloop_server_options opts = {.size = sizeof opts, .limit = READ_AHEAD,
                                .max_connections = cfg->max_connections};
   return aloop_start_server(loop, serve_client, (void *)cfg, host, port, &opts);
 }

@@ -14,10 +14,10 @@
  *
  * One aloop_stream is both reader and writer. Reads fill buffers the caller owns; the bytes must
  * stay valid until the future is done (cancelling gives them back early). At most one read waits
- * at a time (-EBUSY otherwise). The reader keeps at most about its limit buffered: there the
- * transport stops reading (until half of it is taken), so a fast sender never makes memory grow.
- * What the driver had already read when reading stopped is kept too (one read: 64 KiB on select
- * and libev, one provided buffer of 32 KiB on io_uring). */
+ * at a time (-EBUSY otherwise). The reader keeps at most its limit buffered (more only for a
+ * readexactly longer than it): reads take no more than the room below the limit, and there the
+ * transport stops reading until half of it is taken, so a fast sender never makes memory grow.
+ * A read that waits with nothing buffered gets the bytes straight into its buffer. */
 #ifndef ALOOP_STREAM_H
 #define ALOOP_STREAM_H
 

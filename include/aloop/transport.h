@@ -29,6 +29,15 @@ typedef struct aloop_protocol {
   void (*connection_lost)(aloop_transport *t, int err, void *ctx);
   void (*pause_writing)(aloop_transport *t, void *ctx);  /* buffer above the high mark */
   void (*resume_writing)(aloop_transport *t, void *ctx); /* back below the low mark */
+  /* A buffered protocol (asyncio's BufferedProtocol) sets both of these instead of
+   * data_received: the transport asks where the next bytes go, reads or copies them there, then
+   * says how many came. get_buffer returns a buffer of *n bytes (at least 1; sizehint is what
+   * the transport has or would like) that stays the protocol's; NULL fails the connection with
+   * -ENOBUFS. The transport may ask again before buffer_updated: the last answer is the one used.
+   * No read ever takes more than the room given, so a protocol that bounds its room bounds what
+   * a peer can make it hold. */
+  void *(*get_buffer)(aloop_transport *t, size_t sizehint, size_t *n, void *ctx);
+  void (*buffer_updated)(aloop_transport *t, size_t n, void *ctx);
 } aloop_protocol;
 
 /* A transport over a connected, non-blocking stream socket; it owns fd from now on.

@@ -397,6 +397,110 @@ START_TEST(test_a_flood_after_small_messages_is_read_bounded_past_a_pause) {
 }
 END_TEST
 
+/* ---- buffered protocols ------------------------------------------------------------------------- */
+
+enum { BUFFERED_TOTAL = 4 << 20 };
+
+struct buffered {
+  struct side side;
+  unsigned char buf[4096];
+  size_t room, updates, over_room;
+  unsigned char *out;
+  size_t sent;
+};
+
+/* Rooms of every size from 1 byte to the whole buffer, in turn. */
+static void *buffered_get(aloop_transport *t, size_t hint, size_t *n, void *ctx) {
+  (void)t, (void)hint;
+  struct buffered *b = ctx;
+  static const size_t rooms[] = {1, 7, 100, 4096, 1500, 3};
+  b->room = rooms[b->updates % (sizeof rooms / sizeof rooms[0])];
+  *n = b->room;
+  return b->buf;
+}
+
+static void buffered_resume(aloop_loop *loop, void *arg) {
+  (void)loop;
+  struct buffered *b = arg;
+  if (b->side.t) aloop_transport_resume_reading(b->side.t);
+}
+
+static void buffered_updated(aloop_transport *t, size_t n, void *ctx) {
+  struct buffered *b = ctx;
+  if (n > b->room || !n) b->over_room++;
+  count_pattern(t, b->buf, n, &b->side);
+  if (++b->updates % 97 == 0) { /* pause between two pieces of one read, now and then */
+    aloop_transport_pause_reading(t);
+    ck_assert_int_eq(aloop_call_later(L, MS, buffered_resume, b, NULL), 0);
+  }
+}
+
+static void buffered_write(aloop_loop *loop, int fd, void *arg) {
+  struct buffered *b = arg;
+  while (b->sent < BUFFERED_TOTAL) {
+    ssize_t n = write(fd, b->out + b->sent, BUFFERED_TOTAL - b->sent);
+    if (n <= 0) return; /* EAGAIN: called again when there is room */
+    b->sent += (size_t)n;
+  }
+  aloop_remove_writer(loop, fd);
+  shutdown(fd, SHUT_WR);
+}
+
+/* asyncio's BufferedProtocol: the transport reads into the protocol's own buffer, never more than
+ * the room it was given, in order, through pauses that fall between two pieces of one read. */
+START_TEST(test_a_buffered_protocol_gets_every_byte_within_the_room_it_gives) {
+  int lfd, cfd;
+  int sfd = tcp_connected(&lfd, &cfd);
+  static struct buffered b;
+  memset(&b, 0, sizeof b);
+  init_side(&b.side);
+  b.out = malloc(BUFFERED_TOTAL);
+  for (size_t i = 0; i < BUFFERED_TOTAL; i++) b.out[i] = pattern_at(i);
+  static const aloop_protocol proto = {.connection_made = side_made, .get_buffer = buffered_get,
+                                       .buffer_updated = buffered_updated,
+                                       .eof_received = note_eof, .connection_lost = side_lost};
+  ck_assert_ptr_nonnull(aloop_transport_new(L, sfd, &proto, &b));
+  ck_assert_int_eq(aloop_add_writer(L, cfd, buffered_write, &b), 0);
+  wait_lost(&b.side);
+  ck_assert_uint_eq(b.side.received, BUFFERED_TOTAL);
+  ck_assert(b.side.pattern_ok);
+  ck_assert_uint_eq(b.over_room, 0);
+  ck_assert_int_eq(b.side.eofs, 1);
+  ck_assert_int_eq(b.side.lost_err, 0);
+  free(b.out);
+  close(cfd);
+  aloop_close(L, lfd);
+}
+END_TEST
+
+static void *no_buffer(aloop_transport *t, size_t hint, size_t *n, void *ctx) {
+  (void)t, (void)hint, (void)n, (void)ctx;
+  return NULL;
+}
+
+static void never_updated(aloop_transport *t, size_t n, void *ctx) {
+  (void)t, (void)n, (void)ctx;
+  ck_abort_msg("buffer_updated without a buffer");
+}
+
+START_TEST(test_a_buffered_protocol_without_a_buffer_fails_its_connection_in_words) {
+  int sv[2];
+  make_socketpair(sv);
+  struct side b;
+  init_side(&b);
+  static const aloop_protocol proto = {.connection_made = side_made, .get_buffer = no_buffer,
+                                       .buffer_updated = never_updated,
+                                       .connection_lost = side_lost};
+  reports_expected = 1;
+  ck_assert_ptr_nonnull(aloop_transport_new(L, sv[1], &proto, &b));
+  ck_assert_int_eq(write(sv[0], "hello", 5), 5);
+  wait_lost(&b);
+  ck_assert_int_eq(b.lost_err, -ENOBUFS);
+  ck_assert_msg(strstr(reports.message, "no buffer"), "%s", reports.message);
+  close(sv[0]);
+}
+END_TEST
+
 TCase *conformance_transport(void) {
   TCase *tc = conformance_tcase("transport");
   tcase_add_test(tc, test_a_protocol_echo_moves_every_byte_and_both_sides_close_cleanly);
@@ -406,5 +510,7 @@ TCase *conformance_transport(void) {
   tcase_add_test(tc, test_abort_with_queued_data_closes_at_once);
   tcase_add_test(tc, test_a_peer_reset_mid_write_is_reported_to_connection_lost);
   tcase_add_test(tc, test_paused_reading_holds_data_until_resumed);
+  tcase_add_test(tc, test_a_buffered_protocol_gets_every_byte_within_the_room_it_gives);
+  tcase_add_test(tc, test_a_buffered_protocol_without_a_buffer_fails_its_connection_in_words);
   return tc;
 }
