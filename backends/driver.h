@@ -4,6 +4,7 @@
 #ifndef ALOOP_DRIVER_H
 #define ALOOP_DRIVER_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -34,6 +35,16 @@ struct aloop__driver {
   /* Optional: a word for the kernel mechanism in use (libev: "epoll"), or NULL. */
   const char *(*detail)(aloop_loop *loop, void *state);
 
+  /* Optional, for embedding (aloop_backend_fd): an fd that is readable whenever a poll with
+   * timeout 0 would report something, and whose readiness wakes a poll(2) on it; or a negative
+   * errno (-ALOOP_EUNAVAIL with words through aloop__report if the driver has none it can trust).
+   * The driver owns it. Without this entry the core answers -ALOOP_EUNAVAIL. */
+  int (*backend_fd)(aloop_loop *loop, void *state);
+  /* Optional, for embedding (aloop_backend_timeout): whether the driver holds requests the kernel
+   * has not been handed yet (the next poll hands them over). While it does, its fd cannot speak
+   * for them, so the host must not sleep. NULL: the driver never holds any back. */
+  bool (*holds_requests)(aloop_loop *loop, void *state);
+
   /* Completion drivers only. op_kinds: the ALOOP__OP_BIT()s of the operations the driver completes
    * itself (the core performs the others on readiness). submit queues one (0, or a negative errno
    * and the core completes the op with it); cancel asks the kernel to stop it. Either way the
@@ -51,6 +62,9 @@ void aloop__fd_event(aloop_loop *loop, int fd, unsigned revents);
 void aloop__fd_invalid(aloop_loop *loop, int fd, int err);
 /* The per-fd bytes the core keeps for the driver (fd_priv_size of them), or NULL if fd is unknown. */
 void *aloop__fd_priv(aloop_loop *loop, int fd);
+/* Whether the loop was made to run inside a host's loop (aloop_options.embedded): a driver with
+ * several setups picks one whose backend_fd can wake the host. */
+bool aloop__embedded(const aloop_loop *loop);
 /* Report through the loop's error handler. */
 void aloop__report(aloop_loop *loop, int code, int fd, const char *source, const char *fmt, ...)
     ALOOP_PRINTF(5, 6);

@@ -50,6 +50,17 @@
  *  n) An accept completion of a multishot that is being cancelled still carries a connection:
  *     while the listening socket is open it goes to the next accept; once aloop_close let go of
  *     the socket it is closed, never given to a later file with the same fd number.
+ *  o) Embedding (aloop_backend_fd): the ring's fd polls readable while completions wait in the CQ,
+ *     and a host can sleep on it, except on a DEFER_TASKRUN ring: completions wait there as task
+ *     work until the issuer enters the kernel, and a poll(2) on the ring fd is not woken when such
+ *     work arrives (Linux 6.18: it slept its whole timeout with a completion pending). A registered
+ *     eventfd does not save it: when the completion comes from an eventfd write (aloop's own
+ *     wake-ups), the kernel defers the signal behind a flag it never clears, so it is signalled
+ *     once and never again (a conformance test lost a wake-up that way). So a loop created with
+ *     aloop_options.embedded starts from COOP_TASKRUN, whose ring fd wakes a host, and a deferred
+ *     ring answers ALOOP_EUNAVAIL. Requests queued since the last submit (sends from callbacks,
+ *     re-armed polls) reach the kernel only with the next poll: holds_requests says so, and the
+ *     host does not sleep until then.
  *
  * ALOOP_IO_URING forces the fallbacks, so that each runs in make check on any kernel. A comma-
  * separated list of words, read when a loop is created (unknown words are an error in words):
@@ -148,7 +159,10 @@ struct uring_state {
   struct io_uring_buf_ring *br; /* provided buffers for stream reads (j), set up on first use */
   unsigned char *bufs;
   bool no_buf_ring;             /* the kernel refused it: streams go the readiness way */
+  bool deferred;                /* DEFER_TASKRUN: the ring fd cannot wake a host (trap o) */
 };
+
+enum { SETUP_COOP = 1 }; /* setups[] index of cooperative task work */
 
 static const struct {
   const char *word;
@@ -338,14 +352,14 @@ static void detect_features(struct uring_config *c) {
 }
 
 static int uring_init(aloop_loop *loop, void *state, char *why, size_t n) {
-  (void)loop;
   struct uring_state *s = state;
   if (read_config(&s->cfg, why, n) < 0) return -ALOOP_EUNAVAIL;
   detect_features(&s->cfg);
   s->single_accepts = s->cfg.single_accept;
   s->no_buf_ring = s->cfg.no_buf_ring;
   int err = -EINVAL;
-  size_t first = s->cfg.setup >= 0 ? (size_t)s->cfg.setup : 0;
+  /* A host waits on the ring fd: skip the setup whose fd cannot wake it (trap o). */
+  size_t first = s->cfg.setup >= 0 ? (size_t)s->cfg.setup : aloop__embedded(loop) ? SETUP_COOP : 0;
   size_t last = s->cfg.setup >= 0 ? first + 1 : sizeof setups / sizeof setups[0];
   for (size_t i = first; i < last; i++) {
     err = make_ring(&s->ring, &s->cfg, i);
@@ -353,6 +367,7 @@ static int uring_init(aloop_loop *loop, void *state, char *why, size_t n) {
     if (err < 0) break;
     s->setup = setups[i].name;
     s->enabled = !(setups[i].flags & IORING_SETUP_R_DISABLED);
+    s->deferred = setups[i].flags & IORING_SETUP_DEFER_TASKRUN;
     if ((err = check_ring(&s->ring, why, n)) < 0) {
       io_uring_queue_exit(&s->ring);
       return err;
@@ -949,6 +964,20 @@ static void uring_cancel_fd(aloop_loop *loop, void *state, int fd, uint32_t ops)
   if (now || queued_for(s, fd)) submit_now(loop, s, fd);
 }
 
+/* ---- embedding (trap o) ---------------------------------------------------------------------- */
+
+static int uring_backend_fd(aloop_loop *loop, void *state) {
+  (void)loop;
+  struct uring_state *s = state;
+  return s->deferred ? -ALOOP_EUNAVAIL : s->ring.ring_fd;
+}
+
+static bool uring_holds_requests(aloop_loop *loop, void *state) {
+  (void)loop;
+  struct uring_state *s = state;
+  return s->nrearm || s->nbacklog || io_uring_sq_ready(&s->ring);
+}
+
 static const char *uring_detail(aloop_loop *loop, void *state) {
   (void)loop;
   return ((struct uring_state *)state)->setup;
@@ -965,6 +994,8 @@ const struct aloop__driver aloop__driver_io_uring = {
     .watch = uring_watch,
     .poll = uring_poll,
     .detail = uring_detail,
+    .backend_fd = uring_backend_fd,
+    .holds_requests = uring_holds_requests,
     .op_kinds = ALOOP__OP_BIT(ALOOP__OP_ACCEPT) | ALOOP__OP_BIT(ALOOP__OP_RECV) |
                 ALOOP__OP_BIT(ALOOP__OP_SEND) | ALOOP__OP_BIT(ALOOP__OP_SENDMSG) |
                 ALOOP__OP_BIT(ALOOP__OP_CONNECT) |

@@ -10,6 +10,10 @@
  *  d) Each call costs O(highest fd) in the kernel and in our scan of the results.
  *  e) The timeout is a timeval (microseconds): round up, or a timer is found early and the loop spins.
  *  f) EINTR is a signal, not an error: return and let the loop look at its wake-up fd.
+ *  g) No kernel object holds the interest: it is two bitmaps in this process, handed over anew
+ *     on every call. So there is no fd a host loop could wait on for us (an epoll set kept
+ *     alongside would be another driver pretending), and aloop_backend_fd answers
+ *     ALOOP_EUNAVAIL (the core does, as this driver fills no backend_fd entry).
  */
 #include <errno.h>
 #include <fcntl.h>

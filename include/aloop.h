@@ -39,7 +39,7 @@ enum {
   ALOOP_EBASE = 0x10000,
   ALOOP_ERUNNING,    /* the loop is already running (aloop_run inside a callback, or twice) */
   ALOOP_EBACKEND,    /* no driver by that name is compiled in */
-  ALOOP_EUNAVAIL,    /* the driver is compiled in but cannot work on this machine */
+  ALOOP_EUNAVAIL,    /* the driver cannot work on this machine, or cannot do what was asked */
   ALOOP_EFDLIMIT,    /* the fd is above what this driver can watch (select: FD_SETSIZE) */
   ALOOP_ESTALE,      /* the handle has already run or was cancelled */
   ALOOP_ESIGBUSY,    /* another loop in this process handles that signal */
@@ -109,6 +109,10 @@ typedef struct aloop_options {
   const char *backend; /* "select", "libev", "io_uring" or "auto"; NULL: $ALOOP_BACKEND, else auto */
   char *error;         /* optional: on failure aloop_new writes why here, in words */
   size_t error_size;
+  /* Nonzero: the loop will run inside another program's loop (aloop_backend_fd), so each driver
+   * sets up in a way whose fd can wake that host (io_uring: cooperative task work rather than a
+   * single-issuer ring with deferred task work, which cannot). */
+  int embedded;
 } aloop_options;
 
 /* Create a loop. opts may be NULL. On failure returns NULL with errno set (EINVAL for a malformed
@@ -149,6 +153,39 @@ ALOOP_API int aloop_run_once(aloop_loop *loop, int64_t timeout_ns);
 
 /* Make aloop_run() return once the current iteration's callbacks have run. */
 ALOOP_API void aloop_stop(aloop_loop *loop);
+
+/* ---- Embedding in another program's loop ------------------------------------------------------- */
+
+/* A program that already runs a loop (a GUI toolkit's, another library's) hosts aloop with these
+ * two and aloop_run_once(loop, 0):
+ *
+ *   for (;;) {                                       // the host's loop, one turn
+ *     int64_t ns = aloop_backend_timeout(loop);     // after every aloop call, before sleeping
+ *     int ms = ns < 0 ? -1 : (int)((ns + 999999) / 1000000);   // round up: never early
+ *     struct pollfd p = {.fd = aloop_backend_fd(loop), .events = POLLIN};
+ *     poll(&p, 1, ms);                               // with the host's own fds
+ *     aloop_run_once(loop, 0);                       // whatever woke the host
+ *   }
+ *
+ * with a loop made by aloop_new() with aloop_options.embedded set. Nothing is lost between the
+ * host's poll and aloop's turn: what arrives meanwhile either keeps the fd readable or is found by
+ * that aloop_run_once. aloop_stop() means nothing here (it is for aloop_run). */
+
+/* An fd that becomes readable when aloop has I/O to process: libev's epoll fd, or the io_uring
+ * ring's fd. Create the loop with aloop_options.embedded. The loop owns the fd: watch it for
+ * reading only, never read, close or change it. -ALOOP_EUNAVAIL when the driver has no fd that
+ * could say so honestly: select (its interest is a pair of bitmaps, not a kernel object), libev on
+ * a mechanism other than epoll (LIBEV_FLAGS), or an io_uring ring with deferred task work (the
+ * default without `embedded`: the kernel does not wake a poll on its fd for those completions). */
+ALOOP_API int aloop_backend_fd(aloop_loop *loop);
+
+/* How long the host may sleep on aloop_backend_fd before calling aloop_run_once, in nanoseconds:
+ * 0 when something is ready already (callbacks, due timers, calls from other threads and signals
+ * that arrived, changes the driver must hear before its fd can speak for them, a driver that
+ * failed for good, whose error the next aloop_run_once returns); the time to the earliest timer;
+ * -1 when nothing is scheduled and only I/O can wake aloop. Call it after aloop_run_once and
+ * after your own code called into aloop, right before sleeping. Works on every driver. */
+ALOOP_API int64_t aloop_backend_timeout(aloop_loop *loop);
 
 /* Monotonic time in nanoseconds: the clock timers are measured against. */
 ALOOP_API int64_t aloop_time(const aloop_loop *loop);

@@ -128,6 +128,7 @@ struct aloop_loop {
   unsigned char *read_buf; /* ALOOP__READ_BUFFER bytes for stream reads on the readiness path */
 
   bool running, stopping;
+  bool embedded; /* aloop_options.embedded: a host waits on the driver's fd */
   aloop_error_fn error_fn;
   void *error_arg;
   uint64_t iterations, errors;

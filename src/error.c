@@ -10,7 +10,7 @@
 static const char *const own_errors[] = {
     [ALOOP_ERUNNING - ALOOP_EBASE] = "the loop is already running",
     [ALOOP_EBACKEND - ALOOP_EBASE] = "no such driver in this build",
-    [ALOOP_EUNAVAIL - ALOOP_EBASE] = "the driver cannot work on this machine",
+    [ALOOP_EUNAVAIL - ALOOP_EBASE] = "the driver cannot work on this machine, or lacks this feature",
     [ALOOP_EFDLIMIT - ALOOP_EBASE] = "fd too high for this driver (select watches fds below "
                                      "FD_SETSIZE only; use libev or io_uring)",
     [ALOOP_ESTALE - ALOOP_EBASE] = "the callback already ran or was cancelled",

@@ -29,15 +29,16 @@ static int run_ready(aloop_loop *loop) {
   return ran;
 }
 
-static int64_t poll_timeout(aloop_loop *loop, int64_t max_wait) {
-  int64_t timeout = -1;
+/* Nanoseconds until the earliest timer is due (0 if it is), or -1 without timers. */
+static int64_t until_first_timer(aloop_loop *loop) {
   struct aloop__handle *first = aloop__heap_top(&loop->timers);
-  if (loop->ready.len || loop->stopping) {
-    timeout = 0;
-  } else if (first) {
-    timeout = first->when - aloop__now();
-    if (timeout < 0) timeout = 0;
-  }
+  if (!first) return -1;
+  int64_t wait = first->when - aloop__now();
+  return wait < 0 ? 0 : wait;
+}
+
+static int64_t poll_timeout(aloop_loop *loop, int64_t max_wait) {
+  int64_t timeout = loop->ready.len || loop->stopping ? 0 : until_first_timer(loop);
   if (max_wait >= 0 && (timeout < 0 || timeout > max_wait)) timeout = max_wait;
   return timeout;
 }
@@ -83,6 +84,29 @@ int aloop_run_once(aloop_loop *loop, int64_t timeout_ns) {
 }
 
 void aloop_stop(aloop_loop *loop) { loop->stopping = true; }
+
+/* ---- embedding: a host loop sleeps on the backend fd for at most the backend timeout --------- */
+
+bool aloop__embedded(const aloop_loop *loop) { return loop->embedded; }
+
+int aloop_backend_fd(aloop_loop *loop) {
+  if (!loop->drv->backend_fd) return -ALOOP_EUNAVAIL;
+  return loop->drv->backend_fd(loop, loop->drv_state);
+}
+
+/* Whether the backend fd cannot yet speak for everything aloop waits for: interest changes made
+ * by callbacks reach the driver only in the next iteration, readiness recorded but not yet
+ * dispatched, a wake-up whose eventfd the driver may not be watching again yet (io_uring re-arms
+ * its one-shot polls in the next iteration), requests the driver has not submitted. */
+static bool must_not_sleep(aloop_loop *loop) {
+  if (loop->ready.len || loop->fds.nchanges || loop->fds.npending || loop->poll_failed) return true;
+  if (atomic_load_explicit(&loop->wake_pending, memory_order_seq_cst)) return true;
+  return loop->drv->holds_requests && loop->drv->holds_requests(loop, loop->drv_state);
+}
+
+int64_t aloop_backend_timeout(aloop_loop *loop) {
+  return must_not_sleep(loop) ? 0 : until_first_timer(loop);
+}
 
 const char *aloop_backend_name(const aloop_loop *loop) { return loop->drv->name; }
 
@@ -144,6 +168,7 @@ aloop_loop *aloop_new(const aloop_options *opts) {
     return NULL;
   }
   loop->wake_fd = -1;
+  loop->embedded = o.embedded != 0; /* before the driver starts: it may set up differently */
   aloop_set_error_handler(loop, NULL, NULL);
   loop->report_interval = ALOOP_REPORT_INTERVAL_DEFAULT;
   aloop__handles_init(loop);

@@ -28,15 +28,19 @@ static void record_report(aloop_loop *loop, const aloop_error_info *info, void *
   snprintf(reports.message, sizeof reports.message, "%s", info->message);
 }
 
-aloop_loop *new_test_loop(void) {
+static aloop_loop *new_loop(bool embedded) {
   char why[256] = "";
   aloop_options opts = {.size = sizeof opts, .backend = test_driver, .error = why,
-                        .error_size = sizeof why};
+                        .error_size = sizeof why, .embedded = embedded};
   aloop_loop *loop = aloop_new(&opts);
   ck_assert_msg(loop != NULL, "aloop_new(%s): %s", test_driver, why);
   aloop_set_error_handler(loop, record_report, NULL);
   return loop;
 }
+
+aloop_loop *new_test_loop(void) { return new_loop(false); }
+
+aloop_loop *new_embedded_test_loop(void) { return new_loop(true); }
 
 static void setup(void) {
   memset(&reports, 0, sizeof reports);

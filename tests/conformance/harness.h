@@ -30,6 +30,8 @@ TCase *conformance_tcase(const char *name);
 
 /* A new loop on the driver under test, with the recording error handler. */
 aloop_loop *new_test_loop(void);
+/* The same, made to run inside another program's loop (aloop_options.embedded). */
+aloop_loop *new_embedded_test_loop(void);
 
 /* Run `loop` until something calls aloop_stop, or `max_ns` passes. Returns 1 if it was stopped,
  * 0 if the time ran out (the test then fails on what it did not see). */
