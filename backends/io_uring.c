@@ -968,13 +968,14 @@ static void datagram_completed(aloop_loop *loop, struct uring_state *s, struct a
   bool more = flags & IORING_CQE_F_MORE;
   unsigned bid = 0;
   unsigned char *buf = buffer_of(&s->dgram_bufs, flags, &bid);
-  if (buf) { /* a datagram, of 0 bytes or more */
-    int32_t n = locate_datagram(s, op, buf, res);
+  /* A datagram, of 0 bytes or more. A single recvmsg of an empty one may keep no buffer. */
+  if (buf || (res >= 0 && s->cfg.recvmsg_per_op)) {
+    int32_t n = locate_datagram(s, op, buf ? buf : s->dgram_bufs.bufs, res);
     if (n >= 0) {
       op->more = true;
       op->done(loop, op, n); /* may cancel the op: its state says so afterwards */
     }
-    recycle(s, &s->dgram_bufs, bid);
+    if (buf) recycle(s, &s->dgram_bufs, bid);
     if (more) return;
   } else if (res == -EINVAL && !more && !s->cfg.recvmsg_per_op && op->state != OP_CANCELLING) {
     s->cfg.recvmsg_per_op = true; /* multishot recvmsg unknown after all: one per datagram */

@@ -22,7 +22,8 @@
   X(fd_reuse)                \
   X(threads)                 \
   X(large_buffers)           \
-  X(paused_close)
+  X(paused_close)            \
+  X(datagram)
 
 #define DECLARE_CASE(name) TCase *conformance_##name(void);
 CONFORMANCE_CASES(DECLARE_CASE)
