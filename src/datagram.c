@@ -106,13 +106,18 @@ bool aloop_datagram_is_closing(const aloop_datagram_transport *t) { return t->cl
 
 /* ---- errors --------------------------------------------------------------------------------------- */
 
-/* Faults of the socket or the process, after which another operation would fail the same way:
- * these end the transport. Every other error is about one datagram (asyncio: OSError goes to
- * error_received). */
-static bool socket_fault(int err) {
-  static const int errs[] = {EBADF, ENOTSOCK, EFAULT, EINVAL, ENOMEM, EOPNOTSUPP, EBADFD};
-  for (size_t i = 0; i < ALOOP__ARRAY_LEN(errs); i++)
-    if (err == -errs[i]) return true;
+/* Faults of the socket itself, after which every operation would fail the same way: these end
+ * the transport. A receive is started again at once after an error, so for it a fault of the
+ * request (EINVAL, no memory) ends the transport too, rather than spin. Every other error is about
+ * one datagram (asyncio: an OSError goes to error_received): a bad address to send to, a datagram
+ * too long, an ICMP refusal. */
+static bool socket_fault(int err, bool receiving) {
+  static const int always[] = {EBADF, ENOTSOCK, EFAULT, EBADFD};
+  static const int receive[] = {EINVAL, EOPNOTSUPP, ENOMEM};
+  for (size_t i = 0; i < ALOOP__ARRAY_LEN(always); i++)
+    if (err == -always[i]) return true;
+  for (size_t i = 0; receiving && i < ALOOP__ARRAY_LEN(receive); i++)
+    if (err == -receive[i]) return true;
   return err == -ALOOP_EFDLIMIT;
 }
 
@@ -124,9 +129,9 @@ static void report(aloop_datagram_transport *t, int err, const char *message) {
 }
 
 /* An error of an operation: error_received, or the end of the transport for a socket fault. */
-static void failed(aloop_datagram_transport *t, int err) {
+static void failed(aloop_datagram_transport *t, int err, bool receiving) {
   if (err == -ECANCELED || t->aborting) return;
-  if (socket_fault(err)) {
+  if (socket_fault(err, receiving)) {
     report(t, err, "datagram socket failed");
     if (!t->lost_err) t->lost_err = err;
     aloop_datagram_abort(t);
@@ -166,7 +171,7 @@ static void on_datagram(aloop_loop *loop, struct aloop__op *op, int32_t res) {
   if (op->more && !t->closing) /* after close, what still arrives is dropped, as asyncio does */
     deliver(t, op, (size_t)res);
   else if (!op->more && res < 0)
-    failed(t, res);
+    failed(t, res, true);
   if (!t->reading) start_reading(t); /* after an error: datagrams go on arriving */
   maybe_finish(t);
 }
@@ -203,7 +208,7 @@ static void on_sent(aloop_loop *loop, struct aloop__op *op, int32_t res) {
   if (!(t->wq = d->next)) t->wq_tail = &t->wq;
   t->wq_bytes -= d->len;
   free(d);
-  if (res < 0) failed(t, res);
+  if (res < 0) failed(t, res, false);
   start_sending(t);
   maybe_resume_writing(t);
   maybe_finish(t);
@@ -253,7 +258,7 @@ int aloop_datagram_sendto(aloop_datagram_transport *t, const void *data, size_t 
   if (!t->wq && !t->sending) {
     int err = send_now(t, data, n, to);
     if (err != -EAGAIN) {
-      if (err < 0) failed(t, err); /* the datagram is lost; the protocol hears why */
+      if (err < 0) failed(t, err, false); /* the datagram is lost; the protocol hears why */
       return 0;
     }
   }

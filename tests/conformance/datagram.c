@@ -393,6 +393,15 @@ START_TEST(test_options_that_contradict_each_other_fail_and_a_given_socket_is_cl
   ck_assert_int_eq(aloop_datagram_sockname(a.t, &elsewhere), 0);
   ck_assert_int_eq(aloop_datagram_sendto(a.t, "x", 1, NULL), -EDESTADDRREQ);
   ck_assert_int_eq(aloop_datagram_peername(a.t, &elsewhere), -ENOTCONN);
+  /* An address the socket cannot send to is that datagram's error, not the transport's end. */
+  aloop_sockaddr v6 = {.len = sizeof(struct sockaddr_in6)};
+  struct sockaddr_in6 six = {.sin6_family = AF_INET6, .sin6_port = htons(9),
+                             .sin6_addr = IN6ADDR_LOOPBACK_INIT};
+  memcpy(&v6.addr, &six, sizeof six);
+  ck_assert_int_eq(aloop_datagram_sendto(a.t, "x", 1, &v6), 0);
+  ck_assert_int_eq(a.errors, 1);
+  ck_assert(a.last_error == -EAFNOSUPPORT || a.last_error == -EINVAL);
+  ck_assert(!aloop_datagram_is_closing(a.t));
   ck_assert_int_eq(aloop_datagram_sockname(b.t, &elsewhere), 0);
   ck_assert_int_eq(aloop_datagram_sendto(b.t, "x", 1, &elsewhere), -EISCONN);
   aloop_datagram_close(b.t);
