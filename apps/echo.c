@@ -2,6 +2,8 @@
  *   sock      tasks with aloop_sock_accept / aloop_sock_recv_into / aloop_sock_sendall
  *   protocol  a protocol on transports (callbacks), served by aloop_create_server
  *   streams   a task per connection with aloop_stream_read / write / drain, by aloop_start_server
+ * --udp also echoes UDP datagrams on the same port (a datagram endpoint, in every mode), and
+ * --udp-only does nothing else.
  * SIGINT or SIGTERM: stop accepting, let open connections finish for the grace period, abort the
  * rest, print one line saying so, exit 0. */
 #include <errno.h>
@@ -145,11 +147,72 @@ static int64_t accept_sock_clients(void *arg) {
   }
 }
 
+/* ---- UDP ----------------------------------------------------------------------------------------- */
+
+/* Each datagram goes back to its sender. While the socket's send buffer is full the write queue
+ * is above its mark: datagrams that arrive then are dropped rather than queued without bound, as
+ * UDP allows. */
+static bool udp_paused;
+static aloop_future *udp_closed;
+
+static void udp_echo(aloop_datagram_transport *t, const void *data, size_t n,
+                     const aloop_sockaddr *from, void *ctx) {
+  (void)ctx;
+  if (!udp_paused) aloop_datagram_sendto(t, data, n, from);
+}
+static void udp_pause(aloop_datagram_transport *t, void *ctx) {
+  (void)t, (void)ctx;
+  udp_paused = true;
+}
+static void udp_resume(aloop_datagram_transport *t, void *ctx) {
+  (void)t, (void)ctx;
+  udp_paused = false;
+}
+static void udp_lost(aloop_datagram_transport *t, int err, void *ctx) {
+  (void)t, (void)ctx;
+  aloop_future_set_result(udp_closed, err < 0 ? -err : 0);
+}
+
+static const aloop_datagram_protocol udp_protocol = {.datagram_received = udp_echo,
+                                                     .pause_writing = udp_pause,
+                                                     .resume_writing = udp_resume,
+                                                     .connection_lost = udp_lost};
+
+/* The UDP echo endpoint on host:port, or NULL after printing why. */
+static aloop_datagram_transport *open_udp(const char *host, int port, bool reuse_port) {
+  aloop_datagram_options o = {.size = sizeof o, .local_host = host, .local_port = port,
+                              .reuse_port = reuse_port};
+  aloop_future *f = aloop_create_datagram_endpoint(loop, &udp_protocol, NULL, &o);
+  if (aloop_run_until_complete(loop, f) < 0) {
+    fprintf(stderr, "%s: udp: %s\n", prog, aloop_future_message(f));
+    aloop_future_release(f);
+    return NULL;
+  }
+  aloop_datagram_transport *t = aloop_future_data(f);
+  aloop_future_release(f);
+  udp_closed = aloop_future_new(loop, "udp closed");
+  return t;
+}
+
+static void close_udp(aloop_datagram_transport *t) {
+  aloop_datagram_close(t);
+  aloop_run_until_complete(loop, udp_closed);
+  aloop_future_release(udp_closed);
+}
+
+static int udp_port(const aloop_datagram_transport *t) {
+  aloop_sockaddr a;
+  if (aloop_datagram_sockname(t, &a) < 0) return -1;
+  if (a.addr.ss_family == AF_INET6) return ntohs(((struct sockaddr_in6 *)&a.addr)->sin6_port);
+  return ntohs(((struct sockaddr_in *)&a.addr)->sin_port);
+}
+
 /* ---- running and stopping -------------------------------------------------------------------------- */
 
 struct options {
   const char *backend, *mode, *host;
   int port, workers;
+  bool udp, udp_only;
   long max_connections;
   double grace;
   int ready_fd; /* a worker tells its parent it listens (and on which driver) here; -1: none */
@@ -159,7 +222,7 @@ static void usage(FILE *out) {
   fprintf(out,
           "usage: %s [--backend select|libev|io_uring|auto] [--mode sock|protocol|streams]\n"
           "          [--host H] [--port P] [--workers N] [--grace SECONDS]\n"
-          "          [--max-connections N] [--list-backends]\n"
+          "          [--max-connections N] [--udp | --udp-only] [--list-backends]\n"
           "  --backend   the loop's driver (default: $ALOOP_BACKEND, else auto)\n"
           "  --mode      sock: tasks on socket operations; protocol: transports and protocols;\n"
           "              streams: a task per connection on streams (default: protocol)\n"
@@ -169,7 +232,9 @@ static void usage(FILE *out) {
           "              to use every core (default 1)\n"
           "  --grace     on SIGINT/SIGTERM, how long open connections may go on (default 5)\n"
           "  --max-connections  at most N open at once per process; the kernel's backlog\n"
-          "              holds the next ones (default 0: no limit)\n",
+          "              holds the next ones (default 0: no limit)\n"
+          "  --udp       also echo UDP datagrams, on the same port number\n"
+          "  --udp-only  echo UDP datagrams only\n",
           prog);
 }
 
@@ -179,7 +244,11 @@ static int parse(int argc, char **argv, struct options *o) {
   for (int i = 1; i < argc; i += 2) { /* every option takes a value */
     const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
     char *end = NULL;
-    if (!strcmp(a, "--help")) {
+    if (!strcmp(a, "--udp") || !strcmp(a, "--udp-only")) { /* flags without a value */
+      o->udp = true;
+      o->udp_only |= !strcmp(a, "--udp-only");
+      i--;
+    } else if (!strcmp(a, "--help")) {
       usage(stdout);
       return CLI_EXIT_OK;
     } else if (!strcmp(a, "--mode") && v && (!strcmp(v, "sock") || !strcmp(v, "protocol") ||
@@ -268,8 +337,11 @@ static int serve(const struct options *o) {
   sock.max_clients = (size_t)o->max_connections;
   aloop_server *server = NULL;
   aloop_future *acceptor = NULL;
-  int port;
-  if (!strcmp(o->mode, "sock")) {
+  aloop_datagram_transport *udp = NULL;
+  int port = o->port;
+  if (o->udp_only) {
+    /* no TCP */
+  } else if (!strcmp(o->mode, "sock")) {
     if ((sock.fd = cli_listen(prog, o->host, o->port, o->workers > 1, &port)) < 0) return 1;
     acceptor = aloop_task_spawn(loop, accept_sock_clients, NULL, NULL);
   } else {
@@ -285,6 +357,13 @@ static int serve(const struct options *o) {
     aloop_future_release(f);
     port = aloop_server_port(server);
   }
+  if (o->udp) { /* on the port TCP has (what port 0 became), or the one asked for */
+    if (!(udp = open_udp(o->host, port, o->workers > 1))) return 1;
+    port = udp_port(udp);
+  }
+  char mode[32];
+  snprintf(mode, sizeof mode, "%s%s", o->udp_only ? "udp" : o->mode,
+           o->udp && !o->udp_only ? "+udp" : "");
 
   stop_requested = aloop_future_new(loop, "stop");
   aloop_add_signal_handler(loop, SIGINT, on_stop_signal, NULL);
@@ -293,14 +372,19 @@ static int serve(const struct options *o) {
     dprintf(o->ready_fd, "%s\n", aloop_backend_name(loop));
     close(o->ready_fd);
   } else {
-    printf("%s: %s driver, %s mode, listening on %s:%d\n", prog, aloop_backend_name(loop), o->mode,
+    printf("%s: %s driver, %s mode, listening on %s:%d\n", prog, aloop_backend_name(loop), mode,
            o->host, port);
     fflush(stdout);
   }
   aloop_run_until_complete(loop, stop_requested);
 
   int64_t grace_ns = (int64_t)(o->grace * 1e9);
-  struct shutdown_counts c = server ? stop_server(server, grace_ns) : stop_sock(acceptor, grace_ns);
+  if (udp) close_udp(udp);
+  struct shutdown_counts c = {0, 0};
+  if (server)
+    c = stop_server(server, grace_ns);
+  else if (acceptor)
+    c = stop_sock(acceptor, grace_ns);
   if (o->ready_fd < 0)
     printf("%s: stopped: %zu connection%s finished, %zu aborted after the %.3g s grace period\n",
            prog, c.finished, c.finished == 1 ? "" : "s", c.aborted, o->grace);
@@ -351,8 +435,9 @@ static int run_workers(struct options *o) {
     }
     driver[n - 1] = 0;
   }
-  printf("%s: %s driver, %s mode, %d workers, listening on %s:%d\n", prog, driver, o->mode,
-         o->workers, o->host, o->port);
+  printf("%s: %s driver, %s%s mode, %d workers, listening on %s:%d\n", prog, driver,
+         o->udp_only ? "udp" : o->mode, o->udp && !o->udp_only ? "+udp" : "", o->workers, o->host,
+         o->port);
   fflush(stdout);
   siginfo_t info;
   while (sigwaitinfo(&stop, &info) < 0 && errno == EINTR) {

@@ -21,7 +21,7 @@
  *  f) The SQ can fill up between polls (10,000 fds added at once): submit what is queued and go on.
  *  g) CQ overflow: with IORING_FEAT_NODROP the kernel keeps overflowed CQEs; without it the ring
  *     is refused by the probe.
- *  h) Socket operations are native: accept, recv, send, sendmsg and connect are submitted as
+ *  h) Socket operations are native: accept, recv, recvmsg, send, sendmsg and connect are submitted as
  *     requests and complete in the kernel; user_data is the operation. Cancelling one is a request too, and the
  *     operation's own completion (-ECANCELED or its result, if it won the race) still follows:
  *     only then may its buffer be reused.
@@ -61,14 +61,23 @@
  *     ring answers ALOOP_EUNAVAIL. Requests queued since the last submit (sends from callbacks,
  *     re-armed polls) reach the kernel only with the next poll: holds_requests says so, and the
  *     host does not sleep until then.
+ *  p) Datagram sockets read with multishot recvmsg (6.0+) into a second provided-buffer ring whose
+ *     buffers hold the largest UDP datagram: each CQE is one datagram behind a header with the
+ *     sender's address (io_uring_recvmsg_out), so one request serves a burst. Any error ends the
+ *     request (an ICMP refusal on a connected socket is -ECONNREFUSED): the consumer hears it
+ *     and starts again, as after ENOBUFS the driver does itself. Kernels without multishot
+ *     recvmsg get one buffer-selecting recvmsg per datagram; without buffer rings, the readiness
+ *     path. A single recvmsg (aloop_sock_recvfrom) is a plain request into the caller's buffer.
  *
  * ALOOP_IO_URING forces the fallbacks, so that each runs in make check on any kernel. A comma-
  * separated list of words, read when a loop is created (unknown words are an error in words):
  *   setup=deferred|cooperative|plain  only this ring setup (single issuer + DEFER_TASKRUN,
  *                                     COOP_TASKRUN, or no flags); the loop fails if refused
- *   no-buf-ring     stream reads on readiness (poll requests), as without provided buffers
+ *   no-buf-ring     stream and datagram reads on readiness (poll requests), as without provided
+ *                   buffers
  *   single-accept   one accept request per operation, as without multishot accept
  *   recv-per-op     one recv per chunk, as without multishot recv (before 6.0)
+ *   recvmsg-per-op  one recvmsg per datagram, as without multishot recvmsg (before 6.0)
  *   cancel-per-op   aloop_close cancels each operation, as without cancel-by-fd (before 5.19)
  *   sq=N cq=N       ring sizes (default 256 and 4096; the kernel rounds up to powers of two)
  *   bufs=N          provided buffers, a power of two up to 32768 (default 128)
@@ -95,6 +104,11 @@ enum {
   RECV_BUFS_MAX = 32768, /* the kernel's limit for a buffer ring */
   RECV_BUF_SIZE = 32 * 1024,
   RECV_BGID = 1,
+  /* Datagram buffers (p): a multishot recvmsg's header and the sender's address, then room for
+   * the largest datagram delivered whole. */
+  DGRAM_BUF_SIZE = sizeof(struct io_uring_recvmsg_out) + sizeof(struct sockaddr_storage) +
+                   ALOOP__DATAGRAM_MAX,
+  DGRAM_BGID = 2,
   SQ_ENTRIES = 256,   /* per-iteration batch; a fuller SQ is flushed early (trap f) */
   CQ_ENTRIES = 4096,  /* completions one wait can return before overflow handling kicks in */
   RING_ENTRIES_MAX = 32768, /* the kernel's limit for the SQ (the CQ may be larger) */
@@ -140,8 +154,17 @@ struct uring_fd {
 /* What ALOOP_IO_URING asks for (see the header comment). */
 struct uring_config {
   int setup;                 /* index in setups[], or -1: the best the kernel takes */
-  bool no_buf_ring, single_accept, recv_per_op, cancel_per_op;
+  bool no_buf_ring, single_accept, recv_per_op, recvmsg_per_op, cancel_per_op;
   unsigned sq, cq, bufs;
+};
+
+/* A provided-buffer ring: cfg.bufs buffers of `size` bytes in group `bgid`, set up on first use. */
+struct buf_ring {
+  struct io_uring_buf_ring *br;
+  unsigned char *bufs;
+  size_t size;
+  unsigned short bgid;
+  bool refused; /* no buffer rings here (or no-buf-ring): reads of its kind go the readiness way */
 };
 
 struct uring_state {
@@ -156,9 +179,8 @@ struct uring_state {
   size_t nbacklog, backlog_cap;
   struct acceptor *acceptors;
   bool single_accepts; /* the kernel has no multishot accept */
-  struct io_uring_buf_ring *br; /* provided buffers for stream reads (j), set up on first use */
-  unsigned char *bufs;
-  bool no_buf_ring;             /* the kernel refused it: streams go the readiness way */
+  struct buf_ring stream_bufs;   /* stream reads (j) */
+  struct buf_ring dgram_bufs;    /* datagram reads (p) */
   bool deferred;                /* DEFER_TASKRUN: the ring fd cannot wake a host (trap o) */
 };
 
@@ -199,6 +221,7 @@ static int parse_word(struct uring_config *c, const char *w, char *why, size_t n
       {"no-buf-ring", offsetof(struct uring_config, no_buf_ring)},
       {"single-accept", offsetof(struct uring_config, single_accept)},
       {"recv-per-op", offsetof(struct uring_config, recv_per_op)},
+      {"recvmsg-per-op", offsetof(struct uring_config, recvmsg_per_op)},
       {"cancel-per-op", offsetof(struct uring_config, cancel_per_op)},
   };
   for (size_t i = 0; i < sizeof flags / sizeof flags[0]; i++)
@@ -337,13 +360,14 @@ static void detect_features(struct uring_config *c) {
   io_uring_prep_cancel_fd(sqe, ring.ring_fd, IORING_ASYNC_CANCEL_ALL);
   if (try_request(&ring) == -EINVAL) c->cancel_per_op = true;
   int sv[2];
-  if (!c->recv_per_op && socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == 0) {
+  /* Multishot recvmsg came with multishot recv: one question answers both. */
+  if (!(c->recv_per_op && c->recvmsg_per_op) && socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == 0) {
     if (write(sv[1], "x", 1) == 1) {
       sqe = io_uring_get_sqe(&ring);
       io_uring_prep_recv_multishot(sqe, sv[0], NULL, 0, 0);
       sqe->flags |= IOSQE_BUFFER_SELECT;
       sqe->buf_group = 0xffff; /* registered by nobody */
-      if (try_request(&ring) == -EINVAL) c->recv_per_op = true;
+      if (try_request(&ring) == -EINVAL) c->recv_per_op = c->recvmsg_per_op = true;
     }
     close(sv[0]);
     close(sv[1]);
@@ -356,7 +380,10 @@ static int uring_init(aloop_loop *loop, void *state, char *why, size_t n) {
   if (read_config(&s->cfg, why, n) < 0) return -ALOOP_EUNAVAIL;
   detect_features(&s->cfg);
   s->single_accepts = s->cfg.single_accept;
-  s->no_buf_ring = s->cfg.no_buf_ring;
+  s->stream_bufs = (struct buf_ring){.size = RECV_BUF_SIZE, .bgid = RECV_BGID,
+                                     .refused = s->cfg.no_buf_ring};
+  s->dgram_bufs = (struct buf_ring){.size = DGRAM_BUF_SIZE, .bgid = DGRAM_BGID,
+                                    .refused = s->cfg.no_buf_ring};
   int err = -EINVAL;
   /* A host waits on the ring fd: skip the setup whose fd cannot wake it (trap o). */
   size_t first = s->cfg.setup >= 0 ? (size_t)s->cfg.setup : aloop__embedded(loop) ? SETUP_COOP : 0;
@@ -381,14 +408,16 @@ static int uring_init(aloop_loop *loop, void *state, char *why, size_t n) {
   return -ALOOP_EUNAVAIL;
 }
 
+static void free_buf_ring(struct uring_state *s, struct buf_ring *r);
+
 static void uring_fini(aloop_loop *loop, void *state) {
   (void)loop;
   struct uring_state *s = state;
   io_uring_queue_exit(&s->ring);
   free(s->rearm);
   free(s->backlog);
-  if (s->br) munmap(s->br, s->cfg.bufs * sizeof(struct io_uring_buf));
-  if (s->bufs) munmap(s->bufs, (size_t)s->cfg.bufs * RECV_BUF_SIZE);
+  free_buf_ring(s, &s->stream_bufs);
+  free_buf_ring(s, &s->dgram_bufs);
   for (struct acceptor *a = s->acceptors, *next; a; a = next) {
     next = a->next;
     for (size_t i = 0; i < a->nkept; i++) close(a->kept[i]); /* accepted, never claimed */
@@ -550,15 +579,26 @@ static void accept_completed(aloop_loop *loop, struct uring_state *s, int fd, ui
                              int32_t res, uint32_t flags);
 static void stream_completed(aloop_loop *loop, struct uring_state *s, struct aloop__op *op,
                              int32_t res, uint32_t flags);
+static void datagram_completed(aloop_loop *loop, struct uring_state *s, struct aloop__op *op,
+                               int32_t res, uint32_t flags);
 
 static void complete(aloop_loop *loop, struct uring_state *s, struct io_uring_cqe *cqe) {
   uint64_t ud = io_uring_cqe_get_data64(cqe);
   if (UD_KIND(ud) == UD_OP) {
     struct aloop__op *op = (struct aloop__op *)(uintptr_t)(ud & ~(uint64_t)3);
-    if (op->kind == ALOOP__OP_RECV_STREAM)
+    if (op->kind == ALOOP__OP_RECV_STREAM) {
       stream_completed(loop, s, op, cqe->res, cqe->flags);
-    else
-      op_finished(loop, s, op, cqe->res);
+      return;
+    }
+    if (op->kind == ALOOP__OP_RECVMSG_STREAM) {
+      datagram_completed(loop, s, op, cqe->res, cqe->flags);
+      return;
+    }
+    if (op->kind == ALOOP__OP_RECVMSG && cqe->res >= 0) { /* the kernel filled in op->msg */
+      op->addrlen = op->msg.msg_namelen;
+      op->truncated = op->msg.msg_flags & MSG_TRUNC;
+    }
+    op_finished(loop, s, op, cqe->res);
     return;
   }
   if (UD_KIND(ud) == UD_ACCEPT) {
@@ -809,37 +849,66 @@ static uint32_t forget_acceptor(aloop_loop *loop, struct uring_state *s, struct 
   return answered;
 }
 
-/* ---- stream reads (trap j) -------------------------------------------------------------------- */
+/* ---- provided buffers (traps j, o) ------------------------------------------------------------ */
 
-static void recycle(struct uring_state *s, unsigned bid) {
-  io_uring_buf_ring_add(s->br, s->bufs + (size_t)bid * RECV_BUF_SIZE, RECV_BUF_SIZE,
+static void recycle(struct uring_state *s, struct buf_ring *r, unsigned bid) {
+  io_uring_buf_ring_add(r->br, r->bufs + (size_t)bid * r->size, (unsigned)r->size,
                         (unsigned short)bid, io_uring_buf_ring_mask(s->cfg.bufs), 0);
-  io_uring_buf_ring_advance(s->br, 1);
+  io_uring_buf_ring_advance(r->br, 1);
 }
 
-static int setup_buf_ring(struct uring_state *s) {
+static int setup_buf_ring(struct uring_state *s, struct buf_ring *r) {
   unsigned nbufs = s->cfg.bufs;
   size_t ring_bytes = nbufs * sizeof(struct io_uring_buf);
   void *br = mmap(NULL, ring_bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-  void *bufs = mmap(NULL, (size_t)nbufs * RECV_BUF_SIZE, PROT_READ | PROT_WRITE,
+  void *bufs = mmap(NULL, (size_t)nbufs * r->size, PROT_READ | PROT_WRITE,
                     MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
   struct io_uring_buf_reg reg = {.ring_addr = (uint64_t)(uintptr_t)br, .ring_entries = nbufs,
-                                 .bgid = RECV_BGID};
+                                 .bgid = r->bgid};
   if (br == MAP_FAILED || bufs == MAP_FAILED || io_uring_register_buf_ring(&s->ring, &reg, 0) < 0) {
     if (br != MAP_FAILED) munmap(br, ring_bytes);
-    if (bufs != MAP_FAILED) munmap(bufs, (size_t)nbufs * RECV_BUF_SIZE);
-    s->no_buf_ring = true;
+    if (bufs != MAP_FAILED) munmap(bufs, (size_t)nbufs * r->size);
+    r->refused = true;
     return -EOPNOTSUPP;
   }
-  s->br = br;
-  s->bufs = bufs;
-  io_uring_buf_ring_init(s->br);
-  for (unsigned i = 0; i < nbufs; i++) recycle(s, i);
+  r->br = br;
+  r->bufs = bufs;
+  io_uring_buf_ring_init(r->br);
+  for (unsigned i = 0; i < nbufs; i++) recycle(s, r, i);
   return 0;
 }
 
+/* Whether r can be used: set up now if it was not yet. */
+static bool buf_ring_ready(struct uring_state *s, struct buf_ring *r) {
+  return !r->refused && (r->br || setup_buf_ring(s, r) == 0);
+}
+
+static void free_buf_ring(struct uring_state *s, struct buf_ring *r) {
+  if (r->br) munmap(r->br, s->cfg.bufs * sizeof(struct io_uring_buf));
+  if (r->bufs) munmap(r->bufs, (size_t)s->cfg.bufs * r->size);
+}
+
+/* The buffer a completion used (its flags say which), or NULL if none. */
+static unsigned char *buffer_of(struct buf_ring *r, uint32_t flags, unsigned *bid) {
+  if (!(flags & IORING_CQE_F_BUFFER)) return NULL;
+  *bid = flags >> IORING_CQE_BUFFER_SHIFT;
+  return r->bufs + (size_t)*bid * r->size;
+}
+
+/* A request of a reading stream ended but reading goes on (ENOBUFS, or no IORING_CQE_F_MORE):
+ * submit it again, unless it is being cancelled. */
+static void resubmit(aloop_loop *loop, struct uring_state *s, struct aloop__op *op,
+                     int (*submit)(struct uring_state *, struct aloop__op *)) {
+  if (op->state == OP_CANCELLING)
+    op_finished(loop, s, op, -ECANCELED);
+  else if (submit(s, op) < 0)
+    op_finished(loop, s, op, -ENOMEM);
+}
+
+/* ---- stream reads (trap j) -------------------------------------------------------------------- */
+
 static int submit_stream(struct uring_state *s, struct aloop__op *op) {
-  if (s->no_buf_ring || (!s->br && setup_buf_ring(s) < 0)) return -EOPNOTSUPP;
+  if (!buf_ring_ready(s, &s->stream_bufs)) return -EOPNOTSUPP;
   struct io_uring_sqe *sqe = get_sqe(s);
   if (!sqe) return -ENOMEM;
   if (s->cfg.recv_per_op || op->bounded)
@@ -849,7 +918,7 @@ static int submit_stream(struct uring_state *s, struct aloop__op *op) {
   else
     io_uring_prep_recv_multishot(sqe, op->fd, NULL, 0, 0);
   sqe->flags |= IOSQE_BUFFER_SELECT;
-  sqe->buf_group = RECV_BGID;
+  sqe->buf_group = s->stream_bufs.bgid;
   io_uring_sqe_set_data64(sqe, (uint64_t)(uintptr_t)op | UD_OP);
   return 0;
 }
@@ -857,12 +926,12 @@ static int submit_stream(struct uring_state *s, struct aloop__op *op) {
 static void stream_completed(aloop_loop *loop, struct uring_state *s, struct aloop__op *op,
                              int32_t res, uint32_t flags) {
   bool more = flags & IORING_CQE_F_MORE;
+  unsigned bid = 0;
   if (res > 0) {
-    unsigned bid = flags >> IORING_CQE_BUFFER_SHIFT;
-    op->buf = s->bufs + (size_t)bid * RECV_BUF_SIZE;
+    op->buf = buffer_of(&s->stream_bufs, flags, &bid);
     op->more = true;
     op->done(loop, op, res); /* may cancel the op: its state says so afterwards */
-    recycle(s, bid);
+    recycle(s, &s->stream_bufs, bid);
     if (more) return;
   } else if (res == -EINVAL && !more && !s->cfg.recv_per_op && op->state != OP_CANCELLING) {
     s->cfg.recv_per_op = true; /* multishot recv unknown after all: one recv per chunk */
@@ -870,11 +939,68 @@ static void stream_completed(aloop_loop *loop, struct uring_state *s, struct alo
     if (!more) op_finished(loop, s, op, res); /* end of stream, an error, or the cancel */
     return;
   }
-  /* The kernel's request ended but the stream goes on (ENOBUFS, or no IORING_CQE_F_MORE). */
-  if (op->state == OP_CANCELLING)
-    op_finished(loop, s, op, -ECANCELED);
-  else if (submit_stream(s, op) < 0)
-    op_finished(loop, s, op, -ENOMEM);
+  resubmit(loop, s, op, submit_stream);
+}
+
+/* ---- datagram reads (trap p) ------------------------------------------------------------------ */
+
+static int submit_datagrams(struct uring_state *s, struct aloop__op *op) {
+  if (!buf_ring_ready(s, &s->dgram_bufs)) return -EOPNOTSUPP;
+  struct io_uring_sqe *sqe = get_sqe(s);
+  if (!sqe) return -ENOMEM;
+  aloop__op_recvmsg_header(op, NULL, 0); /* the buffer comes from the ring */
+  if (s->cfg.recvmsg_per_op)
+    io_uring_prep_recvmsg(sqe, op->fd, &op->msg, 0);
+  else
+    io_uring_prep_recvmsg_multishot(sqe, op->fd, &op->msg, 0);
+  sqe->flags |= IOSQE_BUFFER_SELECT;
+  sqe->buf_group = s->dgram_bufs.bgid;
+  io_uring_sqe_set_data64(sqe, (uint64_t)(uintptr_t)op | UD_OP);
+  return 0;
+}
+
+/* Where a datagram lies in buffer `buf` of a completion with result res: a multishot recvmsg
+ * puts a header and the sender's address before the payload; a single recvmsg puts the payload
+ * alone and the address in op->msg. Sets op->buf, addr, addrlen and truncated; returns the
+ * payload's length, or -EINVAL for a header that does not fit. */
+static int32_t locate_datagram(struct uring_state *s, struct aloop__op *op, unsigned char *buf,
+                               int32_t res) {
+  if (s->cfg.recvmsg_per_op) {
+    op->buf = buf;
+    op->addrlen = op->msg.msg_namelen;
+    op->truncated = res > ALOOP__DATAGRAM_MAX || (op->msg.msg_flags & MSG_TRUNC);
+    return res > ALOOP__DATAGRAM_MAX ? ALOOP__DATAGRAM_MAX : res;
+  }
+  struct io_uring_recvmsg_out *out = io_uring_recvmsg_validate(buf, res, &op->msg);
+  if (!out) return -EINVAL;
+  op->addrlen = out->namelen < sizeof op->addr ? out->namelen : sizeof op->addr;
+  memcpy(&op->addr, io_uring_recvmsg_name(out), op->addrlen);
+  op->buf = io_uring_recvmsg_payload(out, &op->msg);
+  op->truncated = out->flags & MSG_TRUNC;
+  return (int32_t)io_uring_recvmsg_payload_length(out, res, &op->msg);
+}
+
+static void datagram_completed(aloop_loop *loop, struct uring_state *s, struct aloop__op *op,
+                               int32_t res, uint32_t flags) {
+  bool more = flags & IORING_CQE_F_MORE;
+  unsigned bid = 0;
+  unsigned char *buf = buffer_of(&s->dgram_bufs, flags, &bid);
+  /* A datagram, of 0 bytes or more. A single recvmsg of an empty one may keep no buffer. */
+  if (buf || (res >= 0 && s->cfg.recvmsg_per_op)) {
+    int32_t n = locate_datagram(s, op, buf ? buf : s->dgram_bufs.bufs, res);
+    if (n >= 0) {
+      op->more = true;
+      op->done(loop, op, n); /* may cancel the op: its state says so afterwards */
+    }
+    if (buf) recycle(s, &s->dgram_bufs, bid);
+    if (more) return;
+  } else if (res == -EINVAL && !more && !s->cfg.recvmsg_per_op && op->state != OP_CANCELLING) {
+    s->cfg.recvmsg_per_op = true; /* multishot recvmsg unknown after all: one per datagram */
+  } else if (res != -ENOBUFS || more) {
+    if (!more) op_finished(loop, s, op, res); /* an error (ICMP news) or the cancel */
+    return;
+  }
+  resubmit(loop, s, op, submit_datagrams);
 }
 
 static int submit_single_accept(aloop_loop *loop, struct uring_state *s, struct aloop__op *op) {
@@ -893,8 +1019,8 @@ static int uring_submit(aloop_loop *loop, void *state, struct aloop__op *op) {
   struct uring_state *s = state;
   if (op->kind == ALOOP__OP_ACCEPT)
     return s->single_accepts ? submit_single_accept(loop, s, op) : submit_accept(loop, s, op);
-  if (op->kind == ALOOP__OP_RECV_STREAM) {
-    int err = submit_stream(s, op);
+  if (op->kind == ALOOP__OP_RECV_STREAM || op->kind == ALOOP__OP_RECVMSG_STREAM) {
+    int err = op->kind == ALOOP__OP_RECV_STREAM ? submit_stream(s, op) : submit_datagrams(s, op);
     if (err == 0) track(loop, s, op);
     return err;
   }
@@ -904,6 +1030,10 @@ static int uring_submit(aloop_loop *loop, void *state, struct aloop__op *op) {
   switch (op->kind) {
   case ALOOP__OP_RECV:
     io_uring_prep_recv(sqe, op->fd, op->buf, len, 0);
+    break;
+  case ALOOP__OP_RECVMSG:
+    aloop__op_recvmsg_header(op, op->buf, len);
+    io_uring_prep_recvmsg(sqe, op->fd, &op->msg, 0);
     break;
   case ALOOP__OP_SEND:
     io_uring_prep_send(sqe, op->fd, op->buf, len, MSG_NOSIGNAL);
@@ -999,7 +1129,8 @@ const struct aloop__driver aloop__driver_io_uring = {
     .op_kinds = ALOOP__OP_BIT(ALOOP__OP_ACCEPT) | ALOOP__OP_BIT(ALOOP__OP_RECV) |
                 ALOOP__OP_BIT(ALOOP__OP_SEND) | ALOOP__OP_BIT(ALOOP__OP_SENDMSG) |
                 ALOOP__OP_BIT(ALOOP__OP_CONNECT) |
-                ALOOP__OP_BIT(ALOOP__OP_RECV_STREAM),
+                ALOOP__OP_BIT(ALOOP__OP_RECV_STREAM) | ALOOP__OP_BIT(ALOOP__OP_RECVMSG) |
+                ALOOP__OP_BIT(ALOOP__OP_RECVMSG_STREAM),
     .submit = uring_submit,
     .cancel = uring_cancel,
     .cancel_fd = uring_cancel_fd,

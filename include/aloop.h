@@ -282,5 +282,6 @@ ALOOP_API void aloop_get_stats(const aloop_loop *loop, aloop_stats *out);
 #include "aloop/transport.h"
 #include "aloop/server.h"
 #include "aloop/stream.h"
+#include "aloop/datagram.h"
 
 #endif /* ALOOP_H */

@@ -12,6 +12,21 @@ static bool reads(const struct aloop__op *op) {
          op->kind != ALOOP__OP_CONNECT;
 }
 
+/* recvmsg(2) of one datagram into len bytes of buf, its sender into op->addr. */
+static ssize_t recv_datagram(struct aloop__op *op, void *buf, size_t len) {
+  aloop__op_recvmsg_header(op, buf, len);
+  ssize_t n = recvmsg(op->fd, &op->msg, MSG_DONTWAIT);
+  if (n >= 0) {
+    op->addrlen = op->msg.msg_namelen;
+    op->truncated = op->msg.msg_flags & MSG_TRUNC;
+  }
+  return n;
+}
+
+static bool is_stream(const struct aloop__op *op) {
+  return op->kind == ALOOP__OP_RECV_STREAM || op->kind == ALOOP__OP_RECVMSG_STREAM;
+}
+
 /* The syscall of each kind, non-blocking, as a result or negative errno. `first` distinguishes
  * connect's initial call from the check once the socket is writable. */
 static int32_t attempt(aloop_loop *loop, struct aloop__op *op, bool first) {
@@ -30,6 +45,13 @@ static int32_t attempt(aloop_loop *loop, struct aloop__op *op, bool first) {
       n = recv(op->fd, op->buf,
                op->len && op->len < ALOOP__READ_BUFFER ? op->len : ALOOP__READ_BUFFER,
                MSG_DONTWAIT);
+      break;
+    case ALOOP__OP_RECVMSG:
+      n = recv_datagram(op, op->buf, op->len);
+      break;
+    case ALOOP__OP_RECVMSG_STREAM: /* as RECV_STREAM: the loop's buffer holds any UDP datagram */
+      op->buf = loop->read_buf;
+      n = recv_datagram(op, op->buf, ALOOP__DATAGRAM_MAX);
       break;
     case ALOOP__OP_SEND:
       n = send(op->fd, op->buf, op->len, MSG_DONTWAIT | MSG_NOSIGNAL);
@@ -109,7 +131,7 @@ void aloop__op_start(aloop_loop *loop, struct aloop__op *op) {
     f->native_ops--; /* declined: the readiness path below */
   }
   struct aloop__op_queue *q = queue_of(f, op);
-  if (op->kind == ALOOP__OP_RECV_STREAM) { /* nothing to try first: it waits for data anyway */
+  if (is_stream(op)) { /* nothing to try first: it waits for data anyway */
     /* One read buffer per loop, lent to one callback at a time: reads run one after another. */
     if (!loop->read_buf && !(loop->read_buf = malloc(ALOOP__READ_BUFFER))) {
       finish(loop, op, -ENOMEM);
@@ -153,6 +175,7 @@ void aloop__op_cancel(aloop_loop *loop, struct aloop__op *op) {
 void aloop__ops_ready(aloop_loop *loop, int fd, struct aloop__fd *f, unsigned revents) {
   struct aloop__op_queue *q = (revents & ALOOP__READ) ? &f->read_ops : &f->write_ops;
   struct aloop__op *op;
+  unsigned datagrams = 0;
   while ((op = q->head)) {
     int32_t res = attempt(loop, op, false);
     if (res == -EAGAIN) break;
@@ -161,6 +184,14 @@ void aloop__ops_ready(aloop_loop *loop, int fd, struct aloop__fd *f, unsigned re
       op->more = true;
       op->done(loop, op, res);
       break;
+    }
+    if (op->kind == ALOOP__OP_RECVMSG_STREAM && res >= 0) {
+      /* A datagram (0 bytes is one too): the op stays parked, and reading goes on up to a batch
+       * per wake-up. `done` may have cancelled it: the loop looks at the queue's head again. */
+      op->more = true;
+      op->done(loop, op, res);
+      if (++datagrams == ALOOP__DATAGRAM_BATCH) break;
+      continue;
     }
     op->more = false;
     q->head = op->next;

@@ -1,5 +1,5 @@
 /* Operations: the seam between the layers above (socket ops, transports, servers) and the drivers.
- * An operation is one accept, recv, send, sendmsg or connect on an fd. aloop__op_start() is the
+ * An operation is one accept, recv, recvmsg, send, sendmsg or connect on an fd. aloop__op_start() is the
  * only place that decides how it is carried out: a completion driver (io_uring) whose op_kinds
  * include the kind completes it in the kernel; otherwise the core tries the syscall at once and, if the socket
  * is not ready, parks the operation on the fd and retries it on readiness (as asyncio's selector
@@ -12,6 +12,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 
 typedef struct aloop_loop aloop_loop;
 
@@ -25,10 +26,27 @@ enum aloop__op_kind {
    * op->more set; the last call has more == false (end of stream, an error, or -ECANCELED). */
   ALOOP__OP_RECV_STREAM,
   /* sendmsg(2): buf is the caller's struct msghdr, so several queued buffers go out as one
-   * request (a transport's write queue). */
+   * request (a transport's write queue), or one datagram to the address in its msg_name. */
   ALOOP__OP_SENDMSG,
+  /* recvmsg(2) of one datagram into buf (len bytes): the result is its length (0 is an empty
+   * datagram, never an end of stream), the sender's address lands in addr/addrlen, and
+   * `truncated` says it was longer than len (the rest is lost, as recvfrom(2) does). */
+  ALOOP__OP_RECVMSG,
+  /* Datagrams again and again until stopped, as RECV_STREAM for streams: each one arrives in a
+   * buffer the provider owns, valid only during `done`, with its sender in addr/addrlen and
+   * op->more set. Datagrams longer than ALOOP__DATAGRAM_MAX come with `truncated` set. Any
+   * error ends the operation (more == false): a datagram socket's errors (an ICMP refusal) are
+   * news for the consumer, which starts it again. */
+  ALOOP__OP_RECVMSG_STREAM,
 };
 #define ALOOP__OP_BIT(kind) (1u << (kind))
+
+/* The largest datagram RECVMSG_STREAM delivers whole: 64 KiB holds any UDP payload over IPv4
+ * (65,507 bytes) or IPv6 without jumbograms (65,527); only Unix datagrams can be longer. */
+#define ALOOP__DATAGRAM_MAX (64 * 1024)
+/* Datagrams RECVMSG_STREAM reads per readiness wake-up at most, so that one busy socket cannot
+ * starve the other fds of the loop; the rest wait for the next iteration. */
+#define ALOOP__DATAGRAM_BATCH 64
 
 enum aloop__op_state { OP_IDLE, OP_PARKED, OP_SUBMITTED, OP_CANCELLING };
 
@@ -43,13 +61,27 @@ struct aloop__op {
   int fd;
   void *buf;                     /* recv, send */
   size_t len;                    /* RECV_STREAM: at most this much per chunk (0: a whole buffer) */
-  struct sockaddr_storage addr;  /* accept: the peer; connect: the destination */
+  struct sockaddr_storage addr;  /* accept: the peer; connect: the destination; recvmsg: the
+                                    sender */
   socklen_t addrlen;
+  bool truncated;                /* RECVMSG, RECVMSG_STREAM: the datagram was cut short */
+  /* RECVMSG, RECVMSG_STREAM: the request's header, for a completion driver that hands the kernel
+   * a struct msghdr it fills in later (aloop__op_recvmsg_header). */
+  struct msghdr msg;
+  struct iovec iov;
   /* Called exactly once per start, with the syscall's result or a negative errno (-ECANCELED
    * after a cancel that won the race). May be called from inside aloop__op_start. */
   void (*done)(aloop_loop *loop, struct aloop__op *op, int32_t res);
   struct aloop__op *next;        /* the fd's parked queue */
 };
+
+/* Point op->msg at op->addr (the sender goes there) and at len bytes of buf (buf NULL: a
+ * provided buffer the kernel picks), with no control data. */
+static inline void aloop__op_recvmsg_header(struct aloop__op *op, void *buf, size_t len) {
+  op->iov = (struct iovec){buf, len};
+  op->msg = (struct msghdr){.msg_name = &op->addr, .msg_namelen = sizeof op->addr,
+                            .msg_iov = buf ? &op->iov : NULL, .msg_iovlen = buf ? 1 : 0};
+}
 
 struct aloop__op_queue {
   struct aloop__op *head, **tail;

@@ -16,6 +16,10 @@ struct sock_req {
   aloop_future *future;
   const char *send_buf; /* sendall: the caller's bytes, total and progress */
   size_t total, sent;
+  aloop_sockaddr *from;  /* recvfrom: where the caller wants the sender */
+  struct msghdr msg;     /* sendto: the datagram and its address */
+  struct iovec iov;
+  aloop_sockaddr to;
 };
 
 static void req_finish(aloop_loop *loop, struct sock_req *r, int64_t outcome) {
@@ -145,6 +149,41 @@ aloop_future *aloop_sock_connect(aloop_loop *loop, int fd, const struct sockaddr
   memcpy(&r->op.addr, addr, len);
   r->op.addrlen = len;
   return start(loop, r, "sock_connect", simple_done);
+}
+
+static void recvfrom_done(aloop_loop *loop, struct aloop__op *op, int32_t res) {
+  struct sock_req *r = (struct sock_req *)op;
+  if (res >= 0 && r->from) {
+    r->from->len = op->addrlen <= sizeof r->from->addr ? op->addrlen : sizeof r->from->addr;
+    memcpy(&r->from->addr, &op->addr, r->from->len);
+  }
+  req_finish(loop, r, res);
+}
+
+aloop_future *aloop_sock_recvfrom(aloop_loop *loop, int fd, void *buf, size_t n,
+                                  aloop_sockaddr *from) {
+  struct sock_req *r = new_req(fd, ALOOP__OP_RECVMSG);
+  if (!r) return NULL;
+  r->op.buf = buf;
+  r->op.len = n;
+  r->from = from;
+  return start(loop, r, "sock_recvfrom", recvfrom_done);
+}
+
+aloop_future *aloop_sock_sendto(aloop_loop *loop, int fd, const void *buf, size_t n,
+                                const aloop_sockaddr *to) {
+  if (to && to->len > sizeof to->addr) {
+    errno = EINVAL;
+    return NULL;
+  }
+  struct sock_req *r = new_req(fd, ALOOP__OP_SENDMSG);
+  if (!r) return NULL;
+  if (to) r->to = *to;
+  r->iov = (struct iovec){(void *)buf, n};
+  r->msg = (struct msghdr){.msg_name = to ? &r->to.addr : NULL, .msg_namelen = to ? to->len : 0,
+                           .msg_iov = &r->iov, .msg_iovlen = 1};
+  r->op.buf = &r->msg;
+  return start(loop, r, "sock_sendto", simple_done);
 }
 
 char *aloop_sockaddr_str(const aloop_sockaddr *a, char *out, size_t n) {

@@ -22,8 +22,9 @@
   X(fd_reuse)                \
   X(threads)                 \
   X(large_buffers)           \
-  X(paused_close)             \
-  X(embed)
+  X(paused_close)            \
+  X(embed)                   \
+  X(datagram)
 
 #define DECLARE_CASE(name) TCase *conformance_##name(void);
 CONFORMANCE_CASES(DECLARE_CASE)

@@ -1,7 +1,8 @@
 /* The echo servers as a user runs them: aloop-echo in each mode and the task-style example,
  * started on each compiled driver on an ephemeral port, fed payloads from 1 byte to 1 MiB by
  * several clients at once (plain blocking sockets in threads: nothing of aloop on this side),
- * checked byte for byte, then stopped with SIGTERM, with and without a connection still open. */
+ * checked byte for byte, then stopped with SIGTERM, with and without a connection still open;
+ * and with --udp / --udp-only, UDP datagrams from 0 to 65,507 bytes echoed on the same port. */
 #include "../run_suite.h"
 #include <arpa/inet.h>
 #include <check.h>
@@ -31,7 +32,7 @@ struct server {
 };
 
 /* mode NULL: the example; else aloop-echo in that mode, with one more flag and its value if
- * `flag` is set. */
+ * `flag` is set (value NULL: a flag alone). */
 static struct server start_server_with(const char *backend, const char *mode, const char *flag,
                                        const char *value) {
   int p[2];
@@ -183,6 +184,52 @@ static void limit_connections(const char *backend, const char *mode) {
   stop(&s, backend, "stopped");
 }
 
+/* A connected UDP socket to 127.0.0.1:port; a server that never answers fails the test. */
+static int udp_to(int port) {
+  int fd = socket(AF_INET, SOCK_DGRAM, 0);
+  struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+                          .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+  struct timeval tv = {30, 0};
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  ck_assert_int_eq(connect(fd, (struct sockaddr *)&a, sizeof a), 0);
+  return fd;
+}
+
+/* One datagram at a time, so none can be lost on loopback: each comes back whole. */
+static void udp_echoes(int port, const char *backend, const char *mode) {
+  static const size_t sizes[] = {0, 1, 1000, 65507};
+  int fd = udp_to(port);
+  static unsigned char out[65507], in[65536];
+  for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+    for (size_t k = 0; k < sizes[i]; k++) out[k] = (unsigned char)(k * 7 + i);
+    ck_assert_int_eq(send(fd, out, sizes[i], 0), (ssize_t)sizes[i]);
+    ssize_t n = recv(fd, in, sizeof in, 0);
+    ck_assert_msg(n == (ssize_t)sizes[i] && memcmp(in, out, sizes[i]) == 0,
+                  "%s %s: the %zu-byte datagram came back as %zd bytes", backend, mode, sizes[i], n);
+  }
+  close(fd);
+}
+
+/* --udp: TCP and UDP echo on one port number. */
+static void udp_too(const char *backend, const char *mode) {
+  struct server s = start_server_with(backend, mode, "--udp", NULL);
+  udp_echoes(s.port, backend, mode);
+  int tcp = connect_to(s.port);
+  ck_assert_int_ge(tcp, 0);
+  ping(tcp, backend, mode);
+  close(tcp);
+  stop(&s, backend, "stopped");
+}
+
+/* --udp-only: datagrams are echoed and nobody listens for TCP. */
+static void udp_only(const char *backend, const char *mode) {
+  if (strcmp(mode, "protocol")) return; /* the mode means nothing without TCP: once is enough */
+  struct server s = start_server_with(backend, mode, "--udp-only", NULL);
+  udp_echoes(s.port, backend, "udp-only");
+  ck_assert_int_lt(connect_to(s.port), 0);
+  stop(&s, backend, "stopped: 0 connections");
+}
+
 static const char *const modes[] = {"sock", "protocol", "streams", NULL /* the example */};
 
 static void on_every_driver(void (*fn)(const char *backend, const char *mode), bool with_example) {
@@ -211,6 +258,12 @@ END_TEST
 
 START_TEST(test_max_connections_keeps_the_next_client_in_the_backlog_until_one_leaves) {
   on_every_driver(limit_connections, false);
+}
+END_TEST
+
+START_TEST(test_udp_echoes_datagrams_on_the_tcp_port_on_every_driver) {
+  on_every_driver(udp_too, false);
+  on_every_driver(udp_only, false);
 }
 END_TEST
 
@@ -247,6 +300,7 @@ int main(void) {
   tcase_add_test(tc, test_shutdown_aborts_an_idle_connection_after_the_grace_period_and_exits_0);
   tcase_add_test(tc, test_bad_flags_exit_with_status_2_and_help_with_0);
   tcase_add_test(tc, test_max_connections_keeps_the_next_client_in_the_backlog_until_one_leaves);
+  tcase_add_test(tc, test_udp_echoes_datagrams_on_the_tcp_port_on_every_driver);
   suite_add_tcase(suite, tc);
   return run_suite(suite);
 }
