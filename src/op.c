@@ -4,6 +4,8 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
+#include <unistd.h>
 
 #include "core.h"
 
@@ -42,9 +44,8 @@ static int32_t attempt(aloop_loop *loop, struct aloop__op *op, bool first) {
       break;
     case ALOOP__OP_RECV_STREAM: /* into the loop's read buffer, lent for the callback */
       op->buf = loop->read_buf;
-      n = recv(op->fd, op->buf,
-               op->len && op->len < ALOOP__READ_BUFFER ? op->len : ALOOP__READ_BUFFER,
-               MSG_DONTWAIT);
+      size_t want = op->len && op->len < ALOOP__READ_BUFFER ? op->len : ALOOP__READ_BUFFER;
+      n = op->file ? read(op->fd, op->buf, want) : recv(op->fd, op->buf, want, MSG_DONTWAIT);
       break;
     case ALOOP__OP_RECVMSG:
       n = recv_datagram(op, op->buf, op->len);
@@ -57,7 +58,12 @@ static int32_t attempt(aloop_loop *loop, struct aloop__op *op, bool first) {
       n = send(op->fd, op->buf, op->len, MSG_DONTWAIT | MSG_NOSIGNAL);
       break;
     case ALOOP__OP_SENDMSG:
-      n = sendmsg(op->fd, op->buf, MSG_DONTWAIT | MSG_NOSIGNAL);
+      if (op->file) {
+        const struct msghdr *msg = op->buf;
+        n = writev(op->fd, msg->msg_iov, (int)msg->msg_iovlen);
+      } else {
+        n = sendmsg(op->fd, op->buf, MSG_DONTWAIT | MSG_NOSIGNAL);
+      }
       break;
     case ALOOP__OP_CONNECT:
       if (first) {

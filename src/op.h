@@ -49,6 +49,7 @@ enum aloop__op_kind {
 #define ALOOP__DATAGRAM_BATCH 64
 
 enum aloop__op_state { OP_IDLE, OP_PARKED, OP_SUBMITTED, OP_CANCELLING };
+enum aloop__file_kind { ALOOP__FILE_NONE, ALOOP__FILE_PIPE, ALOOP__FILE_OTHER };
 
 struct aloop__op {
   uint8_t kind, state;
@@ -58,6 +59,10 @@ struct aloop__op {
    * filling provided buffers from the socket until its cancel reaches the kernel). The consumer
    * may change it in `done`; the driver reads it whenever it re-arms. */
   bool bounded;
+  /* RECV_STREAM and SENDMSG on a pipe, FIFO or character device: read(2) and writev(2) with
+   * msg_iov, not recv and sendmsg (ALOOP__FILE_PIPE: a FIFO, which a completion driver can read
+   * and write natively; ALOOP__FILE_OTHER: a tty or the like, which it leaves to readiness). */
+  uint8_t file;
   int fd;
   void *buf;                     /* recv, send */
   size_t len;                    /* RECV_STREAM: at most this much per chunk (0: a whole buffer) */
