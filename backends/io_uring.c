@@ -914,7 +914,11 @@ static int submit_stream(struct uring_state *s, struct aloop__op *op) {
   if (!buf_ring_ready(s, &s->stream_bufs)) return -EOPNOTSUPP;
   struct io_uring_sqe *sqe = get_sqe(s);
   if (!sqe) return -ENOMEM;
-  if (s->cfg.recv_per_op || op->bounded)
+  if (op->file) /* a pipe: one read(2) per chunk, into a provided buffer all the same */
+    io_uring_prep_read(sqe, op->fd, NULL,
+                       op->len && op->len < RECV_BUF_SIZE ? (unsigned)op->len : RECV_BUF_SIZE,
+                       (uint64_t)-1);
+  else if (s->cfg.recv_per_op || op->bounded)
     /* One chunk, at most op->len (the kernel takes the smaller of it and the buffer); re-armed
      * as multishot is. */
     io_uring_prep_recv(sqe, op->fd, NULL, op->len < RECV_BUF_SIZE ? (unsigned)op->len : 0, 0);
@@ -1020,6 +1024,9 @@ static int submit_single_accept(aloop_loop *loop, struct uring_state *s, struct 
 /* Native operations: the kernel performs them; the completion comes back through complete(). */
 static int uring_submit(aloop_loop *loop, void *state, struct aloop__op *op) {
   struct uring_state *s = state;
+  /* A tty or other character device: io_uring would read it from a kernel worker thread (only
+   * some files let it wait without one); readiness (a poll request) serves it instead. */
+  if (op->file == ALOOP__FILE_OTHER) return -EOPNOTSUPP;
   if (op->kind == ALOOP__OP_ACCEPT)
     return s->single_accepts ? submit_single_accept(loop, s, op) : submit_accept(loop, s, op);
   if (op->kind == ALOOP__OP_RECV_STREAM || op->kind == ALOOP__OP_RECVMSG_STREAM) {
@@ -1042,7 +1049,12 @@ static int uring_submit(aloop_loop *loop, void *state, struct aloop__op *op) {
     io_uring_prep_send(sqe, op->fd, op->buf, len, MSG_NOSIGNAL);
     break;
   case ALOOP__OP_SENDMSG:
-    io_uring_prep_sendmsg(sqe, op->fd, op->buf, MSG_NOSIGNAL);
+    if (op->file) { /* a pipe: writev at the current position (-1: pipes have none) */
+      const struct msghdr *msg = op->buf;
+      io_uring_prep_writev(sqe, op->fd, msg->msg_iov, (unsigned)msg->msg_iovlen, (uint64_t)-1);
+    } else {
+      io_uring_prep_sendmsg(sqe, op->fd, op->buf, MSG_NOSIGNAL);
+    }
     break;
   case ALOOP__OP_CONNECT:
     io_uring_prep_connect(sqe, op->fd, (struct sockaddr *)&op->addr, op->addrlen);

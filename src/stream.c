@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "core.h"
 
@@ -514,4 +515,34 @@ aloop_future *aloop_open_connection(aloop_loop *loop, const char *host, int port
 
 aloop_future *aloop_open_unix_connection(aloop_loop *loop, const char *path, size_t limit) {
   return open_connection(loop, NULL, 0, path, limit);
+}
+
+/* ---- pipes ----------------------------------------------------------------------------------------- */
+
+static aloop_stream *pipe_stream(aloop_loop *loop, int fd, size_t limit, bool reads) {
+  aloop_stream *s = stream_new(loop, limit, 2); /* the transport's and the owner's */
+  if (!s) {
+    close(fd);
+    errno = ENOMEM;
+    return NULL;
+  }
+  aloop_transport *t = reads ? aloop_connect_read_pipe(loop, fd, &stream_protocol, s)
+                             : aloop_connect_write_pipe(loop, fd, &stream_protocol, s);
+  if (!t) {
+    int err = errno;
+    free(s);
+    errno = err;
+    return NULL;
+  }
+  s->t = t;
+  s->eof = !reads; /* a write pipe has nothing to read: reads answer 0 */
+  return s;
+}
+
+aloop_stream *aloop_open_read_pipe(aloop_loop *loop, int fd, size_t limit) {
+  return pipe_stream(loop, fd, limit, true);
+}
+
+aloop_stream *aloop_open_write_pipe(aloop_loop *loop, int fd) {
+  return pipe_stream(loop, fd, 0, false);
 }

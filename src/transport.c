@@ -11,7 +11,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdatomic.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include "core.h"
@@ -46,6 +51,8 @@ struct aloop_transport {
   bool write_paused;
   bool native_send;              /* the driver sends in its own batch: no inline send first */
   bool made;                     /* connection_made has run: connection_lost may follow */
+  uint8_t file;                  /* a pipe, FIFO or tty (op.h's aloop__file_kind), not a socket */
+  bool no_reads, no_writes;      /* a pipe transport has one direction */
   bool pushed_back;              /* paused its reading, or a bulk chunk came: reads stay bounded */
   uint32_t chunks;               /* chunks received, counted up to BOUNDED_CHUNKS */
   int lost_err;
@@ -75,7 +82,7 @@ static void on_sent(aloop_loop *loop, struct aloop__op *op, int32_t res);
  * chunk past the protocol's pause. */
 enum { BOUNDED_CHUNKS = 16, BULK_CHUNK = 16 * 1024 };
 static bool bounded_reads(const aloop_transport *t) {
-  return t->pushed_back || t->chunks < BOUNDED_CHUNKS;
+  return t->pushed_back || t->chunks < BOUNDED_CHUNKS || t->file; /* no multishot read(2) */
 }
 
 /* A buffered protocol's room for the next read (0: no bound). A read never takes more than the
@@ -88,10 +95,11 @@ static size_t read_room(aloop_transport *t) {
 }
 
 static void start_reading(aloop_transport *t) {
-  if (t->reading || t->read_paused || t->closing || t->eof_received) return;
+  if (t->reading || t->read_paused || t->closing || t->eof_received || t->no_reads) return;
   t->reading = true;
   t->rop = (struct aloop__op){.kind = ALOOP__OP_RECV_STREAM, .fd = t->fd, .done = on_read,
-                              .bounded = bounded_reads(t), .len = read_room(t)};
+                              .bounded = bounded_reads(t), .len = read_room(t),
+                              .file = t->file};
   aloop__op_start(t->loop, &t->rop);
 }
 
@@ -104,7 +112,7 @@ static void start_sending(aloop_transport *t) {
   /* Bytes appended to the last chunk later lie beyond its iov entry: the request stays valid. */
   t->msg = (struct msghdr){.msg_iov = t->iov, .msg_iovlen = n};
   t->wop = (struct aloop__op){.kind = ALOOP__OP_SENDMSG, .fd = t->fd, .buf = &t->msg,
-                              .done = on_sent};
+                              .done = on_sent, .file = t->file};
   aloop__op_start(t->loop, &t->wop);
 }
 
@@ -152,6 +160,10 @@ static void lose(aloop_transport *t, int err) {
 }
 
 static void report(aloop_transport *t, int err, const char *message) {
+  if (t->file) {
+    aloop__report(t->loop, err, t->fd, "pipe", "fd %d: %s", t->fd, message);
+    return;
+  }
   char peer[ALOOP_SOCKADDR_STRLEN] = "?";
   aloop_sockaddr addr;
   if (aloop_transport_peername(t, &addr) == 0) aloop_sockaddr_str(&addr, peer, sizeof peer);
@@ -341,6 +353,7 @@ static int enqueue(aloop_transport *t, const unsigned char *data, size_t n) {
 }
 
 int aloop_transport_writev(aloop_transport *t, const struct iovec *iov, int iovcnt) {
+  if (t->no_writes) return -EBADF;
   if (t->closing || t->eof_requested) return -EPIPE;
   size_t total = 0, sent = 0;
   for (int i = 0; i < iovcnt; i++) total += iov[i].iov_len;
@@ -351,7 +364,7 @@ int aloop_transport_writev(aloop_transport *t, const struct iovec *iov, int iovc
   if (!t->wq && !t->sending && (!t->native_send || total >= CHUNK_MIN)) {
     struct msghdr msg = {.msg_iov = (struct iovec *)iov, .msg_iovlen = (size_t)iovcnt};
     ssize_t n;
-    do n = sendmsg(t->fd, &msg, MSG_DONTWAIT | MSG_NOSIGNAL);
+    do n = t->file ? writev(t->fd, iov, iovcnt) : sendmsg(t->fd, &msg, MSG_DONTWAIT | MSG_NOSIGNAL);
     while (n < 0 && errno == EINTR);
     if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
       fail(t, -errno);
@@ -382,8 +395,13 @@ int aloop_transport_write(aloop_transport *t, const void *data, size_t n) {
 }
 
 int aloop_transport_write_eof(aloop_transport *t) {
+  if (t->no_writes) return -EBADF;
   if (t->closing) return -EPIPE;
   if (t->eof_requested) return 0;
+  if (t->file) { /* a pipe has no half-close: the reader sees the end when it is closed */
+    aloop_transport_close(t);
+    return 0;
+  }
   t->eof_requested = true;
   if (!t->wq && !t->sending) {
     t->eof_sent = true;
@@ -486,10 +504,64 @@ static void made(aloop_loop *loop, void *arg) {
   aloop_transport *t = arg;
   t->made = true;
   /* The peer's address while there is one: after both ends close, getpeername has none. */
-  if (!t->peer.len && name_of(t->fd, &t->peer, getpeername) < 0) t->peer.len = 0;
+  if (!t->file && !t->peer.len && name_of(t->fd, &t->peer, getpeername) < 0) t->peer.len = 0;
   if (t->proto->connection_made) t->proto->connection_made(t, t->ctx);
   start_reading(t);
   maybe_finish(t);
+}
+
+/* A pipe's kind: a FIFO a completion driver can read and write itself, or a tty or other
+ * character device it leaves to readiness; -EINVAL for what is neither (a regular file is
+ * always "ready" and never ends by blocking: it is file I/O, not a pipe). */
+static int file_kind(int fd) {
+  struct stat st;
+  if (fstat(fd, &st) < 0) return -errno;
+  if (S_ISFIFO(st.st_mode)) return ALOOP__FILE_PIPE;
+  if (S_ISCHR(st.st_mode)) return ALOOP__FILE_OTHER;
+  if (S_ISSOCK(st.st_mode)) return ALOOP__FILE_OTHER; /* one end of a socketpair given as a pipe */
+  return -EINVAL;
+}
+
+/* A process whose pipe reader went away gets SIGPIPE from write(2) (send has MSG_NOSIGNAL, write
+ * has no such flag): left at its default, that kills the process instead of failing the write
+ * with EPIPE. So, as Python and Node do, a process that writes to pipes through aloop ignores it,
+ * unless the application chose a disposition of its own. */
+static void ignore_sigpipe_once(void) {
+  static atomic_flag done = ATOMIC_FLAG_INIT;
+  if (atomic_flag_test_and_set(&done)) return;
+  struct sigaction old;
+  if (sigaction(SIGPIPE, NULL, &old) == 0 && old.sa_handler == SIG_DFL && !(old.sa_flags & SA_SIGINFO))
+    signal(SIGPIPE, SIG_IGN);
+}
+
+static aloop_transport *pipe_transport(aloop_loop *loop, int fd, const aloop_protocol *proto,
+                                       void *ctx, bool reads) {
+  int kind = file_kind(fd);
+  int flags = kind < 0 ? -1 : fcntl(fd, F_GETFL);
+  if (kind < 0 || flags < 0 || fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0) {
+    int err = kind < 0 ? -kind : errno;
+    close(fd);
+    errno = err;
+    return NULL;
+  }
+  if (!reads) ignore_sigpipe_once();
+  aloop_transport *t = aloop_transport_new(loop, fd, proto, ctx);
+  if (!t) return NULL;
+  t->file = (uint8_t)kind;
+  t->native_send = aloop__op_native(loop, ALOOP__OP_SENDMSG) && kind == ALOOP__FILE_PIPE;
+  t->no_reads = !reads;
+  t->no_writes = reads;
+  return t;
+}
+
+aloop_transport *aloop_connect_read_pipe(aloop_loop *loop, int fd, const aloop_protocol *proto,
+                                         void *ctx) {
+  return pipe_transport(loop, fd, proto, ctx, true);
+}
+
+aloop_transport *aloop_connect_write_pipe(aloop_loop *loop, int fd, const aloop_protocol *proto,
+                                          void *ctx) {
+  return pipe_transport(loop, fd, proto, ctx, false);
 }
 
 aloop_transport *aloop_transport_new(aloop_loop *loop, int fd, const aloop_protocol *proto,

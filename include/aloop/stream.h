@@ -51,6 +51,13 @@ ALOOP_API aloop_future *aloop_open_connection(aloop_loop *loop, const char *host
 ALOOP_API aloop_future *aloop_open_unix_connection(aloop_loop *loop, const char *path,
                                                    size_t limit);
 
+/* Streams over pipes (stdin, stdout, a child process's pipes, FIFOs, ttys), as
+ * aloop_connect_read_pipe / aloop_connect_write_pipe: a read pipe's stream reads (its writes
+ * answer -EBADF), a write pipe's stream writes, drains and closes (its reads answer 0 at once).
+ * It owns fd; NULL with errno (fd closed). End it with aloop_stream_close. */
+ALOOP_API aloop_stream *aloop_open_read_pipe(aloop_loop *loop, int fd, size_t limit);
+ALOOP_API aloop_stream *aloop_open_write_pipe(aloop_loop *loop, int fd);
+
 /* ---- reading: each outcome is a byte count or a negative error ------------------------------- */
 
 /* Up to n bytes, as soon as any are there; 0 at end of stream. */

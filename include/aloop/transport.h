@@ -45,6 +45,19 @@ typedef struct aloop_protocol {
 ALOOP_API aloop_transport *aloop_transport_new(aloop_loop *loop, int fd, const aloop_protocol *proto,
                                                void *ctx);
 
+/* Transports over a pipe, a FIFO or a character device such as a tty (asyncio's
+ * connect_read_pipe / connect_write_pipe): read(2) and write(2), with the same flow control, end
+ * of stream and close as a socket's. One direction each: a read pipe's writes and a write pipe's
+ * reads answer -EBADF; write_eof on a write pipe closes it once its queue is written (the reader
+ * then sees the end). A reader that goes away fails the next write: connection_lost gets -EPIPE.
+ * The transport owns fd and makes it non-blocking; the first write pipe makes the process ignore
+ * SIGPIPE if its disposition is still the default (else a vanished reader would kill it).
+ * -EINVAL (as errno, fd closed) for a regular file or a directory. */
+ALOOP_API aloop_transport *aloop_connect_read_pipe(aloop_loop *loop, int fd,
+                                                   const aloop_protocol *proto, void *ctx);
+ALOOP_API aloop_transport *aloop_connect_write_pipe(aloop_loop *loop, int fd,
+                                                    const aloop_protocol *proto, void *ctx);
+
 /* Queue bytes (copied as needed). 0, or -EPIPE once closing or after write_eof, -ENOMEM.
  * Errors of the connection itself come through connection_lost, as in asyncio. */
 ALOOP_API int aloop_transport_write(aloop_transport *t, const void *data, size_t n);

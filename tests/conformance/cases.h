@@ -24,7 +24,8 @@
   X(large_buffers)           \
   X(paused_close)            \
   X(embed)                   \
-  X(datagram)
+  X(datagram)                \
+  X(pipes)
 
 #define DECLARE_CASE(name) TCase *conformance_##name(void);
 CONFORMANCE_CASES(DECLARE_CASE)
