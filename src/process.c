@@ -46,7 +46,10 @@ struct aloop_process {
   bool lost_scheduled;
 
   aloop_stream *streams[3];
+  aloop_future *stream_closes[3]; /* from aloop_stream_close, until done */
+  int streams_closing;
   bool communicating;
+  aloop_future *closed_future; /* from aloop_process_close: done just before p is freed */
 
   aloop_future **waiters;
   size_t nwaiters, waiters_cap;
@@ -302,9 +305,19 @@ static int watch_child(aloop_process *p) {
 
 /* ---- the process object ----------------------------------------------------------------------- */
 
+/* The end of p: the close future hears the wait status (or that the child's fate is unknown). */
 static void process_free(aloop_process *p) {
+  if (p->closed_future) {
+    aloop_future_set_result(p->closed_future, p->exited ? p->status : UNKNOWN_STATUS);
+    aloop_future_release(p->closed_future);
+  }
   free(p->waiters);
   free(p);
+}
+
+/* From aloop_process_spawn: freed once closed, reaped, and its streams closed. */
+static void maybe_free(aloop_process *p) {
+  if (!p->proto && p->closed && p->exited && !p->streams_closing) process_free(p);
 }
 
 static void call_lost(aloop_loop *loop, void *arg) {
@@ -332,8 +345,8 @@ static void child_reaped(aloop_process *p, int status) {
   if (p->proto) {
     if (p->proto->process_exited) p->proto->process_exited(p, p->ctx);
     try_finish(p);
-  } else if (p->closed) {
-    process_free(p);
+  } else {
+    maybe_free(p);
   }
 }
 
@@ -448,7 +461,8 @@ static aloop_future *spawn(aloop_loop *loop, const char *const argv[],
     }
     aloop_future_set_error(f, err, "cannot watch '%s' (pid %d)", argv[0], (int)p->pid);
     if (p->proto) p->proto = &no_protocol; /* the caller never hears of this process */
-    aloop_process_close(p);
+    aloop_future *closing = aloop_process_close(p);
+    if (closing) aloop_future_release(closing);
     return f;
   }
   aloop_future_set_data(f, p, NULL);
@@ -537,19 +551,42 @@ aloop_stream *aloop_process_stdin(aloop_process *p) { return p->streams[0]; }
 aloop_stream *aloop_process_stdout(aloop_process *p) { return p->streams[1]; }
 aloop_stream *aloop_process_stderr(aloop_process *p) { return p->streams[2]; }
 
-void aloop_process_close(aloop_process *p) {
-  if (p->closed) return;
+static void stream_closed(aloop_future *f, void *arg) {
+  aloop_process *p = arg;
+  for (int i = 0; i < 3; i++)
+    if (p->stream_closes[i] == f) p->stream_closes[i] = NULL;
+  aloop_future_outcome(f); /* a pipe's error at close is no news: the child is going */
+  aloop_future_release(f);
+  p->streams_closing--;
+  maybe_free(p);
+}
+
+/* Close a stream and keep its close future until it is done, so p outlives its streams. */
+static void close_stream(aloop_process *p, int i) {
+  aloop_future *f = aloop_stream_close(p->streams[i]);
+  p->streams[i] = NULL;
+  if (!f) return; /* no memory for the future: closed all the same */
+  if (aloop_future_add_done_callback(f, stream_closed, p) < 0) {
+    aloop_future_release(f);
+    return;
+  }
+  p->stream_closes[i] = f;
+  p->streams_closing++;
+}
+
+aloop_future *aloop_process_close(aloop_process *p) {
+  if (p->closed) return NULL;
   p->closed = true;
+  p->closed_future = aloop_future_new(p->loop, "process close");
+  aloop_future *f = p->closed_future ? aloop_future_ref(p->closed_future) : NULL;
   if (!p->exited) kill(p->pid, SIGKILL);
   for (int i = 0; i < 3; i++) {
     if (p->proto && p->pipes[i].t) aloop_transport_close(p->pipes[i].t);
-    if (!p->proto && p->streams[i]) {
-      aloop_future_release(aloop_stream_close(p->streams[i]));
-      p->streams[i] = NULL;
-    }
+    if (!p->proto && p->streams[i]) close_stream(p, i);
   }
   if (p->proto) try_finish(p);
-  else if (p->exited) process_free(p);
+  else maybe_free(p);
+  return f;
 }
 
 /* ---- communicate ------------------------------------------------------------------------------ */

@@ -17,7 +17,7 @@
  *     aloop_process_output out;
  *     int64_t status = aloop_await(aloop_process_communicate(p, NULL, 0, &out, NULL));
  *     ... out.data, out.len; free(out.data); aloop_process_returncode(p) ...
- *     aloop_process_close(p);
+ *     aloop_await(aloop_process_close(p));    // done once its pipes are closed too
  *     return status;
  *   }
  *
@@ -171,8 +171,11 @@ ALOOP_API aloop_future *aloop_process_communicate(aloop_process *p, const void *
  * subprocess transport does on close; it is reaped all the same, and pending waits complete.
  * With a protocol: the pipes are closed (stdin's queue flushed first), and connection_lost
  * follows once the child has been reaped, which frees p. From aloop_process_spawn: the streams
- * are closed, and p is freed once the child has been reaped. Either way, do not use p after. */
-ALOOP_API void aloop_process_close(aloop_process *p);
+ * are closed, and p is freed once the child has been reaped and the streams are closed. Either
+ * way, do not use p after this call. Returns a future done when p is freed (outcome: the wait
+ * status), which the caller releases (it may at once); NULL if p was closed already or without
+ * memory for it (p is closed all the same). */
+ALOOP_API aloop_future *aloop_process_close(aloop_process *p);
 
 #ifdef __cplusplus
 }

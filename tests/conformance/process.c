@@ -60,7 +60,7 @@ static void ev(struct events *e, char c) {
 static void ev_made(aloop_process *p, void *ctx) {
   struct events *e = ctx;
   ev(e, 'm');
-  if (e->close_when_made) aloop_process_close(p);
+  if (e->close_when_made) aloop_future_release(aloop_process_close(p));
 }
 static void ev_data(aloop_process *p, int fd, const void *data, size_t n, void *ctx) {
   (void)p;
@@ -171,14 +171,21 @@ START_TEST(test_killed_by_a_signal_the_returncode_is_minus_the_signal) {
   ck_assert(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
   ck_assert_int_eq(aloop_process_returncode(p), -9);
   ck_assert_int_eq(aloop_process_kill(p), -ESRCH); /* reaped: nothing is sent */
-  aloop_process_close(p);
+  aloop_future_release(aloop_process_close(p));
 
   p = spawned(aloop_process_spawn(L, cat, &o));
   ck_assert_int_eq(aloop_process_terminate(p), 0);
   status = wait_status(p);
   ck_assert(WIFSIGNALED(status) && WTERMSIG(status) == SIGTERM);
   ck_assert_int_eq(aloop_process_returncode(p), -15);
-  aloop_process_close(p);
+  aloop_future_release(aloop_process_close(p));
+
+  /* Closed while running: killed, reaped, and the close future says how it ended. */
+  p = spawned(aloop_process_spawn(L, cat, &o));
+  aloop_future *w = aloop_process_wait(p);
+  status = run_within(aloop_process_close(p), 60 * SEC);
+  ck_assert(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+  ck_assert_int_eq(run_within(w, 60 * SEC), status);
   settle();
 }
 END_TEST
@@ -237,7 +244,7 @@ START_TEST(test_16_mib_round_trip_through_cat_with_both_pipes_full) {
   ck_assert_int_eq(run_within(r, 120 * SEC), CAT_TOTAL);
   ck_assert(sent_sum == received_sum);
   ck_assert_int_eq(wait_status(p), 0);
-  aloop_process_close(p);
+  ck_assert_int_eq(run_within(aloop_process_close(p), 60 * SEC), 0); /* streams closed too */
   settle();
 }
 END_TEST
@@ -264,7 +271,7 @@ START_TEST(test_200_children_at_once_are_all_reaped_with_their_codes) {
     ck_assert_int_eq(aloop_future_outcome(w[i]), want << 8);
     ck_assert_int_eq(aloop_process_returncode(p[i]), want);
     aloop_future_release(w[i]);
-    aloop_process_close(p[i]);
+    aloop_future_release(aloop_process_close(p[i]));
   }
   ck_assert_int_eq(waitpid(-1, NULL, WNOHANG), -1); /* no zombie, no child left */
   ck_assert_int_eq(errno, ECHILD);
@@ -322,7 +329,7 @@ START_TEST(test_the_hosts_own_sigchld_handler_is_still_called) {
   ck_assert_int_eq(wait_status(p), 0);
   for (int i = 0; i < 500 && !host_sigchld; i++) aloop_run_once(L, 10 * MS);
   ck_assert_int_ge(host_sigchld, 1);
-  aloop_process_close(p);
+  aloop_future_release(aloop_process_close(p));
   struct sigaction now;
   ck_assert_int_eq(sigaction(SIGCHLD, &old, &now), 0);
   ck_assert_ptr_eq((void *)now.sa_handler, (void *)on_host_sigchld); /* never replaced */
@@ -347,7 +354,7 @@ START_TEST(test_stderr_can_go_where_stdout_goes) {
   ck_assert_int_eq(communicate(p, NULL, 0, &out, NULL), 0);
   ck_assert_str_eq(out.data, "out\nerr\n");
   free(out.data);
-  aloop_process_close(p);
+  aloop_future_release(aloop_process_close(p));
   settle();
 }
 END_TEST
@@ -363,7 +370,7 @@ START_TEST(test_devnull_gives_an_empty_input_and_swallows_output) {
   ck_assert_uint_eq(out.len, 0);
   ck_assert_str_eq(out.data, "");
   free(out.data);
-  aloop_process_close(p);
+  aloop_future_release(aloop_process_close(p));
   settle();
 }
 END_TEST
@@ -378,7 +385,7 @@ START_TEST(test_env_and_cwd_take_effect) {
   ck_assert_int_eq(communicate(p, NULL, 0, &out, NULL), 0);
   ck_assert_str_eq(out.data, "bar baz\n/\nnone\n");
   free(out.data);
-  aloop_process_close(p);
+  aloop_future_release(aloop_process_close(p));
   settle();
 }
 END_TEST
@@ -399,7 +406,7 @@ START_TEST(test_the_child_gets_its_stdio_and_pass_fds_only) {
   ck_assert_int_eq(communicate(p, NULL, 0, &out, NULL), 0);
   ck_assert_str_eq(out.data, "kept\nclosed\n");
   free(out.data);
-  aloop_process_close(p);
+  aloop_future_release(aloop_process_close(p));
   for (int i = 0; i < 2; i++) {
     close(kept[i]);
     close(leaked[i]);
@@ -415,7 +422,7 @@ START_TEST(test_an_fd_given_as_stdout_receives_the_output) {
   aloop_process_options o = {.size = sizeof o, .io = {[1] = {ALOOP_PROCESS_FD, fds[1]}}};
   aloop_process *p = spawned(aloop_process_shell(L, "echo via-fd", &o));
   ck_assert_int_eq(wait_status(p), 0);
-  aloop_process_close(p);
+  aloop_future_release(aloop_process_close(p));
   close(fds[1]);
   char buf[32] = "";
   ck_assert_int_eq(read(fds[0], buf, sizeof buf - 1), 7);
@@ -448,7 +455,7 @@ START_TEST(test_communicate_writes_input_and_collects_both_outputs) {
   free(in);
   free(out.data);
   free(err.data);
-  aloop_process_close(p);
+  aloop_future_release(aloop_process_close(p));
   settle();
 }
 END_TEST
@@ -463,7 +470,7 @@ START_TEST(test_communicate_with_a_child_that_does_not_read_its_input) {
   ck_assert_int_eq(communicate(p, in, sizeof in, &out, NULL), 0);
   ck_assert_str_eq(out.data, "ignored\n");
   free(out.data);
-  aloop_process_close(p);
+  aloop_future_release(aloop_process_close(p));
   settle();
 }
 END_TEST
