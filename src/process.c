@@ -43,6 +43,8 @@ struct aloop_process {
   void *ctx;
   struct pipe_end pipes[3];
   int pipes_open;
+  bool made;         /* connection_made has run: the protocol may hear the rest */
+  bool exit_pending; /* reaped before connection_made: process_exited waits for it */
   bool lost_scheduled;
 
   aloop_stream *streams[3];
@@ -113,9 +115,25 @@ static void cloexec_from_3(int max_fd) {
   }
 }
 
+/* In the child, signals are blocked (fork_exec): handlers the parent installed (aloop's own
+ * wake the parent's loop) must not run here, so every caught signal goes back to its default
+ * before the mask is restored. Ignored ones stay ignored, except SIGPIPE, which aloop ignores in
+ * the parent and the child's programs expect at its default. */
+static void child_signals(const sigset_t *mask) {
+  for (int sig = 1; sig < NSIG; sig++) {
+    struct sigaction sa;
+    if (sig == SIGKILL || sig == SIGSTOP || sigaction(sig, NULL, &sa) < 0) continue;
+    if (sa.sa_handler == SIG_DFL || (sa.sa_handler == SIG_IGN && sig != SIGPIPE)) continue;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = SIG_DFL;
+    sigaction(sig, &sa, NULL);
+  }
+  sigprocmask(SIG_SETMASK, mask, NULL);
+}
+
 /* In the child, between fork and exec: async-signal-safe calls only. */
-static void child_run(const struct plan *pl, int errpipe) {
-  signal(SIGPIPE, SIG_DFL); /* aloop ignores it in the parent; the child's programs expect it */
+static void child_run(const struct plan *pl, int errpipe, const sigset_t *mask) {
+  child_signals(mask);
   int src[3] = {pl->src[0], pl->src[1], pl->src[2]};
   /* Move low sources out of the way first, so that placing one cannot clobber another. */
   for (int i = 0; i < 3; i++)
@@ -190,9 +208,13 @@ static int fork_exec(struct plan *pl, pid_t *pid, char *why, size_t n) {
     return -errno;
   }
   pl->max_fd = fd_ceiling();
+  sigset_t all, mask;
+  sigfillset(&all);
+  pthread_sigmask(SIG_SETMASK, &all, &mask); /* no handler of ours may run in the child */
   pid_t child = fork();
-  if (child == 0) child_run(pl, errpipe[1]);
+  if (child == 0) child_run(pl, errpipe[1], &mask);
   int err = child < 0 ? -errno : 0;
+  pthread_sigmask(SIG_SETMASK, &mask, NULL);
   close(errpipe[1]);
   close_ends(pl->child_end);
   if (err) {
@@ -329,7 +351,7 @@ static void call_lost(aloop_loop *loop, void *arg) {
 
 /* With a protocol: connection_lost once the child is reaped and every pipe closed. */
 static void try_finish(aloop_process *p) {
-  if (!p->exited || p->pipes_open || p->lost_scheduled) return;
+  if (!p->made || !p->exited || p->pipes_open || p->lost_scheduled) return;
   p->lost_scheduled = true;
   if (aloop_call_soon(p->loop, call_lost, p, NULL) < 0) call_lost(p->loop, p);
 }
@@ -343,6 +365,11 @@ static void child_reaped(aloop_process *p, int status) {
   }
   p->nwaiters = 0;
   if (p->proto) {
+    /* A driver may complete the pidfd's readiness inline, before connection_made has run. */
+    if (!p->made) {
+      p->exit_pending = true;
+      return;
+    }
     if (p->proto->process_exited) p->proto->process_exited(p, p->ctx);
     try_finish(p);
   } else {
@@ -388,10 +415,17 @@ static const aloop_protocol pipe_protocol = {.data_received = pipe_data,
 
 static const aloop_process_protocol no_protocol;
 
+/* Scheduled before the pipes' transports exist, so it runs before any of their callbacks. */
 static void made(aloop_loop *loop, void *arg) {
   (void)loop;
   aloop_process *p = arg;
+  p->made = true;
   if (p->proto->connection_made) p->proto->connection_made(p, p->ctx);
+  if (p->exit_pending) {
+    p->exit_pending = false;
+    if (p->proto->process_exited) p->proto->process_exited(p, p->ctx);
+  }
+  try_finish(p);
 }
 
 /* Hand the parent's pipe ends to transports or streams; each takes its fd, even on failure. */
@@ -447,9 +481,12 @@ static aloop_future *spawn(aloop_loop *loop, const char *const argv[],
     return f;
   }
   *p = (aloop_process){.loop = loop, .pid = p->pid, .pidfd = -1, .proto = proto, .ctx = ctx};
-  err = adopt_pipes(p, pl.parent, o.limit);
-  /* connection_made before the child can be seen to exit: scheduled before the watch. */
-  if (!err && proto) err = aloop_call_soon(loop, made, p, NULL);
+  /* connection_made first: scheduled before the pipes' transports and the watch exist. */
+  if (proto && (err = aloop_call_soon(loop, made, p, NULL)) < 0) {
+    close_ends(pl.parent);
+    p->made = true; /* never to be: nothing need wait for it */
+  }
+  if (!err) err = adopt_pipes(p, pl.parent, o.limit);
   if (!err) err = watch_child(p);
   if (err) {
     /* Too late to refuse the child quietly: kill it, and let close reap it through the loop if
@@ -459,7 +496,7 @@ static aloop_future *spawn(aloop_loop *loop, const char *const argv[],
       while (waitpid(p->pid, NULL, 0) < 0 && errno == EINTR) {}
       p->exited = true;
     }
-    aloop_future_set_error(f, err, "cannot watch '%s' (pid %d)", argv[0], (int)p->pid);
+    aloop_future_set_error(f, err, "cannot take charge of '%s' (pid %d)", argv[0], (int)p->pid);
     if (p->proto) p->proto = &no_protocol; /* the caller never hears of this process */
     aloop_future *closing = aloop_process_close(p);
     if (closing) aloop_future_release(closing);

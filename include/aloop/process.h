@@ -25,8 +25,9 @@
  * until exec succeeded or failed), so a program that cannot run is an error with words naming it
  * ("cannot run 'nosuch': No such file or directory", -ENOENT), never a child exiting with 127.
  * The child has exactly stdin, stdout, stderr and opts->pass_fds open (every other fd is
- * close-on-exec in it, whatever the host set), SIGPIPE back at its default disposition (aloop
- * ignores it in the parent), and the parent's signal mask.
+ * close-on-exec in it, whatever the host set), the signals the parent catches at their default
+ * from fork on (no handler of the parent runs in it), SIGPIPE back at its default too (aloop
+ * ignores it in the parent), other ignored signals still ignored, and the parent's signal mask.
  *
  * Watching: each child is watched through a pidfd (Linux 5.3) as a reader on the loop, on every
  * driver, and reaped with waitid(P_PIDFD): the host application's SIGCHLD disposition is never
