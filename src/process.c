@@ -259,20 +259,30 @@ static void stop_pidfd(aloop_process *p) {
   p->pidfd = -1;
 }
 
-static void on_pidfd(aloop_loop *loop, int fd, void *arg) {
-  (void)loop;
-  aloop_process *p = arg;
+/* Reap through the pidfd; Linux 5.3 has pidfds but not P_PIDFD (EINVAL): then by pid, which is
+ * as safe while the child is unreaped. 1 with *status, 0 if not yet, or -errno. */
+static int reap(aloop_process *p, int *status) {
   siginfo_t si;
   memset(&si, 0, sizeof si);
-  if (waitid((idtype_t)P_PIDFD, (id_t)fd, &si, WEXITED | WNOHANG) < 0) {
-    if (errno == EINTR) return;
-    stop_pidfd(p);
-    child_reaped(p, UNKNOWN_STATUS); /* ECHILD: the host reaped it */
-    return;
+  if (waitid((idtype_t)P_PIDFD, (id_t)p->pidfd, &si, WEXITED | WNOHANG) == 0) {
+    if (si.si_pid == 0) return 0;
+    *status = status_of(&si);
+    return 1;
   }
-  if (si.si_pid == 0) return; /* not yet */
+  if (errno != EINVAL) return -errno;
+  pid_t r = waitpid(p->pid, status, WNOHANG);
+  return r < 0 ? -errno : r > 0;
+}
+
+static void on_pidfd(aloop_loop *loop, int fd, void *arg) {
+  (void)loop;
+  (void)fd;
+  aloop_process *p = arg;
+  int status = UNKNOWN_STATUS; /* ECHILD: the host reaped it (or ignores SIGCHLD) */
+  int r = reap(p, &status);
+  if (r == 0 || r == -EINTR) return;
   stop_pidfd(p);
-  child_reaped(p, status_of(&si));
+  child_reaped(p, status);
 }
 
 /* The fallback: SIGCHLD says some child changed; ask each of ours. */
@@ -314,7 +324,7 @@ static int watch_child(aloop_process *p) {
       else p->pidfd = fd;
       return err;
     }
-    if (errno != ENOSYS) return -errno;
+    if (errno != ENOSYS && errno != EPERM) return -errno; /* EPERM: a sandbox filters it */
   }
   int err = aloop_add_signal_handler(p->loop, SIGCHLD, on_sigchld, NULL);
   if (err < 0) return err;

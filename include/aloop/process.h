@@ -1,7 +1,7 @@
 /* Child processes, as asyncio's subprocess_exec / create_subprocess_exec. Included by aloop.h.
  *
  * One type, aloop_process, driven two ways:
- *   - with a protocol (asyncio's SubprocessProtocol): aloop_subprocess_exec / aloop_subprocess_shell;
+ *   - with a protocol (asyncio's SubprocessProtocol): aloop_subprocess_exec / _shell;
  *     the child's pipes are pipe transports whose bytes come to the protocol;
  *   - from tasks: aloop_process_spawn / aloop_process_shell; the child's pipes are streams
  *     (aloop_process_stdin/stdout/stderr), with aloop_process_wait and aloop_process_communicate.
@@ -10,10 +10,12 @@
  *     const char *const argv[] = {"ls", "-l", NULL};
  *     aloop_process_options o = {.size = sizeof o, .io = {[1] = {ALOOP_PROCESS_PIPE}}};
  *     aloop_future *f = aloop_process_spawn(loop, argv, &o);
- *     int64_t err = aloop_await_keep(f);
- *     if (err < 0) return aloop_task_error(err, "%s", aloop_future_message(f));  // "cannot run 'ls': ..."
+ *     int64_t err = aloop_await_keep(f);      // done at once
  *     aloop_process *p = aloop_future_data(f);
+ *     if (err < 0)                             // "cannot run 'ls': No such file or directory"
+ *       err = aloop_task_error(err, "%s", aloop_future_message(f));
  *     aloop_future_release(f);
+ *     if (err < 0) return err;
  *     aloop_process_output out;
  *     int64_t status = aloop_await(aloop_process_communicate(p, NULL, 0, &out, NULL));
  *     ... out.data, out.len; free(out.data); aloop_process_returncode(p) ...
@@ -31,14 +33,16 @@
  *
  * Watching: each child is watched through a pidfd (Linux 5.3) as a reader on the loop, on every
  * driver, and reaped with waitid(P_PIDFD): the host application's SIGCHLD disposition is never
- * touched, and only aloop's own children are reaped. Where the kernel has no pidfds (ENOSYS), or
- * with ALOOP_PROCESS_WATCH=sigchld in the environment (read at each spawn, for tests), the loop
- * instead installs a SIGCHLD handler (aloop_add_signal_handler) while it has children to watch and
- * calls waitpid(pid, WNOHANG) for each of its own children when SIGCHLD arrives; the host's
+ * touched, and only aloop's own children are reaped. Where the kernel has no pidfds (ENOSYS, or
+ * EPERM from a sandbox that filters pidfd_open), or with ALOOP_PROCESS_WATCH=sigchld in the
+ * environment (read at each spawn, for tests), the loop instead installs a SIGCHLD handler
+ * (aloop_add_signal_handler) while it has children to watch and calls waitpid(pid, WNOHANG) for
+ * each of its own children when SIGCHLD arrives; the host's
  * SIGCHLD handler is then replaced for that time (restored when the last child is reaped), and a
  * host that installs its own through aloop_add_signal_handler on the same loop conflicts with it.
- * A host that reaps aloop's children itself (waitpid(-1)) leaves aloop nothing to reap: such a
- * child is reported as exited with returncode 255, as asyncio does.
+ * A host that reaps aloop's children itself (waitpid(-1)), or has SIGCHLD ignored (the kernel then
+ * reaps every child at once), leaves aloop nothing to reap: such a child is reported as exited
+ * with returncode 255, as asyncio does.
  *
  * Before aloop_free, close every process and run the loop until each has been reaped (its wait
  * future done): a child still watched is counted in aloop_get_stats' fds. */
@@ -75,7 +79,7 @@ typedef struct aloop_process_options {
   const char *cwd;            /* the child's working directory; NULL: the parent's */
   const int *pass_fds;        /* fds (>= 3) the child keeps, at the same numbers */
   size_t npass_fds;
-  size_t limit;               /* streams (aloop_process_spawn) only: the readers' limit; 0: default */
+  size_t limit;               /* aloop_process_spawn only: the streams' limit; 0: the default */
 } aloop_process_options;
 
 /* The protocol (every member may be NULL); ctx is the pointer given with it. The order, as

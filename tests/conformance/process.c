@@ -380,7 +380,8 @@ START_TEST(test_env_and_cwd_take_effect) {
   const char *const env[] = {"ALOOP_FOO=bar baz", "PATH=/usr/bin:/bin", NULL};
   aloop_process_options o = {.size = sizeof o, .io = {[1] = {ALOOP_PROCESS_PIPE}}, .env = env,
                              .cwd = "/"};
-  aloop_process *p = spawned(aloop_process_shell(L, "echo \"$ALOOP_FOO\"; pwd; echo ${HOME:-none}", &o));
+  const char *cmd = "echo \"$ALOOP_FOO\"; pwd; echo ${HOME:-none}";
+  aloop_process *p = spawned(aloop_process_shell(L, cmd, &o));
   aloop_process_output out;
   ck_assert_int_eq(communicate(p, NULL, 0, &out, NULL), 0);
   ck_assert_str_eq(out.data, "bar baz\n/\nnone\n");
