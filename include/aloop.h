@@ -283,5 +283,6 @@ ALOOP_API void aloop_get_stats(const aloop_loop *loop, aloop_stats *out);
 #include "aloop/server.h"
 #include "aloop/stream.h"
 #include "aloop/datagram.h"
+#include "aloop/process.h"
 
 #endif /* ALOOP_H */

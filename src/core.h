@@ -127,6 +127,8 @@ struct aloop_loop {
   size_t live_futures, live_tasks, live_ops;
   unsigned char *read_buf; /* ALOOP__READ_BUFFER bytes for stream reads on the readiness path */
 
+  aloop_process *sigchld_children; /* process.c: children watched through SIGCHLD (no pidfds) */
+
   bool running, stopping;
   bool embedded; /* aloop_options.embedded: a host waits on the driver's fd */
   aloop_error_fn error_fn;

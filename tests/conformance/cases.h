@@ -25,7 +25,8 @@
   X(paused_close)            \
   X(embed)                   \
   X(datagram)                \
-  X(pipes)
+  X(pipes)                   \
+  X(process)
 
 #define DECLARE_CASE(name) TCase *conformance_##name(void);
 CONFORMANCE_CASES(DECLARE_CASE)
