@@ -26,9 +26,8 @@
  *     operation's own completion (-ECANCELED or its result, if it won the race) still follows:
  *     only then may its buffer be reused.
  *  i) A listening socket that keeps being asked to accept gets one multishot accept (5.19+): each
- *     connection is a CQE. A connection nobody waits for yet is kept, and the multishot is then
- *     cancelled (the kernel's backlog holds the rest; a sweep may have taken several at once, and
- *     they stay kept until asked for); an error such as EMFILE
+ *     connection is a CQE. A connection nobody waits for yet is kept (bounded: past ACCEPT_KEEP the
+ *     multishot is cancelled and the kernel's backlog holds the rest); an error such as EMFILE
  *     ends the multishot and goes to the first waiter; it is re-armed while someone waits. The peer
  *     address comes from getpeername, since one multishot request has one address buffer. Kernels
  *     without multishot accept answer EINVAL: the driver falls back to one accept per operation.
@@ -100,6 +99,7 @@
 #include "driver.h"
 
 enum {
+  ACCEPT_KEEP = 64,   /* accepted connections held for future accepts before backpressure (i) */
   RECV_BUFS = 128,    /* provided buffers (j): 128 x 32 KiB, mapped lazily, untouched pages free */
   RECV_BUFS_MAX = 32768, /* the kernel's limit for a buffer ring */
   RECV_BUF_SIZE = 32 * 1024,
@@ -776,10 +776,7 @@ static void accept_completed(aloop_loop *loop, struct uring_state *s, int fd, ui
   }
   if (res >= 0) {
     hand_over(loop, a, res);
-    /* Nobody waits (the server is at its connection limit, or taking a batch at a time): stop
-     * accepting ahead; the kernel's backlog holds the rest, as it does for the readiness
-     * drivers. What the multishot took in its last sweep stays kept. */
-    if (a->armed && !a->waiting) disarm_acceptor(s, a);
+    if (a->nkept >= ACCEPT_KEEP && a->armed) disarm_acceptor(s, a);
   } else if (res != -ECANCELED) {
     struct aloop__op *op = pop_waiter(a); /* EMFILE and the like: the first waiter hears it */
     if (op) deliver(loop, op, res);
