@@ -80,8 +80,14 @@ static void answer_failed(aloop_datagram_transport *t, int err, void *ctx) {
   fprintf(stderr, "%s: an answer was lost: %s\n", prog, aloop_strerror(err));
 }
 
+static void server_closed(aloop_datagram_transport *t, int err, void *ctx) {
+  (void)err, (void)ctx;
+  aloop_stop(aloop_datagram_loop(t)); /* the loop has run until the transport let go of all */
+}
+
 static const aloop_datagram_protocol server_protocol = {.datagram_received = answer,
-                                                        .error_received = answer_failed};
+                                                        .error_received = answer_failed,
+                                                        .connection_lost = server_closed};
 
 static void stop_on_signal(aloop_loop *loop, void *arg) {
   (void)arg;
@@ -112,7 +118,7 @@ static int serve(aloop_loop *loop, int port) {
   aloop_remove_signal_handler(loop, SIGINT);
   aloop_remove_signal_handler(loop, SIGTERM);
   aloop_datagram_close(t);
-  aloop_run_once(loop, 0); /* its connection_lost */
+  aloop_run(loop); /* until its connection_lost: a receive in flight is cancelled first */
   return 0;
 }
 
