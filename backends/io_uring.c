@@ -26,8 +26,10 @@
  *     operation's own completion (-ECANCELED or its result, if it won the race) still follows:
  *     only then may its buffer be reused.
  *  i) A listening socket that keeps being asked to accept gets one multishot accept (5.19+): each
- *     connection is a CQE. A connection nobody waits for yet is kept (bounded: past ACCEPT_KEEP the
- *     multishot is cancelled and the kernel's backlog holds the rest); an error such as EMFILE
+ *     connection is a CQE. A connection nobody waits for yet is kept, and the multishot is then
+ *     cancelled (the kernel's backlog holds the rest; one sweep may have taken several, which stay
+ *     kept until asked for); the next is armed only after the cancelled one's last completion
+ *     (see struct acceptor). An error such as EMFILE
  *     ends the multishot and goes to the first waiter; it is re-armed while someone waits. The peer
  *     address comes from getpeername, since one multishot request has one address buffer. Kernels
  *     without multishot accept answer EINVAL: the driver falls back to one accept per operation.
@@ -99,7 +101,6 @@
 #include "driver.h"
 
 enum {
-  ACCEPT_KEEP = 64,   /* accepted connections held for future accepts before backpressure (i) */
   RECV_BUFS = 128,    /* provided buffers (j): 128 x 32 KiB, mapped lazily, untouched pages free */
   RECV_BUFS_MAX = 32768, /* the kernel's limit for a buffer ring */
   RECV_BUF_SIZE = 32 * 1024,
@@ -136,6 +137,12 @@ struct acceptor {
   uint32_t gen;
   uint32_t first_gen; /* the first generation of the listening socket open now (trap n) */
   bool armed;
+  /* A cancelled multishot has not given its last completion yet: no other is armed until then.
+   * Two accept requests on one listener can lose a connection's wakeup: it may go to the one
+   * being cancelled (accept waits are exclusive), which ends without accepting, while the new
+   * one sleeps with a connection in the backlog (seen on cooperative and plain rings). Armed
+   * after the old one's end, the new one finds the backlog at once. */
+  bool cancelling;
   struct aloop__op *waiting, **waiting_tail; /* accept operations, in order */
   int *kept;                                 /* connections accepted before anyone asked */
   size_t nkept, kept_cap;
@@ -705,6 +712,7 @@ static struct aloop__op *pop_waiter(struct acceptor *a) {
 }
 
 static int arm_acceptor(struct uring_state *s, struct acceptor *a) {
+  if (a->cancelling) return 0; /* armed when the cancelled one ends (below) */
   struct io_uring_sqe *sqe = get_sqe(s);
   if (!sqe) return -ENOMEM;
   io_uring_prep_multishot_accept(sqe, a->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
@@ -720,6 +728,7 @@ static void disarm_acceptor(struct uring_state *s, struct acceptor *a) {
   io_uring_sqe_set_data64(sqe, UD_IGNORE);
   a->gen++;
   a->armed = false;
+  a->cancelling = true;
 }
 
 static int submit_single_accept(aloop_loop *loop, struct uring_state *s, struct aloop__op *op);
@@ -763,6 +772,10 @@ static void accept_completed(aloop_loop *loop, struct uring_state *s, int fd, ui
       hand_over(loop, a, res); /* disarmed for backpressure: the socket is still open */
     else if (res >= 0)
       close(res); /* its listening socket was closed: nobody may get this one */
+    if (a && !(flags & IORING_CQE_F_MORE)) { /* its last completion: the next may be armed */
+      a->cancelling = false;
+      if (!a->armed && a->waiting) arm_acceptor(s, a);
+    }
     return;
   }
   bool more = flags & IORING_CQE_F_MORE;
@@ -776,7 +789,10 @@ static void accept_completed(aloop_loop *loop, struct uring_state *s, int fd, ui
   }
   if (res >= 0) {
     hand_over(loop, a, res);
-    if (a->nkept >= ACCEPT_KEEP && a->armed) disarm_acceptor(s, a);
+    /* Nobody waits (the server is at its connection limit, or taking a batch at a time): stop
+     * accepting ahead; the kernel's backlog holds the rest, as for the readiness drivers. What
+     * the multishot took in its last sweep stays kept. */
+    if (a->armed && !a->waiting) disarm_acceptor(s, a);
   } else if (res != -ECANCELED) {
     struct aloop__op *op = pop_waiter(a); /* EMFILE and the like: the first waiter hears it */
     if (op) deliver(loop, op, res);
