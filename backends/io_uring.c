@@ -70,6 +70,10 @@
  *     and starts again, as after ENOBUFS the driver does itself. Kernels without multishot
  *     recvmsg get one buffer-selecting recvmsg per datagram; without buffer rings, the readiness
  *     path. A single recvmsg (aloop_sock_recvfrom) is a plain request into the caller's buffer.
+ *  q) A child process is waited for by the kernel's waitid (6.7+) on its pidfd: the request reaps
+ *     it and fills the siginfo. Cancel-by-fd does not reach waitid requests (the pidfd is only
+ *     read when the request is issued), so one is cancelled by its user_data. Older kernels
+ *     leave it to the readiness path (a poll on the pidfd, then waitid).
  *
  * ALOOP_IO_URING forces the fallbacks, so that each runs in make check on any kernel. A comma-
  * separated list of words, read when a loop is created (unknown words are an error in words):
@@ -80,6 +84,7 @@
  *   single-accept   one accept request per operation, as without multishot accept
  *   recv-per-op     one recv per chunk, as without multishot recv (before 6.0)
  *   recvmsg-per-op  one recvmsg per datagram, as without multishot recvmsg (before 6.0)
+ *   no-waitid       children waited for on readiness, as without the waitid request (before 6.7)
  *   cancel-per-op   aloop_close cancels each operation, as without cancel-by-fd (before 5.19)
  *   sq=N cq=N       ring sizes (default 256 and 4096; the kernel rounds up to powers of two)
  *   bufs=N          provided buffers, a power of two up to 32768 (default 128)
@@ -97,6 +102,9 @@
 #include <unistd.h>
 
 #include <liburing.h>
+
+/* Newer than some liburing headers (2.3 has neither): the kernel's numbers. */
+enum { OP_WAITID = 50 }; /* IORING_OP_WAITID, Linux 6.7 */
 
 #include "driver.h"
 
@@ -161,7 +169,7 @@ struct uring_fd {
 /* What ALOOP_IO_URING asks for (see the header comment). */
 struct uring_config {
   int setup;                 /* index in setups[], or -1: the best the kernel takes */
-  bool no_buf_ring, single_accept, recv_per_op, recvmsg_per_op, cancel_per_op;
+  bool no_buf_ring, single_accept, recv_per_op, recvmsg_per_op, cancel_per_op, no_waitid;
   unsigned sq, cq, bufs;
 };
 
@@ -230,6 +238,7 @@ static int parse_word(struct uring_config *c, const char *w, char *why, size_t n
       {"recv-per-op", offsetof(struct uring_config, recv_per_op)},
       {"recvmsg-per-op", offsetof(struct uring_config, recvmsg_per_op)},
       {"cancel-per-op", offsetof(struct uring_config, cancel_per_op)},
+      {"no-waitid", offsetof(struct uring_config, no_waitid)},
   };
   for (size_t i = 0; i < sizeof flags / sizeof flags[0]; i++)
     if (!strcmp(w, flags[i].word)) return *(bool *)((char *)c + flags[i].offset) = true, 0;
@@ -251,7 +260,8 @@ static int parse_word(struct uring_config *c, const char *w, char *why, size_t n
   }
   snprintf(why, n,
            "ALOOP_IO_URING: unknown word '%s' (known: setup=deferred|cooperative|plain, "
-           "no-buf-ring, single-accept, recv-per-op, cancel-per-op, sq=N, cq=N, bufs=N)", w);
+           "no-buf-ring, single-accept, recv-per-op, recvmsg-per-op, cancel-per-op, no-waitid, "
+           "sq=N, cq=N, bufs=N)", w);
   return -EINVAL;
 }
 
@@ -363,6 +373,9 @@ static int32_t try_request(struct io_uring *ring) {
 static void detect_features(struct uring_config *c) {
   struct io_uring ring;
   if (io_uring_queue_init(2, &ring, 0) < 0) return;
+  struct io_uring_probe *probe = io_uring_get_probe_ring(&ring);
+  if (!probe || !io_uring_opcode_supported(probe, OP_WAITID)) c->no_waitid = true;
+  io_uring_free_probe(probe);
   struct io_uring_sqe *sqe = io_uring_get_sqe(&ring);
   io_uring_prep_cancel_fd(sqe, ring.ring_fd, IORING_ASYNC_CANCEL_ALL);
   if (try_request(&ring) == -EINVAL) c->cancel_per_op = true;
@@ -1040,6 +1053,7 @@ static int uring_submit(aloop_loop *loop, void *state, struct aloop__op *op) {
   /* A tty or other character device: io_uring would read it from a kernel worker thread (only
    * some files let it wait without one); readiness (a poll request) serves it instead. */
   if (op->file == ALOOP__FILE_OTHER) return -EOPNOTSUPP;
+  if (op->kind == ALOOP__OP_WAITID && s->cfg.no_waitid) return -EOPNOTSUPP;
   if (op->kind == ALOOP__OP_ACCEPT)
     return s->single_accepts ? submit_single_accept(loop, s, op) : submit_accept(loop, s, op);
   if (op->kind == ALOOP__OP_RECV_STREAM || op->kind == ALOOP__OP_RECVMSG_STREAM) {
@@ -1071,6 +1085,11 @@ static int uring_submit(aloop_loop *loop, void *state, struct aloop__op *op) {
     break;
   case ALOOP__OP_CONNECT:
     io_uring_prep_connect(sqe, op->fd, (struct sockaddr *)&op->addr, op->addrlen);
+    break;
+  case ALOOP__OP_WAITID: /* trap q: the id is the pidfd, the options go in file_index */
+    io_uring_prep_rw(OP_WAITID, sqe, op->fd, NULL, P_PIDFD, 0);
+    sqe->file_index = WEXITED;
+    sqe->addr2 = (uint64_t)(uintptr_t)op->buf;
     break;
   default:
     io_uring_prep_nop(sqe);
@@ -1158,7 +1177,7 @@ const struct aloop__driver aloop__driver_io_uring = {
                 ALOOP__OP_BIT(ALOOP__OP_SEND) | ALOOP__OP_BIT(ALOOP__OP_SENDMSG) |
                 ALOOP__OP_BIT(ALOOP__OP_CONNECT) |
                 ALOOP__OP_BIT(ALOOP__OP_RECV_STREAM) | ALOOP__OP_BIT(ALOOP__OP_RECVMSG) |
-                ALOOP__OP_BIT(ALOOP__OP_RECVMSG_STREAM),
+                ALOOP__OP_BIT(ALOOP__OP_RECVMSG_STREAM) | ALOOP__OP_BIT(ALOOP__OP_WAITID),
     .submit = uring_submit,
     .cancel = uring_cancel,
     .cancel_fd = uring_cancel_fd,

@@ -3,8 +3,10 @@
  * retry in order when the fd is ready. */
 #include <errno.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "core.h"
@@ -65,6 +67,13 @@ static int32_t attempt(aloop_loop *loop, struct aloop__op *op, bool first) {
         n = sendmsg(op->fd, op->buf, MSG_DONTWAIT | MSG_NOSIGNAL);
       }
       break;
+    case ALOOP__OP_WAITID: {
+      siginfo_t *si = op->buf;
+      memset(si, 0, sizeof *si);
+      n = waitid((idtype_t)P_PIDFD, (id_t)op->fd, si, WEXITED | WNOHANG);
+      if (n == 0 && si->si_pid == 0) n = -1, errno = EAGAIN; /* still running */
+      break;
+    }
     case ALOOP__OP_CONNECT:
       if (first) {
         n = connect(op->fd, (struct sockaddr *)&op->addr, op->addrlen);

@@ -1,5 +1,5 @@
 /* Operations: the seam between the layers above (socket ops, transports, servers) and the drivers.
- * An operation is one accept, recv, recvmsg, send, sendmsg or connect on an fd. aloop__op_start() is the
+ * An operation is one accept, recv, recvmsg, send, sendmsg, connect or waitid on an fd. aloop__op_start() is the
  * only place that decides how it is carried out: a completion driver (io_uring) whose op_kinds
  * include the kind completes it in the kernel; otherwise the core tries the syscall at once and, if the socket
  * is not ready, parks the operation on the fd and retries it on readiness (as asyncio's selector
@@ -13,6 +13,11 @@
 #include <stdint.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
+#include <sys/wait.h>
+
+#ifndef P_PIDFD
+#define P_PIDFD 3 /* glibc before 2.36 lacks the name; the kernel's value (linux/wait.h) */
+#endif
 
 typedef struct aloop_loop aloop_loop;
 
@@ -38,6 +43,11 @@ enum aloop__op_kind {
    * error ends the operation (more == false): a datagram socket's errors (an ICMP refusal) are
    * news for the consumer, which starts it again. */
   ALOOP__OP_RECVMSG_STREAM,
+  /* Wait for the child behind the pidfd `fd` to end, and reap it: buf is a siginfo_t that gets
+   * waitid(2)'s answer; the result is 0, or -ECHILD when someone else reaped it, or -EINVAL where
+   * waitid lacks P_PIDFD (Linux 5.3). Readiness drivers wait for the pidfd to become readable;
+   * io_uring (6.7+) has the kernel wait. */
+  ALOOP__OP_WAITID,
 };
 #define ALOOP__OP_BIT(kind) (1u << (kind))
 

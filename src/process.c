@@ -1,10 +1,11 @@
 /* Child processes: spawn (fork, exec, and an error pipe that brings exec's failure back in
- * words), watch (a pidfd as a reader on the loop; SIGCHLD only where pidfds are missing), reap,
+ * words), watch and reap (a waitid operation on a pidfd; SIGCHLD only where pidfds are missing),
  * and the child's pipes as pipe transports (with a protocol) or streams (for tasks). It must never
  * take SIGCHLD from the host while pidfds work, nor reap a child that is not its own. */
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
@@ -14,9 +15,6 @@
 
 #include "core.h"
 
-#ifndef P_PIDFD
-#define P_PIDFD 3 /* glibc before 2.36 lacks the name; the kernel's value (linux/wait.h) */
-#endif
 #ifndef CLOSE_RANGE_CLOEXEC
 #define CLOSE_RANGE_CLOEXEC (1U << 2)
 #endif
@@ -34,6 +32,10 @@ struct aloop_process {
   aloop_loop *loop;
   pid_t pid;
   int pidfd;                 /* -1 when watched through SIGCHLD, or once reaped */
+  struct aloop__op wait_op;  /* waitid on the pidfd: in flight while pidfd >= 0 */
+  siginfo_t wait_info;
+  bool pidfd_refused;        /* waitid on the pidfd failed: SIGCHLD instead */
+  bool watching;             /* inside watch_child */
   bool by_sigchld;           /* on the loop's list of children watched through SIGCHLD */
   aloop_process *next_child; /* that list */
   bool exited, closed;
@@ -253,38 +255,6 @@ static int status_of(const siginfo_t *si) {
   }
 }
 
-static void stop_pidfd(aloop_process *p) {
-  aloop_remove_reader(p->loop, p->pidfd);
-  aloop_close(p->loop, p->pidfd);
-  p->pidfd = -1;
-}
-
-/* Reap through the pidfd; Linux 5.3 has pidfds but not P_PIDFD (EINVAL): then by pid, which is
- * as safe while the child is unreaped. 1 with *status, 0 if not yet, or -errno. */
-static int reap(aloop_process *p, int *status) {
-  siginfo_t si;
-  memset(&si, 0, sizeof si);
-  if (waitid((idtype_t)P_PIDFD, (id_t)p->pidfd, &si, WEXITED | WNOHANG) == 0) {
-    if (si.si_pid == 0) return 0;
-    *status = status_of(&si);
-    return 1;
-  }
-  if (errno != EINVAL) return -errno;
-  pid_t r = waitpid(p->pid, status, WNOHANG);
-  return r < 0 ? -errno : r > 0;
-}
-
-static void on_pidfd(aloop_loop *loop, int fd, void *arg) {
-  (void)loop;
-  (void)fd;
-  aloop_process *p = arg;
-  int status = UNKNOWN_STATUS; /* ECHILD: the host reaped it (or ignores SIGCHLD) */
-  int r = reap(p, &status);
-  if (r == 0 || r == -EINTR) return;
-  stop_pidfd(p);
-  child_reaped(p, status);
-}
-
 /* The fallback: SIGCHLD says some child changed; ask each of ours. */
 static void on_sigchld(aloop_loop *loop, void *arg);
 
@@ -313,26 +283,54 @@ static bool sigchld_forced(void) {
   return w && strcmp(w, "sigchld") == 0;
 }
 
-/* Watch the new child: its pidfd as a reader, or (no pidfds) the loop's SIGCHLD handler plus one
- * look right away, for a child that exited before the handler was there. */
-static int watch_child(aloop_process *p) {
-  if (!sigchld_forced()) {
-    int fd = (int)syscall(SYS_pidfd_open, p->pid, 0);
-    if (fd >= 0) {
-      int err = aloop_add_reader(p->loop, fd, on_pidfd, p);
-      if (err < 0) close(fd);
-      else p->pidfd = fd;
-      return err;
-    }
-    if (errno != ENOSYS && errno != EPERM) return -errno; /* EPERM: a sandbox filters it */
-  }
+static int watch_by_sigchld(aloop_process *p) {
   int err = aloop_add_signal_handler(p->loop, SIGCHLD, on_sigchld, NULL);
   if (err < 0) return err;
   p->next_child = p->loop->sigchld_children;
   p->loop->sigchld_children = p;
   p->by_sigchld = true;
+  /* One look right away, for a child that exited before the handler was there. */
   if ((err = aloop_call_soon(p->loop, on_sigchld, NULL, NULL)) < 0) sigchld_unlink(p);
   return err;
+}
+
+/* The child behind the pidfd ended, or cannot be waited for through it: waitid lacks P_PIDFD
+ * (Linux 5.3), or the request found no memory. Then SIGCHLD watches it, as without pidfds. */
+static void child_exited(aloop_loop *loop, struct aloop__op *op, int32_t res) {
+  aloop_process *p = (aloop_process *)((char *)op - offsetof(aloop_process, wait_op));
+  aloop_close(loop, p->pidfd);
+  p->pidfd = -1;
+  if (res == 0 || res == -ECHILD) { /* ECHILD: the host reaped it (or ignores SIGCHLD) */
+    child_reaped(p, res == 0 ? status_of(&p->wait_info) : UNKNOWN_STATUS);
+    return;
+  }
+  p->pidfd_refused = true;
+  if (p->watching) return; /* inside watch_child, which goes on with SIGCHLD */
+  int err = watch_by_sigchld(p);
+  if (err < 0) {
+    aloop__report(loop, err, -1, "process", "cannot wait for pid %d any more: %s", (int)p->pid,
+                  aloop_strerror(res));
+    child_reaped(p, UNKNOWN_STATUS);
+  }
+}
+
+/* Watch the new child: a waitid operation on its pidfd, or SIGCHLD where pidfds are missing. */
+static int watch_child(aloop_process *p) {
+  if (!sigchld_forced()) {
+    int fd = (int)syscall(SYS_pidfd_open, p->pid, 0);
+    if (fd >= 0) {
+      p->pidfd = fd;
+      p->wait_op = (struct aloop__op){.kind = ALOOP__OP_WAITID, .fd = fd, .buf = &p->wait_info,
+                                      .done = child_exited};
+      p->watching = true;
+      aloop__op_start(p->loop, &p->wait_op); /* may end at once, for a child already gone */
+      p->watching = false;
+      if (!p->pidfd_refused) return 0;
+    } else if (errno != ENOSYS && errno != EPERM) {
+      return -errno; /* EPERM: a sandbox filters it */
+    }
+  }
+  return watch_by_sigchld(p);
 }
 
 /* ---- the process object ----------------------------------------------------------------------- */
