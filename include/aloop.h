@@ -48,6 +48,7 @@ enum {
   ALOOP_EADDRINFO,   /* name resolution failed (the message says how) */
   ALOOP_EINCOMPLETE, /* the stream ended before the bytes asked for (streams) */
   ALOOP_ELIMIT,      /* a line or record is longer than the limit (streams) */
+  ALOOP_ETLS,        /* TLS failed: a handshake, a certificate, a record (the message says why) */
 };
 
 /* Words for an error code (negative or positive); never NULL, never freed by the caller. */
@@ -284,5 +285,6 @@ ALOOP_API void aloop_get_stats(const aloop_loop *loop, aloop_stats *out);
 #include "aloop/stream.h"
 #include "aloop/datagram.h"
 #include "aloop/process.h"
+#include "aloop/tls.h"
 
 #endif /* ALOOP_H */

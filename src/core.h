@@ -224,7 +224,20 @@ void aloop__server_hold(aloop_server *s, bool hold);
  * future's data is ctx instead of the transport. */
 aloop_future *aloop__connect(aloop_loop *loop, const aloop_protocol *proto, void *ctx,
                              void (*ctx_free)(void *), void (*connected)(void *, aloop_transport *),
-                             const char *host, int port, const char *path);
+                             const char *host, int port, const char *path,
+                             const aloop_connect_options *opts);
+
+/* tls.c: give t a TLS layer (its handshake starts when t is made); told (may be NULL) hears once
+ * how the handshake ended. 0, -EINVAL (a client context for a server...) or -ENOMEM. */
+int aloop__tls_attach(aloop_transport *t, aloop_tls_context *c, bool server,
+                      const char *server_hostname,
+                      void (*told)(aloop_transport *t, int err, const char *why, void *arg),
+                      void *told_arg);
+aloop_tls_context *aloop__tls_context_ref(aloop_tls_context *c);
+/* A client's handshake, for the connecting task: done when the handshake is; a failure silences
+ * the protocol (the connect's caller hears instead). */
+aloop_future *aloop__tls_connect(aloop_transport *t, aloop_tls_context *c,
+                                 const char *server_hostname);
 
 /* error.c */
 void aloop__reports_fini(aloop_loop *loop); /* the summaries still owed, before the loop goes */

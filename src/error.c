@@ -20,6 +20,7 @@ static const char *const own_errors[] = {
     [ALOOP_EADDRINFO - ALOOP_EBASE] = "name resolution failed",
     [ALOOP_EINCOMPLETE - ALOOP_EBASE] = "the stream ended before the bytes asked for",
     [ALOOP_ELIMIT - ALOOP_EBASE] = "longer than the stream's limit",
+    [ALOOP_ETLS - ALOOP_EBASE] = "TLS failed",
 };
 
 const char *aloop_strerror(int err) {

@@ -48,6 +48,7 @@ struct aloop_server {
   size_t nconns;
   size_t holds;             /* stream tasks still running for connections (stream.c) */
   size_t max_conns;         /* 0: no limit */
+  aloop_tls_context *tls;   /* every connection speaks TLS with it */
   bool serving, freed, pause_reported, tcp;
   char *unix_path;
   struct waiter *waiters;
@@ -66,6 +67,7 @@ static bool busy(const aloop_server *s) {
 static void maybe_free(aloop_server *s) {
   if (!s->freed || busy(s) || s->nwaiters) return;
   if (s->arg_free) s->arg_free(s->arg);
+  aloop_tls_context_free(s->tls);
   free(s->listeners);
   free(s->unix_path);
   free(s->waiters);
@@ -253,6 +255,13 @@ static void new_connection(aloop_server *s, int fd, const struct aloop__op *op) 
     aloop__transport_set_ctx(t, ctx);
   }
   aloop__transport_set_peer(t, &op->addr, op->addrlen);
+  if (s->tls) {
+    int err = aloop__tls_attach(t, s->tls, true, NULL, NULL, NULL);
+    if (err < 0) {
+      aloop__report(s->loop, err, -1, "server", "connection dropped: cannot start TLS");
+      aloop_transport_abort(t); /* the protocol hears connection_lost: it may free its ctx */
+    }
+  }
   struct aloop__conn *c = aloop__transport_conn(t);
   c->owner = s;
   c->lost = conn_lost;
@@ -349,6 +358,7 @@ struct server_req {
 static void free_req(void *p) {
   struct server_req *r = p;
   if (r->arg_free) r->arg_free(r->arg); /* not handed to a server */
+  aloop_tls_context_free(r->opts.tls);
   free(r->host);
   free(r->path);
   free(r);
@@ -364,7 +374,8 @@ static aloop_server *server_new(struct server_req *r, const int *fds, size_t n) 
   *s = (aloop_server){.loop = r->loop, .proto = r->proto, .factory = r->factory, .arg = r->arg,
                       .arg_free = r->arg_free, .listeners = ls, .nlisteners = n, .serving = true,
                       .tcp = !r->path, .unix_path = r->path,
-                      .max_conns = r->opts.max_connections};
+                      .max_conns = r->opts.max_connections, .tls = r->opts.tls};
+  r->opts.tls = NULL; /* the server's reference now */
   s->conns.next = s->conns.prev = &s->conns;
   r->arg_free = NULL; /* the server's now */
   r->path = NULL;
@@ -451,6 +462,7 @@ aloop_future *aloop__create_server(aloop_loop *loop, const aloop_protocol *proto
                            .arg_free = arg_free, .port = port};
   if (opts) memcpy(&r->opts, opts, opts->size < sizeof r->opts ? opts->size : sizeof r->opts);
   r->opts.size = sizeof r->opts;
+  aloop__tls_context_ref(r->opts.tls);
   if ((host && !(r->host = strdup(host))) || (path && !(r->path = strdup(path)))) {
     r->arg_free = NULL; /* the caller still owns arg on this failure */
     free_req(r);
@@ -489,14 +501,37 @@ struct connect_req {
   void (*connected)(void *ctx, aloop_transport *t);    /* stream.c: data is ctx, not t */
   char *host, *path;
   int port;
+  aloop_tls_context *tls;  /* a reference, or NULL: plain */
+  char *server_hostname;   /* NULL: host */
 };
 
 static void free_connect_req(void *p) {
   struct connect_req *r = p;
   if (r->ctx_free) r->ctx_free(r->ctx);
+  aloop_tls_context_free(r->tls);
   free(r->host);
   free(r->path);
+  free(r->server_hostname);
   free(r);
+}
+
+/* With TLS: the handshake, which the caller waits for too. A failed one silences the protocol
+ * (its caller hears of it instead) and ctx stays the caller's. */
+static int64_t tls_handshake(struct connect_req *r, aloop_transport *t) {
+  const char *name = r->server_hostname ? r->server_hostname : r->host;
+  aloop_future *hs = aloop__tls_connect(t, r->tls, name);
+  if (!hs) {
+    aloop__transport_discard(t);
+    return -ENOMEM;
+  }
+  int64_t err = aloop_await_keep(hs);
+  if (err < 0) {
+    if (err != -ECANCELED) err = aloop_task_error(err, "TLS with %s: %s", name ? name : r->path,
+                                                   aloop_future_message(hs));
+    aloop__transport_discard(t); /* a cancelled wait: the handshake stops too */
+  }
+  aloop_future_release(hs);
+  return err;
 }
 
 static int64_t connect_to(aloop_loop *loop, const struct sockaddr *addr, socklen_t len, int *out) {
@@ -552,6 +587,7 @@ static int64_t connect_task(void *unused) {
   int fd = -1;
   int64_t err = r->path ? unix_connect(r, &fd) : resolve_and_connect(r, &fd);
   aloop_transport *t = err == 0 ? aloop_transport_new(r->loop, fd, r->proto, r->ctx) : NULL;
+  if (t && r->tls && (err = tls_handshake(r, t)) < 0) t = NULL;
   if (t) {
     r->ctx_free = NULL; /* the protocol's now */
     if (r->connected) r->connected(r->ctx, t);
@@ -565,14 +601,19 @@ static int64_t connect_task(void *unused) {
 
 aloop_future *aloop__connect(aloop_loop *loop, const aloop_protocol *proto, void *ctx,
                              void (*ctx_free)(void *), void (*connected)(void *, aloop_transport *),
-                             const char *host, int port, const char *path) {
+                             const char *host, int port, const char *path,
+                             const aloop_connect_options *opts) {
   struct connect_req *r = calloc(1, sizeof *r);
   if (!r) return NULL;
   *r = (struct connect_req){.loop = loop, .proto = proto, .ctx = ctx, .connected = connected,
                             .port = port};
+  aloop_connect_options o = {0};
+  if (opts) memcpy(&o, opts, opts->size < sizeof o ? opts->size : sizeof o);
+  r->tls = aloop__tls_context_ref(o.tls);
   aloop_task_options topts = {.size = sizeof topts, .name = "create_connection"};
   aloop_future *f = NULL;
-  if ((!host || (r->host = strdup(host))) && (!path || (r->path = strdup(path))))
+  if ((!host || (r->host = strdup(host))) && (!path || (r->path = strdup(path))) &&
+      (!o.server_hostname || (r->server_hostname = strdup(o.server_hostname))))
     f = aloop_task_spawn(loop, connect_task, NULL, &topts);
   if (!f) {
     free_connect_req(r); /* ctx_free not set yet: the caller keeps ctx */
@@ -585,10 +626,16 @@ aloop_future *aloop__connect(aloop_loop *loop, const aloop_protocol *proto, void
 
 aloop_future *aloop_create_connection(aloop_loop *loop, const aloop_protocol *proto, void *ctx,
                                       const char *host, int port) {
-  return aloop__connect(loop, proto, ctx, NULL, NULL, host ? host : "localhost", port, NULL);
+  return aloop__connect(loop, proto, ctx, NULL, NULL, host ? host : "localhost", port, NULL, NULL);
+}
+
+aloop_future *aloop_create_connection_with(aloop_loop *loop, const aloop_protocol *proto,
+                                           void *ctx, const char *host, int port,
+                                           const aloop_connect_options *opts) {
+  return aloop__connect(loop, proto, ctx, NULL, NULL, host ? host : "localhost", port, NULL, opts);
 }
 
 aloop_future *aloop_create_unix_connection(aloop_loop *loop, const aloop_protocol *proto,
                                            void *ctx, const char *path) {
-  return aloop__connect(loop, proto, ctx, NULL, NULL, NULL, 0, path);
+  return aloop__connect(loop, proto, ctx, NULL, NULL, NULL, 0, path, NULL);
 }

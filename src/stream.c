@@ -324,6 +324,10 @@ static void finish_closed(aloop_stream *s) {
 static void stream_lost(aloop_transport *t, int err, void *ctx) {
   (void)t;
   aloop_stream *s = ctx;
+  if (s->client && !s->t) { /* a server's connection that never was (its TLS handshake failed) */
+    s->user_closed = true;
+    s->refs -= 2; /* the owner's and the task's: no task ever ran */
+  }
   s->t = NULL;
   s->lost = true;
   s->err = err;
@@ -500,21 +504,30 @@ static void discard_unconnected(void *ctx) { free(ctx); } /* no transport, no bu
 static void connected(void *ctx, aloop_transport *t) { ((aloop_stream *)ctx)->t = t; }
 
 static aloop_future *open_connection(aloop_loop *loop, const char *host, int port,
-                                     const char *path, size_t limit) {
+                                     const char *path, size_t limit,
+                                     const aloop_connect_options *opts) {
   aloop_stream *s = stream_new(loop, limit, 2); /* the transport's and the owner's */
   if (!s) return NULL;
   aloop_future *f = aloop__connect(loop, &stream_protocol, s, discard_unconnected, connected,
-                                   path ? NULL : host ? host : "localhost", port, path);
+                                   path ? NULL : host ? host : "localhost", port, path, opts);
   if (!f) free(s);
   return f;
 }
 
 aloop_future *aloop_open_connection(aloop_loop *loop, const char *host, int port, size_t limit) {
-  return open_connection(loop, host, port, NULL, limit);
+  return open_connection(loop, host, port, NULL, limit, NULL);
+}
+
+aloop_future *aloop_open_connection_with(aloop_loop *loop, const char *host, int port,
+                                         const aloop_connect_options *opts) {
+  size_t limit = opts && opts->size >= offsetof(aloop_connect_options, limit) + sizeof opts->limit
+                     ? opts->limit
+                     : 0;
+  return open_connection(loop, host, port, NULL, limit, opts);
 }
 
 aloop_future *aloop_open_unix_connection(aloop_loop *loop, const char *path, size_t limit) {
-  return open_connection(loop, NULL, 0, path, limit);
+  return open_connection(loop, NULL, 0, path, limit, NULL);
 }
 
 /* ---- pipes ----------------------------------------------------------------------------------------- */

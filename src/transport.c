@@ -20,48 +20,7 @@
 #include <unistd.h>
 
 #include "core.h"
-
-/* Queued bytes live in chunks of at least 16 KiB, filled up before a new one is made, so that many
- * small writes become few sends. */
-#define CHUNK_MIN (16 * 1024)
-/* Chunks one send request covers: 16 x 16 KiB and more, a few socket buffers' worth. */
-#define SEND_IOV 16
-
-struct chunk {
-  struct chunk *next;
-  size_t off, len, cap;
-  unsigned char data[];
-};
-
-struct aloop_transport {
-  aloop_loop *loop;
-  int fd;
-  const aloop_protocol *proto;
-  void *ctx;
-  struct aloop__op rop, wop;
-  struct msghdr msg;             /* wop's: the queued chunks, as iov */
-  struct iovec iov[SEND_IOV];
-  struct aloop__conn conn;       /* the server that accepted it, if any */
-  aloop_sockaddr peer;           /* len 0 until known (accept gives it, else getpeername) */
-  bool reading, sending;         /* rop / wop in flight */
-  bool read_paused, eof_received;
-  bool eof_pending;              /* end of stream seen while paused or with bytes held: after them */
-  bool closing, aborting, lost_scheduled;
-  bool eof_requested, eof_sent;
-  bool write_paused;
-  bool native_send;              /* the driver sends in its own batch: no inline send first */
-  bool made;                     /* connection_made has run: connection_lost may follow */
-  uint8_t file;                  /* a pipe, FIFO or tty (op.h's aloop__file_kind), not a socket */
-  bool no_reads, no_writes;      /* a pipe transport has one direction */
-  bool pushed_back;              /* paused its reading, or a bulk chunk came: reads stay bounded */
-  uint32_t chunks;               /* chunks received, counted up to BOUNDED_CHUNKS */
-  int lost_err;
-  struct chunk *wq, *wq_last;    /* queued bytes, oldest first */
-  struct chunk *spare;           /* one sent CHUNK_MIN chunk kept for the next write */
-  size_t wq_bytes, high, low;
-  unsigned char *held;           /* bytes that arrived while reading was paused */
-  size_t held_len;
-};
+#include "transport_internal.h"
 
 static aloop_transport *of_rop(struct aloop__op *op) {
   return (aloop_transport *)((char *)op - offsetof(aloop_transport, rop));
@@ -89,6 +48,7 @@ static bool bounded_reads(const aloop_transport *t) {
  * protocol can hold, so nothing is held here for it when it pauses at its limit. */
 static size_t read_room(aloop_transport *t) {
   size_t room = 0;
+  if (t->tls) return 0; /* ciphertext: the protocol's room bounds the plain bytes (tls.c) */
   if (!t->proto->get_buffer || !t->proto->get_buffer(t, ALOOP__READ_BUFFER, &room, t->ctx))
     return 0;
   return room;
@@ -128,6 +88,7 @@ static void free_queue(aloop_transport *t) {
 static void lost(aloop_loop *loop, void *arg) {
   (void)loop;
   aloop_transport *t = arg;
+  if (t->tls) aloop__tls_free(t); /* first: a caller waiting for the handshake may silence proto */
   if (t->proto->connection_lost) t->proto->connection_lost(t, t->lost_err, t->ctx);
   if (t->conn.lost) t->conn.lost(&t->conn);
   free(t->spare);
@@ -158,6 +119,7 @@ static void lose(aloop_transport *t, int err) {
   if (!t->lost_err) t->lost_err = err;
   aloop_transport_abort(t);
 }
+void aloop__transport_lose(aloop_transport *t, int err) { lose(t, err); }
 
 static void report(aloop_transport *t, int err, const char *message) {
   if (t->file) {
@@ -198,13 +160,15 @@ void aloop_transport_fail(aloop_transport *t, int err, const char *fmt, ...) {
 void aloop_transport_close(aloop_transport *t) {
   if (t->closing) return;
   t->closing = true;
+  /* close_notify behind what is queued, before a cancelled read can finish the transport */
+  if (t->tls) aloop__tls_close(t);
   if (t->reading) aloop__op_cancel(t->loop, &t->rop);
   maybe_finish(t);
 }
 
 bool aloop_transport_is_closing(const aloop_transport *t) { return t->closing; }
 
-static int hold(aloop_transport *t, const void *data, size_t n) {
+int aloop__transport_hold(aloop_transport *t, const void *data, size_t n) {
   unsigned char *held = realloc(t->held, t->held_len + n);
   if (!held) return -ENOMEM;
   memcpy(held + t->held_len, data, n);
@@ -215,7 +179,7 @@ static int hold(aloop_transport *t, const void *data, size_t n) {
 
 /* Bytes to the protocol: data_received, or a buffered protocol's buffers, one after another; it
  * may pause reading or close in between. How many it took: the rest is the caller's to hold. */
-static size_t deliver(aloop_transport *t, const unsigned char *data, size_t n) {
+size_t aloop__transport_deliver(aloop_transport *t, const unsigned char *data, size_t n) {
   if (!t->proto->get_buffer) {
     if (t->proto->data_received) t->proto->data_received(t, data, n, t->ctx);
     return n;
@@ -236,7 +200,7 @@ static size_t deliver(aloop_transport *t, const unsigned char *data, size_t n) {
   return t->closing ? n : took; /* closed: what is left is dropped, as asyncio does */
 }
 
-static void deliver_eof(aloop_transport *t) {
+void aloop__transport_deliver_eof(aloop_transport *t) {
   t->eof_pending = false;
   if (!t->closing && !(t->proto->eof_received && t->proto->eof_received(t, t->ctx)))
     aloop_transport_close(t);
@@ -259,19 +223,23 @@ static void on_read(aloop_loop *loop, struct aloop__op *op, int32_t res) {
   if (res > 0) {
     if (t->closing) {
       /* closed: what still arrives is dropped, as asyncio does */
+    } else if (t->tls) {
+      aloop__tls_received(t, op->buf, (size_t)res); /* records in; plain bytes to the protocol */
     } else {
       /* Paused, or behind bytes not yet delivered: all of it waits; else what the protocol did
        * not take before it paused. */
-      size_t took = t->read_paused || t->held_len ? 0 : deliver(t, op->buf, (size_t)res);
-      if (took < (size_t)res && hold(t, (unsigned char *)op->buf + took, (size_t)res - took) < 0)
+      size_t took = t->read_paused || t->held_len ? 0 : aloop__transport_deliver(t, op->buf, (size_t)res);
+      if (took < (size_t)res && aloop__transport_hold(t, (unsigned char *)op->buf + took, (size_t)res - took) < 0)
         fail(t, -ENOMEM);
     }
   } else if (res == 0) {
     t->eof_received = true;
-    if (t->read_paused || t->held_len)
+    if (t->tls)
+      aloop__tls_ended(t); /* after the records before it (or the handshake fails) */
+    else if (t->read_paused || t->held_len)
       t->eof_pending = true; /* the protocol hears of it after the bytes before it */
     else
-      deliver_eof(t);
+      aloop__transport_deliver_eof(t);
   } else if (res != -ECANCELED) {
     fail(t, res);
   }
@@ -293,7 +261,7 @@ static void keep_spare(aloop_transport *t, struct chunk *c) {
 }
 
 static void maybe_resume_writing(aloop_transport *t) {
-  if (!t->write_paused || t->wq_bytes > t->low) return;
+  if (!t->write_paused || aloop_transport_get_write_buffer_size(t) > t->low) return;
   t->write_paused = false;
   if (t->proto->resume_writing && !t->aborting) t->proto->resume_writing(t, t->ctx);
 }
@@ -355,6 +323,10 @@ static int enqueue(aloop_transport *t, const unsigned char *data, size_t n) {
 int aloop_transport_writev(aloop_transport *t, const struct iovec *iov, int iovcnt) {
   if (t->no_writes) return -EBADF;
   if (t->closing || t->eof_requested) return -EPIPE;
+  return t->tls ? aloop__tls_writev(t, iov, iovcnt) : aloop__transport_send(t, iov, iovcnt);
+}
+
+int aloop__transport_send(aloop_transport *t, const struct iovec *iov, int iovcnt) {
   size_t total = 0, sent = 0;
   for (int i = 0; i < iovcnt; i++) total += iov[i].iov_len;
   if (!total) return 0;
@@ -382,11 +354,15 @@ int aloop_transport_writev(aloop_transport *t, const struct iovec *iov, int iovc
     }
   }
   start_sending(t);
-  if (!t->write_paused && t->wq_bytes > t->high) {
+  aloop__transport_check_high(t);
+  return 0;
+}
+
+void aloop__transport_check_high(aloop_transport *t) {
+  if (!t->write_paused && aloop_transport_get_write_buffer_size(t) > t->high) {
     t->write_paused = true;
     if (t->proto->pause_writing) t->proto->pause_writing(t, t->ctx);
   }
-  return 0;
 }
 
 int aloop_transport_write(aloop_transport *t, const void *data, size_t n) {
@@ -402,6 +378,12 @@ int aloop_transport_write_eof(aloop_transport *t) {
     aloop_transport_close(t);
     return 0;
   }
+  /* TLS: close_notify first, once the handshake is done; it then shuts the socket's side. */
+  return t->tls ? aloop__tls_write_eof(t) : aloop__transport_shutdown_write(t);
+}
+
+/* Shut the socket's writing side once the queue is sent (at once if it is empty). */
+int aloop__transport_shutdown_write(aloop_transport *t) {
   t->eof_requested = true;
   if (!t->wq && !t->sending) {
     t->eof_sent = true;
@@ -420,7 +402,7 @@ static void deliver_held(aloop_loop *loop, void *arg) {
     size_t n = t->held_len;
     t->held = NULL;
     t->held_len = 0;
-    size_t took = deliver(t, held, n);
+    size_t took = aloop__transport_deliver(t, held, n);
     if (took < n) { /* a buffered protocol paused again: keep the rest, in order */
       memmove(held, held + took, n - took);
       t->held = held;
@@ -430,10 +412,15 @@ static void deliver_held(aloop_loop *loop, void *arg) {
     }
     if (t->read_paused || t->closing) return;
   }
-  if (t->eof_pending)
-    deliver_eof(t);
-  else
+  if (t->tls) { /* the records read before the pause, then the end if it came, or more */
+    t->eof_pending = false;
+    aloop__tls_pump(t);
     start_reading(t);
+  } else if (t->eof_pending) {
+    aloop__transport_deliver_eof(t);
+  } else {
+    start_reading(t);
+  }
 }
 
 void aloop_transport_pause_reading(aloop_transport *t) {
@@ -446,7 +433,7 @@ void aloop_transport_pause_reading(aloop_transport *t) {
 void aloop_transport_resume_reading(aloop_transport *t) {
   if (!t->read_paused || t->closing) return;
   t->read_paused = false;
-  if (t->held_len || t->eof_pending)
+  if (t->held_len || t->eof_pending || (t->tls && aloop__tls_has_input(t)))
     aloop_call_soon(t->loop, deliver_held, t, NULL);
   else
     start_reading(t);
@@ -461,7 +448,9 @@ int aloop_transport_set_write_buffer_limits(aloop_transport *t, size_t high, siz
   return 0;
 }
 
-size_t aloop_transport_get_write_buffer_size(const aloop_transport *t) { return t->wq_bytes; }
+size_t aloop_transport_get_write_buffer_size(const aloop_transport *t) {
+  return t->wq_bytes + (t->tls ? aloop__tls_pending(t) : 0);
+}
 int aloop_transport_fd(const aloop_transport *t) { return t->fd; }
 struct aloop__conn *aloop__transport_conn(aloop_transport *t) { return &t->conn; }
 aloop_transport *aloop__conn_transport(struct aloop__conn *c) {
@@ -483,9 +472,13 @@ int aloop_transport_peername(const aloop_transport *t, aloop_sockaddr *out) {
 
 void aloop__transport_set_ctx(aloop_transport *t, void *ctx) { t->ctx = ctx; }
 
-void aloop__transport_discard(aloop_transport *t) {
+void aloop__transport_silence(aloop_transport *t) {
   static const aloop_protocol nobody;
   t->proto = &nobody;
+}
+
+void aloop__transport_discard(aloop_transport *t) {
+  aloop__transport_silence(t);
   aloop_transport_abort(t); /* the fd is closed once made() has run */
 }
 
@@ -505,7 +498,10 @@ static void made(aloop_loop *loop, void *arg) {
   t->made = true;
   /* The peer's address while there is one: after both ends close, getpeername has none. */
   if (!t->file && !t->peer.len && name_of(t->fd, &t->peer, getpeername) < 0) t->peer.len = 0;
-  if (t->proto->connection_made) t->proto->connection_made(t, t->ctx);
+  if (t->tls)
+    aloop__tls_begin(t); /* connection_made once the handshake is done */
+  else if (t->proto->connection_made)
+    t->proto->connection_made(t, t->ctx);
   start_reading(t);
   maybe_finish(t);
 }

@@ -33,6 +33,9 @@ typedef struct aloop_server_options {
    * worker_connections: a flood of clients cannot take every fd or starve the connections being
    * served. */
   size_t max_connections;
+  /* TLS: every connection speaks it with this server context (aloop/tls.h), which the server
+   * holds a reference to from the call on. NULL: plain. */
+  struct aloop_tls_context *tls;
 } aloop_server_options;
 
 #define ALOOP_BACKLOG_DEFAULT 1024

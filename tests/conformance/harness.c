@@ -51,8 +51,9 @@ static void setup(void) {
 static void teardown(void) {
   aloop_stats st;
   aloop_get_stats(L, &st);
-  ck_assert_msg(reports.count == reports_expected, "%d error reports, expected %d; last: %s: %s",
-                reports.count, reports_expected, reports.source, reports.message);
+  ck_assert_msg(reports.count == reports_expected, "%d error reports, expected %d; last: %s: %s (%s)",
+                reports.count, reports_expected, reports.source, reports.message,
+                aloop_strerror(reports.code));
   ck_assert_msg(st.ready == 0, "%zu callbacks left in the ready queue", st.ready);
   ck_assert_msg(st.timers == 0, "%zu timers left scheduled", st.timers);
   ck_assert_msg(st.fds == 0, "%zu fds left watched", st.fds);
