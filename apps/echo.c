@@ -3,7 +3,7 @@
  *   protocol  a protocol on transports (callbacks), served by aloop_create_server
  *   streams   a task per connection with aloop_stream_read / write / drain, by aloop_start_server
  * --udp also echoes UDP datagrams on the same port (a datagram endpoint, in every mode), and
- * --udp-only does nothing else.
+ * --udp-only does nothing else. --tls-cert/--tls-key serve TCP over TLS (protocol and streams).
  * SIGINT or SIGTERM: stop accepting, let open connections finish for the grace period, abort the
  * rest, print one line saying so, exit 0. */
 #include <errno.h>
@@ -214,6 +214,7 @@ static int udp_port(const aloop_datagram_transport *t) {
 
 struct options {
   const char *backend, *mode, *host;
+  const char *tls_cert, *tls_key; /* TLS with this certificate chain and key (both, or neither) */
   int port, workers;
   bool udp, udp_only;
   long max_connections;
@@ -226,6 +227,7 @@ static void usage(FILE *out) {
           "usage: %s [--backend select|libev|io_uring|auto] [--mode sock|protocol|streams]\n"
           "          [--host H] [--port P] [--workers N] [--grace SECONDS]\n"
           "          [--max-connections N] [--udp | --udp-only] [--list-backends]\n"
+          "          [--tls-cert FILE --tls-key FILE]\n"
           "  --backend   the loop's driver (default: $ALOOP_BACKEND, else auto)\n"
           "  --mode      sock: tasks on socket operations; protocol: transports and protocols;\n"
           "              streams: a task per connection on streams (default: protocol)\n"
@@ -237,7 +239,9 @@ static void usage(FILE *out) {
           "  --max-connections  at most N open at once per process; the kernel's backlog\n"
           "              holds the next ones (default 0: no limit)\n"
           "  --udp       also echo UDP datagrams, on the same port number\n"
-          "  --udp-only  echo UDP datagrams only\n",
+          "  --udp-only  echo UDP datagrams only\n"
+          "  --tls-cert, --tls-key  serve TCP over TLS with this certificate chain and private\n"
+          "              key (PEM; protocol and streams modes: sock mode has no transport)\n",
           prog);
 }
 
@@ -259,6 +263,10 @@ static int parse(int argc, char **argv, struct options *o) {
       o->mode = v;
     } else if (!strcmp(a, "--host") && v) {
       o->host = v;
+    } else if (!strcmp(a, "--tls-cert") && v) {
+      o->tls_cert = v;
+    } else if (!strcmp(a, "--tls-key") && v) {
+      o->tls_key = v;
     } else if (!strcmp(a, "--port") && v && (o->port = (int)strtol(v, &end, 10), !*end) &&
                o->port >= 0 && o->port < 65536) {
     } else if (!strcmp(a, "--workers") && v && (o->workers = (int)strtol(v, &end, 10), !*end) &&
@@ -271,6 +279,14 @@ static int parse(int argc, char **argv, struct options *o) {
       usage(stderr);
       return CLI_EXIT_USAGE;
     }
+  }
+  if (!o->tls_cert != !o->tls_key) {
+    fprintf(stderr, "%s: --tls-cert and --tls-key go together\n", prog);
+    return CLI_EXIT_USAGE;
+  }
+  if (o->tls_cert && (!strcmp(o->mode, "sock") || o->udp_only)) {
+    fprintf(stderr, "%s: TLS needs a transport: use --mode protocol or streams\n", prog);
+    return CLI_EXIT_USAGE;
   }
   return CLI_CONTINUE;
 }
@@ -337,6 +353,13 @@ static int serve(const struct options *o) {
   if (!(loop = cli_new_loop(prog, o->backend))) return errno == ALOOP_EBACKEND ? CLI_EXIT_USAGE : 1;
   aloop_server_options sopts = {.size = sizeof sopts, .reuse_port = o->workers > 1,
                                 .max_connections = (size_t)o->max_connections};
+  if (o->tls_cert) {
+    char why[512];
+    if (!(sopts.tls = aloop_tls_server_context(o->tls_cert, o->tls_key, why, sizeof why))) {
+      fprintf(stderr, "%s: %s\n", prog, why);
+      return 1;
+    }
+  }
   sock.max_clients = (size_t)o->max_connections;
   aloop_server *server = NULL;
   aloop_future *acceptor = NULL;
@@ -352,6 +375,7 @@ static int serve(const struct options *o) {
                           ? aloop_start_server(loop, echo_stream, NULL, o->host, o->port, &sopts)
                           : aloop_create_server(loop, &echo_protocol, NULL, NULL, o->host, o->port,
                                                 &sopts);
+    aloop_tls_context_free(sopts.tls); /* the server holds its own */
     if (aloop_run_until_complete(loop, f) < 0) {
       fprintf(stderr, "%s: %s\n", prog, aloop_future_message(f));
       return 1;
@@ -365,7 +389,7 @@ static int serve(const struct options *o) {
     port = udp_port(udp);
   }
   char mode[32];
-  snprintf(mode, sizeof mode, "%s%s", o->udp_only ? "udp" : o->mode,
+  snprintf(mode, sizeof mode, "%s%s%s", o->udp_only ? "udp" : o->mode, o->tls_cert ? "+tls" : "",
            o->udp && !o->udp_only ? "+udp" : "");
 
   stop_requested = aloop_future_new(loop, "stop");

@@ -949,7 +949,8 @@ static void *new_conn(void *arg) {
 }
 
 aloop_future *cf_http_serve(aloop_loop *loop, struct cf_config *cfg, const char *host, int port) {
-  aloop_server_options opts = {.size = sizeof opts, .max_connections = cfg->max_connections};
+  aloop_server_options opts = {.size = sizeof opts, .max_connections = cfg->max_connections,
+                               .tls = cfg->tls};
   return aloop_create_server(loop, &http_protocol, new_conn, cfg, host, port, &opts);
 }
 

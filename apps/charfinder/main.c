@@ -21,6 +21,7 @@ struct endpoint {
 
 struct options {
   const char *backend, *index_path, *unicode_data;
+  const char *tls_cert, *tls_key; /* HTTPS with this certificate chain and key */
   struct endpoint tcp, http;
   bool quiet;
   double timeout, grace;
@@ -32,7 +33,7 @@ static void usage(FILE *out) {
           "usage: %s query WORD...\n"
           "       %s [--tcp [HOST:]PORT] [--http [HOST:]PORT] [--backend B] [--quiet]\n"
           "          [--timeout S] [--grace S] [--max-connections N] [--index FILE]\n"
-          "          [--unicode-data FILE]\n"
+          "          [--unicode-data FILE] [--tls-cert FILE --tls-key FILE]\n"
           "       %s --list-backends\n"
           "  query        print the characters whose names have every WORD, then a status line\n"
           "  --tcp        serve the line protocol (default 127.0.0.1:2323)\n"
@@ -48,7 +49,9 @@ static void usage(FILE *out) {
           "               holds the next ones (0: no limit; default 0)\n"
           "  --index      the index file (default: $ALOOP_CHARFINDER_INDEX, else\n"
           "               ~/.cache/aloop/charfinder.index); built when missing or stale\n"
-          "  --unicode-data  the source of the index (default %s)\n",
+          "  --unicode-data  the source of the index (default %s)\n"
+          "  --tls-cert, --tls-key  serve HTTP over TLS (HTTPS) with this certificate chain\n"
+          "               and private key (PEM)\n",
           prog, prog, prog, CF_UNICODE_DATA);
 }
 
@@ -93,6 +96,10 @@ static int parse(int argc, char **argv, struct options *o, int *query_at) {
       i--;
     } else if (!strcmp(a, "--tcp") && v && parse_endpoint(v, "127.0.0.1", &o->tcp)) {
     } else if (!strcmp(a, "--http") && v && parse_endpoint(v, "127.0.0.1", &o->http)) {
+    } else if (!strcmp(a, "--tls-cert") && v) {
+      o->tls_cert = v;
+    } else if (!strcmp(a, "--tls-key") && v) {
+      o->tls_key = v;
     } else if (!strcmp(a, "--index") && v) {
       o->index_path = v;
     } else if (!strcmp(a, "--unicode-data") && v) {
@@ -107,6 +114,10 @@ static int parse(int argc, char **argv, struct options *o, int *query_at) {
       usage(stderr);
       return CLI_EXIT_USAGE;
     }
+  }
+  if (!o->tls_cert != !o->tls_key) {
+    fprintf(stderr, "%s: --tls-cert and --tls-key go together\n", prog);
+    return CLI_EXIT_USAGE;
   }
   return CLI_CONTINUE;
 }
@@ -194,6 +205,14 @@ static int serve(const struct options *o, const cf_index *ix) {
   struct cf_config cfg = {.index = ix, .log = o->quiet ? NULL : stdout,
                           .timeout = (int64_t)(o->timeout * 1e9),
                           .max_connections = (size_t)o->max_connections};
+  if (o->tls_cert) {
+    char why[512];
+    if (!(cfg.tls = aloop_tls_server_context(o->tls_cert, o->tls_key, why, sizeof why))) {
+      fprintf(stderr, "%s: %s\n", prog, why);
+      aloop_free(loop);
+      return 1;
+    }
+  }
   printf("%s: %zu characters indexed; %s driver\n", prog, cf_index_size(ix),
          aloop_backend_name(loop));
   aloop_server *tcp = NULL, *http = NULL;
@@ -202,9 +221,10 @@ static int serve(const struct options *o, const cf_index *ix) {
       !(tcp = start(loop, cf_tcp_serve(loop, &cfg, o->tcp.host, o->tcp.port), "TCP", &o->tcp)))
     rc = 1;
   if (!rc && o->http.on &&
-      !(http = start(loop, cf_http_serve(loop, &cfg, o->http.host, o->http.port), "HTTP",
-                     &o->http)))
+      !(http = start(loop, cf_http_serve(loop, &cfg, o->http.host, o->http.port),
+                     cfg.tls ? "HTTPS" : "HTTP", &o->http)))
     rc = 1;
+  aloop_tls_context_free(cfg.tls); /* the server holds its own */
   fflush(stdout);
   if (!rc) {
     stop_requested = aloop_future_new(loop, "stop");

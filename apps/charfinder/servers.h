@@ -16,6 +16,7 @@ struct cf_config {
    * how long a client may leave our answers unread before it is dropped. */
   int64_t timeout;
   size_t max_connections; /* per server; 0: no limit (aloop_server_options.max_connections) */
+  aloop_tls_context *tls;  /* the HTTP server speaks TLS with it (HTTPS); NULL: plain */
   struct cf_http_conn *http_conns; /* the HTTP server's open connections (http.c keeps it) */
   aloop_loop *loop; /* the TCP server's (cf_tcp_serve sets it): its tasks' clock and timers */
 };

@@ -1,7 +1,7 @@
 /* TLS on transports and streams: 16 MiB each way through an echo with bounded write buffers,
  * half-close with close_notify, certificates that fail (wrong name, expired, unknown CA) in words,
  * plain text to a TLS port, a peer that leaves mid-handshake, the handshake timeout, STARTTLS,
- * ALPN and SNI, and 1,000 handshakes at once. The certificates are made by the test (OpenSSL's
+ * ALPN and SNI, 1,000 handshakes at once, and a Python ssl server as the peer. The certificates are made by the test (OpenSSL's
  * library, P-256 keys) in a temporary directory: a CA, a server certificate for localhost and
  * 127.0.0.1 signed by it, one for other.test (SNI), an expired one, and a self-signed one. */
 #include <arpa/inet.h>
@@ -556,6 +556,83 @@ START_TEST(test_a_thousand_handshakes_at_once) {
 }
 END_TEST
 
+/* ---- Python's ssl module as the server -------------------------------------------------------------- */
+
+/* A TLS echo server in Python (an independent implementation's handshake and records): it
+ * prints its port, serves one connection, and exits 0 if the peer closed with close_notify. */
+static const char python_server[] =
+    "import socket, ssl, sys\n"
+    "ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)\n"
+    "ctx.load_cert_chain(sys.argv[1], sys.argv[2])\n"
+    "ls = socket.create_server(('127.0.0.1', 0))\n"
+    "print(ls.getsockname()[1], flush=True)\n"
+    "ls.settimeout(60)\n"
+    "conn, _ = ls.accept()\n"
+    "conn.settimeout(60)\n"
+    "s = ctx.wrap_socket(conn, server_side=True)\n"
+    "while True:\n"
+    "    data = s.recv(65536)\n"
+    "    if not data:\n"
+    "        break\n"
+    "    s.sendall(data)\n"
+    "s.unwrap()\n"
+    "sys.exit(0)\n";
+
+struct collect {
+  size_t got;
+  bool eof;
+  aloop_future *done;
+};
+
+static void collect_data(aloop_transport *t, const void *data, size_t n, void *ctx) {
+  (void)t, (void)data;
+  struct collect *c = ctx;
+  c->got += n;
+  if (c->got == 1 << 20) aloop_transport_close(t); /* close_notify, then the socket */
+}
+
+static void collect_lost(aloop_transport *t, int err, void *ctx) {
+  (void)t;
+  aloop_future_set_result(((struct collect *)ctx)->done, err);
+}
+
+START_TEST(test_a_python_ssl_server_echoes_a_mebibyte_to_our_client) {
+  int out[2];
+  ck_assert_int_eq(pipe(out), 0);
+  fflush(NULL);
+  pid_t pid = fork();
+  ck_assert_int_ge(pid, 0);
+  if (pid == 0) {
+    dup2(out[1], 1);
+    execlp("python3", "python3", "-c", python_server, path_of("server.pem"), path_of("key.pem"),
+           (char *)NULL);
+    _exit(127);
+  }
+  close(out[1]);
+  FILE *f = fdopen(out[0], "r");
+  int port = 0;
+  ck_assert_int_eq(fscanf(f, "%d", &port), 1);
+  fclose(f);
+  static const aloop_protocol proto = {.data_received = collect_data, .connection_lost = collect_lost};
+  struct collect c = {.done = aloop_future_new(L, "lost")};
+  aloop_tls_context *cc = client_ctx("ca.pem");
+  aloop_connect_options o = {.size = sizeof o, .tls = cc};
+  aloop_future *conn = aloop_create_connection_with(L, &proto, &c, "127.0.0.1", port, &o);
+  ck_assert_int_eq(aloop_run_until_complete(L, conn), 0);
+  aloop_transport *t = aloop_future_data(conn);
+  aloop_future_release(conn);
+  static unsigned char data[1 << 20];
+  ck_assert_int_eq(aloop_transport_write(t, data, sizeof data), 0);
+  ck_assert_int_eq(run_within(aloop_future_ref(c.done), 60 * SEC), 0);
+  aloop_future_release(c.done);
+  ck_assert_int_eq(c.got, sizeof data);
+  int status;
+  ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+  ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "the Python server: status %d", status);
+  aloop_tls_context_free(cc);
+}
+END_TEST
+
 /* ---- contexts -------------------------------------------------------------------------------------- */
 
 START_TEST(test_a_context_that_cannot_load_says_why) {
@@ -584,5 +661,6 @@ TCase *conformance_tls(void) {
   tcase_add_test(tc, test_alpn_picks_a_common_protocol_and_sni_chooses_the_certificate);
   tcase_add_test(tc, test_a_thousand_handshakes_at_once);
   tcase_add_test(tc, test_a_context_that_cannot_load_says_why);
+  tcase_add_test(tc, test_a_python_ssl_server_echoes_a_mebibyte_to_our_client);
   return tc;
 }

@@ -62,8 +62,12 @@ static int port_after(const char *log, const char *label) {
   return atoi(colon + 1);
 }
 
+/* Set by the HTTPS test: the server's certificate and key (the HTTP server then speaks TLS). */
+static const char *tls_cert, *tls_key;
+
 static struct server start(const char *backend) {
   struct server s = {0};
+  const char *http_label = tls_cert ? "HTTPS on" : "HTTP on";
   /* Each test's own log file. */
   snprintf(s.log, sizeof s.log, "%s/%s-%ld.log", scratch_dir, backend, (long)getpid());
   unlink(s.log);
@@ -73,16 +77,21 @@ static struct server start(const char *backend) {
     int fd = open(s.log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
     dup2(fd, 1);
     dup2(fd, 2);
-    execl(PROG, PROG, "--backend", backend, "--tcp", "127.0.0.1:0", "--http", "127.0.0.1:0",
-          "--index", scratch_index, "--timeout", "1", "--grace", "1", (char *)NULL);
+    if (tls_cert)
+      execl(PROG, PROG, "--backend", backend, "--tcp", "127.0.0.1:0", "--http", "127.0.0.1:0",
+            "--index", scratch_index, "--timeout", "1", "--grace", "1", "--tls-cert", tls_cert,
+            "--tls-key", tls_key, (char *)NULL);
+    else
+      execl(PROG, PROG, "--backend", backend, "--tcp", "127.0.0.1:0", "--http", "127.0.0.1:0",
+            "--index", scratch_index, "--timeout", "1", "--grace", "1", (char *)NULL);
     _exit(127);
   }
-  ck_assert_msg(log_has(&s, "HTTP on"), "%s: the server did not start", backend);
+  ck_assert_msg(log_has(&s, http_label), "%s: the server did not start", backend);
   char buf[4096];
   read_log(&s, buf, sizeof buf);
   ck_assert_msg(strstr(buf, backend), "%s: log: %s", backend, buf);
   s.tcp = port_after(buf, "TCP on");
-  s.http = port_after(buf, "HTTP on");
+  s.http = port_after(buf, http_label);
   ck_assert_int_gt(s.tcp, 0);
   ck_assert_int_gt(s.http, 0);
   return s;
@@ -595,6 +604,57 @@ START_TEST(test_http_over_sockets_on_every_driver) {
 }
 END_TEST
 
+/* HTTPS: Python's urllib (its ssl module: an independent TLS client) gets the page and an API
+ * answer, verified against the test's certificate; plain HTTP to the HTTPS port is refused and
+ * serving goes on. */
+static int https_get(int port, const char *path, const char *expect) {
+  static const char script[] =
+      "import ssl, sys, urllib.request\n"
+      "ctx = ssl.create_default_context(cafile=sys.argv[1])\n"
+      "url = 'https://localhost:%s%s' % (sys.argv[2], sys.argv[3])\n"
+      "body = urllib.request.urlopen(url, context=ctx, timeout=30).read().decode()\n"
+      "sys.exit(0 if sys.argv[4] in body else 3)\n";
+  char portstr[16];
+  snprintf(portstr, sizeof portstr, "%d", port);
+  pid_t pid = fork();
+  if (pid == 0) {
+    execlp("python3", "python3", "-c", script, tls_cert, portstr, path, expect, (char *)NULL);
+    _exit(127);
+  }
+  int status;
+  waitpid(pid, &status, 0);
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+static void https_requests(const struct server *s, const char *backend) {
+  ck_assert_msg(https_get(s->http, "/", "<html") == 0, "%s: no page over HTTPS", backend);
+  ck_assert_msg(https_get(s->http, "/api/search?query=cat%20face", "CAT FACE") == 0,
+                "%s: no API answer over HTTPS", backend);
+  int fd = connect_to(s->http);
+  send_str(fd, "GET / HTTP/1.0\r\n\r\n");
+  char buf[256];
+  ck_assert(closed_by_peer(fd, buf, sizeof buf));
+  close(fd);
+  ck_assert_msg(https_get(s->http, "/", "<html") == 0, "%s: no page after plain HTTP", backend);
+}
+
+START_TEST(test_https_with_python_clients_on_every_driver) {
+  char dir[300], cert[340], key[340], cmd[1200];
+  snprintf(dir, sizeof dir, "%s/tls", scratch_dir);
+  snprintf(cert, sizeof cert, "%s/cert.pem", dir);
+  snprintf(key, sizeof key, "%s/key.pem", dir);
+  snprintf(cmd, sizeof cmd,
+           "mkdir -p %s && openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes "
+           "-days 2 -subj /CN=localhost -addext subjectAltName=DNS:localhost,IP:127.0.0.1 "
+           "-keyout %s -out %s 2>/dev/null", dir, key, cert);
+  ck_assert_int_eq(system(cmd), 0);
+  tls_cert = cert;
+  tls_key = key;
+  on_every_driver(https_requests, "aloop-charfinder: stopped: ");
+  tls_cert = tls_key = NULL;
+}
+END_TEST
+
 /* A browser's kept-alive connection, idle after its answer, when SIGTERM comes: closed at once
  * (not aborted after the grace period), and the server says so. */
 static int idle_fd = -1;
@@ -683,6 +743,7 @@ int main(void) {
   tcase_set_timeout(tc, 600);
   tcase_add_test(tc, test_the_command_line); /* first: it builds the index the others use */
   tcase_add_test(tc, test_the_tcp_line_protocol_on_every_driver);
+  tcase_add_test(tc, test_https_with_python_clients_on_every_driver);
   tcase_add_test(tc, test_http_over_sockets_on_every_driver);
   tcase_add_test(tc, test_shutdown_closes_idle_http_connections_without_the_grace_period);
   tcase_add_test(tc, test_slow_and_non_reading_clients_are_timed_out_on_every_driver);

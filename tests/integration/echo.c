@@ -2,7 +2,8 @@
  * started on each compiled driver on an ephemeral port, fed payloads from 1 byte to 1 MiB by
  * several clients at once (plain blocking sockets in threads: nothing of aloop on this side),
  * checked byte for byte, then stopped with SIGTERM, with and without a connection still open;
- * and with --udp / --udp-only, UDP datagrams from 0 to 65,507 bytes echoed on the same port. */
+ * with --udp / --udp-only, UDP datagrams from 0 to 65,507 bytes echoed on the same port; and with
+ * --tls-cert/--tls-key, openssl s_client and a Python ssl client served over TLS. */
 #include "../run_suite.h"
 #include <arpa/inet.h>
 #include <check.h>
@@ -31,10 +32,10 @@ struct server {
   int port;
 };
 
-/* mode NULL: the example; else aloop-echo in that mode, with one more flag and its value if
- * `flag` is set (value NULL: a flag alone). */
-static struct server start_server_with(const char *backend, const char *mode, const char *flag,
-                                       const char *value) {
+/* mode NULL: the example; else aloop-echo in that mode, with the flags in `more` (NULL-ended;
+ * NULL: none). */
+static struct server start_server_with(const char *backend, const char *mode,
+                                       const char *const *more) {
   int p[2];
   ck_assert_int_eq(pipe(p), 0);
   pid_t pid = fork();
@@ -42,10 +43,12 @@ static struct server start_server_with(const char *backend, const char *mode, co
   if (pid == 0) {
     dup2(p[1], 1);
     close(p[0]);
-    if (mode)
-      execl(ECHO, ECHO, "--backend", backend, "--mode", mode, "--port", "0", "--grace", "0.2",
-            flag, value, (char *)NULL);
-    else
+    if (mode) {
+      const char *argv[16] = {ECHO, "--backend", backend, "--mode", mode, "--port", "0",
+                              "--grace", "0.2"};
+      for (int i = 0; more && more[i] && i < 6; i++) argv[9 + i] = more[i];
+      execv(ECHO, (char *const *)argv);
+    } else
       execl(EXAMPLE, EXAMPLE, "--backend", backend, "--port", "0", (char *)NULL);
     _exit(127);
   }
@@ -61,7 +64,7 @@ static struct server start_server_with(const char *backend, const char *mode, co
 }
 
 static struct server start_server(const char *backend, const char *mode) {
-  return start_server_with(backend, mode, NULL, NULL);
+  return start_server_with(backend, mode, NULL);
 }
 
 static int connect_to(int port) {
@@ -164,7 +167,7 @@ static void ping(int fd, const char *backend, const char *mode) {
 /* --max-connections 2: a third client waits in the backlog, unserved, until one of the first two
  * leaves; then it is served like the others. */
 static void limit_connections(const char *backend, const char *mode) {
-  struct server s = start_server_with(backend, mode, "--max-connections", "2");
+  struct server s = start_server_with(backend, mode, (const char *[]){"--max-connections", "2", NULL});
   int a = connect_to(s.port), b = connect_to(s.port);
   ck_assert(a >= 0 && b >= 0);
   ping(a, backend, mode);
@@ -212,7 +215,7 @@ static void udp_echoes(int port, const char *backend, const char *mode) {
 
 /* --udp: TCP and UDP echo on one port number. */
 static void udp_too(const char *backend, const char *mode) {
-  struct server s = start_server_with(backend, mode, "--udp", NULL);
+  struct server s = start_server_with(backend, mode, (const char *[]){"--udp", NULL});
   udp_echoes(s.port, backend, mode);
   int tcp = connect_to(s.port);
   ck_assert_int_ge(tcp, 0);
@@ -224,7 +227,7 @@ static void udp_too(const char *backend, const char *mode) {
 /* --udp-only: datagrams are echoed and nobody listens for TCP. */
 static void udp_only(const char *backend, const char *mode) {
   if (strcmp(mode, "protocol")) return; /* the mode means nothing without TCP: once is enough */
-  struct server s = start_server_with(backend, mode, "--udp-only", NULL);
+  struct server s = start_server_with(backend, mode, (const char *[]){"--udp-only", NULL});
   udp_echoes(s.port, backend, "udp-only");
   ck_assert_int_lt(connect_to(s.port), 0);
   stop(&s, backend, "stopped: 0 connections");
@@ -267,6 +270,124 @@ START_TEST(test_udp_echoes_datagrams_on_the_tcp_port_on_every_driver) {
 }
 END_TEST
 
+/* ---- TLS, with independent peers: openssl s_client and Python's ssl module ------------------ */
+
+static char tls_dir[64];
+
+/* A self-signed certificate for localhost and 127.0.0.1, made by the openssl command. */
+static void make_tls_files(void) {
+  strcpy(tls_dir, "/tmp/aloop-echo-tls-XXXXXX");
+  ck_assert_ptr_nonnull(mkdtemp(tls_dir));
+  char cmd[512];
+  snprintf(cmd, sizeof cmd,
+           "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 "
+           "-subj /CN=localhost -addext subjectAltName=DNS:localhost,IP:127.0.0.1 "
+           "-keyout %s/key.pem -out %s/cert.pem 2>/dev/null", tls_dir, tls_dir);
+  ck_assert_int_eq(system(cmd), 0);
+}
+
+static void remove_tls_files(void) {
+  char cmd[128];
+  snprintf(cmd, sizeof cmd, "rm -rf %s", tls_dir);
+  ck_assert_int_eq(system(cmd), 0);
+}
+
+static struct server start_tls_server(const char *backend, const char *mode) {
+  static char cert[96], key[96];
+  snprintf(cert, sizeof cert, "%s/cert.pem", tls_dir);
+  snprintf(key, sizeof key, "%s/key.pem", tls_dir);
+  return start_server_with(backend, mode, (const char *[]){"--tls-cert", cert, "--tls-key", key, NULL});
+}
+
+/* Python's ssl module as the client: 1 MiB in pieces while reading the echo, verified against our
+ * certificate and the name localhost. Its exit status. */
+static int python_client(int port) {
+  static const char script[] =
+      "import socket, ssl, sys\n"
+      "ctx = ssl.create_default_context(cafile=sys.argv[2])\n"
+      "data = bytes(i * 131 % 256 for i in range(1 << 20))\n"
+      "with socket.create_connection(('127.0.0.1', int(sys.argv[1])), timeout=30) as raw:\n"
+      "    with ctx.wrap_socket(raw, server_hostname='localhost') as s:\n"
+      "        got = bytearray()\n"
+      "        for off in range(0, len(data), 65536):\n"
+      "            s.sendall(data[off:off + 65536])\n"
+      "            while len(got) < off + 65536:\n"
+      "                got += s.recv(65536)\n"
+      "        sys.exit(0 if bytes(got) == data else 3)\n";
+  char portstr[16], cafile[96];
+  snprintf(portstr, sizeof portstr, "%d", port);
+  snprintf(cafile, sizeof cafile, "%s/cert.pem", tls_dir);
+  pid_t pid = fork();
+  if (pid == 0) {
+    execlp("python3", "python3", "-c", script, portstr, cafile, (char *)NULL);
+    _exit(127);
+  }
+  int status;
+  waitpid(pid, &status, 0);
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+/* openssl s_client: a line in, the same line out, verified against our certificate; then its
+ * stdin closes and it says goodbye with close_notify. Whether the line came back. */
+static bool s_client_echoes(int port) {
+  int in[2], out[2];
+  ck_assert_int_eq(pipe(in), 0);
+  ck_assert_int_eq(pipe(out), 0);
+  char connect[32], cafile[96];
+  snprintf(connect, sizeof connect, "127.0.0.1:%d", port);
+  snprintf(cafile, sizeof cafile, "%s/cert.pem", tls_dir);
+  pid_t pid = fork();
+  if (pid == 0) {
+    dup2(in[0], 0);
+    dup2(out[1], 1);
+    close(in[1]), close(out[0]);
+    execlp("openssl", "openssl", "s_client", "-connect", connect, "-CAfile", cafile,
+           "-verify_return_error", "-verify_hostname", "localhost", "-quiet", "-no_ign_eof",
+           (char *)NULL);
+    _exit(127);
+  }
+  close(in[0]), close(out[1]);
+  const char line[] = "hello over TLS\n";
+  ck_assert_int_eq(write(in[1], line, sizeof line - 1), (ssize_t)(sizeof line - 1));
+  char got[64] = "";
+  size_t n = 0;
+  struct pollfd p = {out[0], POLLIN, 0};
+  while (n < sizeof line - 1 && poll(&p, 1, 30000) == 1) {
+    ssize_t k = read(out[0], got + n, sizeof got - 1 - n);
+    if (k <= 0) break;
+    n += (size_t)k;
+  }
+  close(in[1]); /* s_client ends at its stdin's end */
+  close(out[0]);
+  int status;
+  waitpid(pid, &status, 0);
+  return n == sizeof line - 1 && memcmp(got, line, n) == 0;
+}
+
+static void tls_echo_on(const char *backend, const char *mode) {
+  if (!mode || !strcmp(mode, "sock")) return; /* TLS needs a transport */
+  struct server s = start_tls_server(backend, mode);
+  ck_assert_msg(s_client_echoes(s.port), "%s %s: openssl s_client got no echo", backend, mode);
+  int rc = python_client(s.port);
+  ck_assert_msg(rc == 0, "%s %s: the Python client exited with %d", backend, mode, rc);
+  /* Plain text to the TLS port is refused, and the server goes on. */
+  int fd = connect_to(s.port);
+  ck_assert_int_ge(fd, 0);
+  ck_assert_int_eq(write(fd, "GET / HTTP/1.0\r\n\r\n", 18), 18);
+  char buf[256];
+  while (read(fd, buf, sizeof buf) > 0) {}
+  close(fd);
+  ck_assert_msg(s_client_echoes(s.port), "%s %s: no echo after plain text", backend, mode);
+  stop(&s, backend, "stopped");
+}
+
+START_TEST(test_tls_echo_answers_openssl_and_python_clients_on_every_driver) {
+  make_tls_files();
+  on_every_driver(tls_echo_on, false);
+  remove_tls_files();
+}
+END_TEST
+
 static int exit_status(const char *prog, const char *a1, const char *a2) {
   pid_t pid = fork();
   if (pid == 0) {
@@ -289,6 +410,7 @@ START_TEST(test_bad_flags_exit_with_status_2_and_help_with_0) {
   ck_assert_int_eq(exit_status(ECHO, "--grace", NULL), 2);
   ck_assert_int_eq(exit_status(ECHO, "--max-connections", "-1"), 2);
   ck_assert_int_eq(exit_status(ECHO, "--help", NULL), 0);
+  ck_assert_int_eq(exit_status(ECHO, "--tls-cert", "x.pem"), 2); /* without --tls-key */
 }
 END_TEST
 
@@ -301,6 +423,7 @@ int main(void) {
   tcase_add_test(tc, test_bad_flags_exit_with_status_2_and_help_with_0);
   tcase_add_test(tc, test_max_connections_keeps_the_next_client_in_the_backlog_until_one_leaves);
   tcase_add_test(tc, test_udp_echoes_datagrams_on_the_tcp_port_on_every_driver);
+  tcase_add_test(tc, test_tls_echo_answers_openssl_and_python_clients_on_every_driver);
   suite_add_tcase(suite, tc);
   return run_suite(suite);
 }
