@@ -4,7 +4,8 @@
  *
  * Each run copies the source (made once, pseudo-random, so the page cache holds it: this measures
  * the I/O path, not the disk) to a new file and closes it, without fsync unless --fsync. The
- * figure is MiB/s of the median run of --repeats.
+ * figures are MiB/s of the median and the best of --repeats runs, and the CPU time the copy cost
+ * (every thread of the process, the kernel's io_uring workers included, and cp's).
  *   aloop DRIVER    --depth tasks, each reading a --chunk then writing it (aloop_file_read/write)
  *   aloop io_uring (executor)   the same with ALOOP_IO_URING=no-file-ops: what select and libev do,
  *                               on io_uring's loop
@@ -18,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -33,6 +35,20 @@ static struct {
   bool fsync;
   char dir[256], src[320], dst[320];
 } cfg = {.size = 256 << 20, .chunk = 256 << 10, .depth = 64, .threads = 4, .repeats = 3};
+
+/* CPU seconds (user + system) of this process's threads, the kernel's io_uring workers among
+ * them, and of its waited-for children (cp). */
+static double cpu_s(void) {
+  double total = 0;
+  int who[] = {RUSAGE_SELF, RUSAGE_CHILDREN};
+  for (size_t i = 0; i < 2; i++) {
+    struct rusage ru;
+    getrusage(who[i], &ru);
+    total += (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 +
+             (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
+  }
+  return total;
+}
 
 static double now_s(void) {
   struct timespec ts;
@@ -85,6 +101,8 @@ static int make_source(void) {
     size_t n = cfg.size - done < BLOCK ? (size_t)(cfg.size - done) : BLOCK;
     if (write(fd, block, n) != (ssize_t)n) rc = -1;
   }
+  /* On disk before any run: its writeback would otherwise slow down whichever runs first. */
+  if (rc == 0 && fdatasync(fd) < 0) rc = -1;
   if (fd >= 0) close(fd);
   free(block);
   return rc;
@@ -262,30 +280,56 @@ static int cmp_double(const void *a, const void *b) {
   return (x > y) - (x < y);
 }
 
-/* Run one case --repeats times; prints its row. Returns 0, or -1 if a copy failed or differed. */
-static int run_case(const struct bench_case *bc, uint64_t expected) {
+enum { NCASES = sizeof cases / sizeof cases[0] };
+
+struct result {
+  const char *skipped, *failed; /* why not, or NULL */
   char why[160];
-  if (bc->driver && unavailable(bc->driver, why, sizeof why)) {
-    printf("| %s | skipped: %s | |\n", bc->name, why);
-    return 0;
+  double mibs[MAX_REPEATS], cpu[MAX_REPEATS]; /* MiB/s and CPU s per GiB of each run */
+};
+
+/* One timed copy of case bc into r's run `run`, checked against the source's checksum. */
+static void run_once(const struct bench_case *bc, struct result *r, int run, uint64_t expected) {
+  unlink(cfg.dst);
+  double t0 = now_s(), c0 = cpu_s();
+  int rc = bc->copy();
+  double t = now_s() - t0;
+  r->cpu[run] = (cpu_s() - c0) / ((double)cfg.size / (1 << 30));
+  r->mibs[run] = (double)cfg.size / (1 << 20) / t;
+  uint64_t got = 0;
+  if (rc < 0 || checksum(cfg.dst, &got) < 0 || got != expected)
+    r->failed = rc < 0 ? "the copy failed" : "the copy differs from its source";
+}
+
+static void print_row(const struct bench_case *bc, struct result *r) {
+  if (r->skipped || r->failed) {
+    printf("| %s | %s: %s | | |\n", bc->name, r->skipped ? "skipped" : "FAILED",
+           r->skipped ? r->skipped : r->failed);
+    return;
   }
-  double mibs[MAX_REPEATS];
-  for (int r = 0; r < cfg.repeats; r++) {
-    unlink(cfg.dst);
-    double t0 = now_s();
-    int rc = bc->copy();
-    double t = now_s() - t0;
-    uint64_t got = 0;
-    if (rc < 0 || checksum(cfg.dst, &got) < 0 || got != expected) {
-      printf("| %s | FAILED: %s | |\n", bc->name, rc < 0 ? "the copy failed" : "copy differs");
-      return -1;
-    }
-    mibs[r] = (double)cfg.size / (1 << 20) / t;
+  qsort(r->mibs, (size_t)cfg.repeats, sizeof r->mibs[0], cmp_double);
+  qsort(r->cpu, (size_t)cfg.repeats, sizeof r->cpu[0], cmp_double);
+  printf("| %s | %.0f | %.0f | %.2f |\n", bc->name, r->mibs[cfg.repeats / 2],
+         r->mibs[cfg.repeats - 1], r->cpu[cfg.repeats / 2]);
+}
+
+/* Every case once per round, --repeats rounds: a slow spell of a shared machine falls on all of
+ * them alike, not on whichever case ran then. Returns 0, or -1 if a copy failed or differed. */
+static int run_cases(uint64_t expected) {
+  static struct result results[NCASES];
+  for (size_t i = 0; i < NCASES; i++)
+    if (cases[i].driver)
+      results[i].skipped = unavailable(cases[i].driver, results[i].why, sizeof results[i].why);
+  for (int run = 0; run < cfg.repeats; run++)
+    for (size_t i = 0; i < NCASES; i++)
+      if (!results[i].skipped && !results[i].failed)
+        run_once(&cases[i], &results[i], run, expected);
+  int rc = 0;
+  for (size_t i = 0; i < NCASES; i++) {
+    print_row(&cases[i], &results[i]);
+    if (results[i].failed) rc = -1;
   }
-  qsort(mibs, (size_t)cfg.repeats, sizeof mibs[0], cmp_double);
-  printf("| %s | %.0f | %.0f |\n", bc->name, mibs[cfg.repeats / 2], mibs[cfg.repeats - 1]);
-  fflush(stdout);
-  return 0;
+  return rc;
 }
 
 static int usage(const char *prog, int rc) {
@@ -343,9 +387,10 @@ int main(int argc, char **argv) {
            "%s, in %s (page cache warm)\n\n",
            (long long)(cfg.size >> 20), (long long)(cfg.chunk >> 10), cfg.depth, cfg.threads,
            cfg.fsync ? "fdatasync at the end" : "no fsync", cfg.dir);
-    printf("| copy | MiB/s (median of %d) | best |\n|---|---:|---:|\n", cfg.repeats);
-    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
-      if (run_case(&cases[i], expected) < 0) rc = 1;
+    printf("| copy | MiB/s (median of %d) | best | CPU s per GiB (median) |\n"
+           "|---|---:|---:|---:|\n", cfg.repeats);
+    fflush(stdout);
+    if (run_cases(expected) < 0) rc = 1;
   }
   unlink(cfg.src);
   unlink(cfg.dst);
