@@ -18,7 +18,8 @@
 struct file_req {
   struct aloop__op op;
   aloop_future *future;
-  char *path;          /* open, stat: a copy (a request may read it after the call returned) */
+  bool by_path;        /* open, stat: the file is named by path (else by fd) */
+  char *path;          /* a copy of it (a request may read it after the call returned) */
   struct iovec *iov;   /* readv, writev: a copy of the caller's array */
   struct statx stx;    /* fstat, stat: the kernel's answer, turned into *out at the end */
   struct stat *out;
@@ -31,8 +32,8 @@ static void describe(const struct file_req *r, char *out, size_t n) {
       [ALOOP__OP_FILE_WRITE] = "write", [ALOOP__OP_FILE_FSYNC] = "fsync",
       [ALOOP__OP_FILE_STATX] = "stat",  [ALOOP__OP_FILE_CLOSE] = "close"};
   const char *verb = verbs[r->op.kind];
-  if (r->path)
-    snprintf(out, n, "cannot %s %s", verb, r->path);
+  if (r->by_path)
+    snprintf(out, n, "cannot %s %s", verb, r->path ? r->path : "(a NULL path)");
   else
     snprintf(out, n, "cannot %s fd %d", verb, r->op.fd);
 }
@@ -126,6 +127,7 @@ bool aloop_file_native(const aloop_loop *loop) {
 
 /* A path copied into r; 0, -EFAULT for NULL, or -ENOMEM. */
 static int take_path(struct file_req *r, const char *path) {
+  r->by_path = true;
   if (!path) return -EFAULT;
   r->path = strdup(path);
   r->op.buf = r->path;

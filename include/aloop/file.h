@@ -13,8 +13,9 @@
  * Each function returns a future (one reference for the caller; see future.h), or NULL without
  * memory. Its outcome is the syscall's: >= 0 (an fd, a count, 0), or a negative errno whose
  * message says what failed in words, e.g. "cannot open /no/such: No such file or directory" or
- * "cannot read fd 7: Is a directory". Arguments a syscall would refuse (a negative fd, an offset
- * below -1) fail the same way, through the future.
+ * "cannot read fd 7: Is a directory". Arguments a syscall would refuse fail the same way,
+ * through the future: a negative fd (-EBADF), an offset below -1 or an iovcnt out of range
+ * (-EINVAL), a NULL path or stat output (-EFAULT).
  *
  * Buffers, iovec buffers, `struct stat` outputs are the caller's and must stay valid until the
  * future is done, also after a cancel: the future is done only once neither the kernel nor a

@@ -277,6 +277,8 @@ START_TEST(test_errors_carry_the_errno_and_say_what_failed_in_words) {
   expect_error(aloop_file_close(L, wfd), -EBADF, "cannot close fd", "Bad file descriptor");
   expect_error(aloop_file_read(L, -1, buf, sizeof buf, 0), -EBADF, "cannot read fd -1", NULL);
   expect_error(aloop_file_fstat(L, AT_FDCWD, &st), -EBADF, "cannot stat fd", NULL);
+  expect_error(aloop_file_stat(L, NULL, &st), -EFAULT, "cannot stat (a NULL path)", NULL);
+  expect_error(aloop_file_stat(L, missing, NULL), -EFAULT, "cannot stat", NULL);
 
   int fd = open_now("data", O_RDONLY);
   expect_error(aloop_file_read(L, fd, buf, sizeof buf, -2), -EINVAL, "cannot read fd",
