@@ -79,9 +79,10 @@
  *     rest (a read that must wait for the disk, every fsync) to its own worker threads, so the
  *     loop never blocks, with no thread of ours. Offset -1 means the file position (5.6+). A
  *     request's iovecs, path and statx buffer are the op's until its completion, cancelled or
- *     not. Cancelling one that a worker already runs interrupts it where it sleeps (a pipe read)
- *     and not where it does not (a regular file's read finishes). A kernel missing any of these
- *     opcodes gets them all from the executor instead, as the readiness drivers do.
+ *     not. A cancel ends a request that waits (a FIFO read armed on a poll, or asleep in a
+ *     worker: -ECANCELED or -EINTR, which file.c counts as cancelled) but not one a worker is busy
+ *     with (a regular file's read or write, an fsync: its result comes). A kernel missing any of
+ *     these opcodes gets them all from the executor instead, as the readiness drivers do.
  *
  * ALOOP_IO_URING forces the fallbacks, so that each runs in make check on any kernel. A comma-
  * separated list of words, read when a loop is created (unknown words are an error in words):
