@@ -56,6 +56,9 @@ struct aloop__driver {
   void (*cancel_fd)(aloop_loop *loop, void *state, int fd, uint32_t ops);
 };
 
+/* From init: this loop's driver will not complete these kinds (ALOOP__OP_BIT()s of op_kinds) after
+ * all, as the kernel lacks them or ALOOP_IO_URING says so; the core performs them itself. */
+void aloop__decline_op_kinds(aloop_loop *loop, uint32_t kinds);
 /* Readiness in: fd is ready for `revents`. Cheap; callbacks run after poll returns. */
 void aloop__fd_event(aloop_loop *loop, int fd, unsigned revents);
 /* fd is no longer valid (closed while watched): the core reports it and drops its watchers. */

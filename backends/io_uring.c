@@ -74,6 +74,15 @@
  *     it and fills the siginfo. Cancel-by-fd does not reach waitid requests (the pidfd is only
  *     read when the request is issued), so one is cancelled by its user_data. Older kernels
  *     leave it to the readiness path (a poll on the pidfd, then waitid).
+ *  r) File operations (aloop_file_*) are requests: openat, read/readv, write/writev, fsync, statx,
+ *     close. The kernel serves a regular file's read from the page cache inline and hands the
+ *     rest (a read that must wait for the disk, every fsync) to its own worker threads, so the
+ *     loop never blocks, with no thread of ours. Offset -1 means the file position (5.6+). A
+ *     request's iovecs, path and statx buffer are the op's until its completion, cancelled or
+ *     not. A cancel ends a request that waits (a FIFO read armed on a poll, or asleep in a
+ *     worker: -ECANCELED or -EINTR, which file.c counts as cancelled) but not one a worker is busy
+ *     with (a regular file's read or write, an fsync: its result comes). A kernel missing any of
+ *     these opcodes gets them all from the executor instead, as the readiness drivers do.
  *
  * ALOOP_IO_URING forces the fallbacks, so that each runs in make check on any kernel. A comma-
  * separated list of words, read when a loop is created (unknown words are an error in words):
@@ -86,11 +95,13 @@
  *   recvmsg-per-op  one recvmsg per datagram, as without multishot recvmsg (before 6.0)
  *   no-waitid       children waited for on readiness, as without the waitid request (before 6.7)
  *   cancel-per-op   aloop_close cancels each operation, as without cancel-by-fd (before 5.19)
+ *   no-file-ops     file operations on the executor, as without the file opcodes (before 5.6)
  *   sq=N cq=N       ring sizes (default 256 and 4096; the kernel rounds up to powers of two)
  *   bufs=N          provided buffers, a power of two up to 32768 (default 128)
  * Example: ALOOP_IO_URING=setup=plain,no-buf-ring,sq=4,cq=8.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -98,6 +109,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -123,6 +135,12 @@ enum {
   RING_ENTRIES_MAX = 32768, /* the kernel's limit for the SQ (the CQ may be larger) */
   IO_MAX = 1 << 30,   /* bytes per request (trap l): within 32 bits and the kernel's MAX_RW_COUNT */
 };
+
+/* The file operations (trap r), native together or not at all. */
+#define FILE_OP_KINDS                                                                              \
+  (ALOOP__OP_BIT(ALOOP__OP_FILE_OPEN) | ALOOP__OP_BIT(ALOOP__OP_FILE_READ) |                        \
+   ALOOP__OP_BIT(ALOOP__OP_FILE_WRITE) | ALOOP__OP_BIT(ALOOP__OP_FILE_FSYNC) |                      \
+   ALOOP__OP_BIT(ALOOP__OP_FILE_STATX) | ALOOP__OP_BIT(ALOOP__OP_FILE_CLOSE))
 
 /* user_data, told apart by its two low bits:
  *   ...01  a poll: the fd in the high 32 bits, its generation in bits 2-31 (trap d)
@@ -170,6 +188,7 @@ struct uring_fd {
 struct uring_config {
   int setup;                 /* index in setups[], or -1: the best the kernel takes */
   bool no_buf_ring, single_accept, recv_per_op, recvmsg_per_op, cancel_per_op, no_waitid;
+  bool no_file_ops;
   unsigned sq, cq, bufs;
 };
 
@@ -239,6 +258,7 @@ static int parse_word(struct uring_config *c, const char *w, char *why, size_t n
       {"recvmsg-per-op", offsetof(struct uring_config, recvmsg_per_op)},
       {"cancel-per-op", offsetof(struct uring_config, cancel_per_op)},
       {"no-waitid", offsetof(struct uring_config, no_waitid)},
+      {"no-file-ops", offsetof(struct uring_config, no_file_ops)},
   };
   for (size_t i = 0; i < sizeof flags / sizeof flags[0]; i++)
     if (!strcmp(w, flags[i].word)) return *(bool *)((char *)c + flags[i].offset) = true, 0;
@@ -261,7 +281,7 @@ static int parse_word(struct uring_config *c, const char *w, char *why, size_t n
   snprintf(why, n,
            "ALOOP_IO_URING: unknown word '%s' (known: setup=deferred|cooperative|plain, "
            "no-buf-ring, single-accept, recv-per-op, recvmsg-per-op, cancel-per-op, no-waitid, "
-           "sq=N, cq=N, bufs=N)", w);
+           "no-file-ops, sq=N, cq=N, bufs=N)", w);
   return -EINVAL;
 }
 
@@ -366,6 +386,15 @@ static int32_t try_request(struct io_uring *ring) {
   return res;
 }
 
+/* The opcodes of file operations (trap r): all or none. */
+static bool file_ops_supported(struct io_uring_probe *probe) {
+  static const int ops[] = {IORING_OP_OPENAT, IORING_OP_READ,  IORING_OP_WRITE, IORING_OP_READV,
+                            IORING_OP_WRITEV, IORING_OP_FSYNC, IORING_OP_STATX, IORING_OP_CLOSE};
+  for (size_t i = 0; i < sizeof ops / sizeof ops[0]; i++)
+    if (!io_uring_opcode_supported(probe, ops[i])) return false;
+  return true;
+}
+
 /* Features newer than the probe's minimum, asked of the kernel rather than guessed from its
  * version (trap m, j): cancel-by-fd (5.19) answers ENOENT for an fd with nothing in flight, and
  * an unknown flag EINVAL; multishot recv (6.0) over a byte waiting in a socket with no buffers
@@ -375,6 +404,7 @@ static void detect_features(struct uring_config *c) {
   if (io_uring_queue_init(2, &ring, 0) < 0) return;
   struct io_uring_probe *probe = io_uring_get_probe_ring(&ring);
   if (!probe || !io_uring_opcode_supported(probe, OP_WAITID)) c->no_waitid = true;
+  if (!probe || !file_ops_supported(probe)) c->no_file_ops = true;
   io_uring_free_probe(probe);
   struct io_uring_sqe *sqe = io_uring_get_sqe(&ring);
   io_uring_prep_cancel_fd(sqe, ring.ring_fd, IORING_ASYNC_CANCEL_ALL);
@@ -399,6 +429,7 @@ static int uring_init(aloop_loop *loop, void *state, char *why, size_t n) {
   struct uring_state *s = state;
   if (read_config(&s->cfg, why, n) < 0) return -ALOOP_EUNAVAIL;
   detect_features(&s->cfg);
+  if (s->cfg.no_file_ops) aloop__decline_op_kinds(loop, FILE_OP_KINDS);
   s->single_accepts = s->cfg.single_accept;
   s->stream_bufs = (struct buf_ring){.size = RECV_BUF_SIZE, .bgid = RECV_BGID,
                                      .refused = s->cfg.no_buf_ring};
@@ -1036,6 +1067,56 @@ static void datagram_completed(aloop_loop *loop, struct uring_state *s, struct a
   resubmit(loop, s, op, submit_datagrams);
 }
 
+/* ---- file operations (trap r) ----------------------------------------------------------------- */
+
+/* A read or write: one buffer as a plain read/write (no iovec for the kernel to import), several
+ * as readv/writev. Offset -1 is the file position. */
+static void prep_file_rw(struct io_uring_sqe *sqe, const struct aloop__op *op, bool write) {
+  const struct iovec *iov = op->buf;
+  uint64_t at = (uint64_t)op->file_args.offset;
+  if (op->len == 1) {
+    unsigned len = iov->iov_len < IO_MAX ? (unsigned)iov->iov_len : IO_MAX; /* trap l */
+    if (write)
+      io_uring_prep_write(sqe, op->fd, iov->iov_base, len, at);
+    else
+      io_uring_prep_read(sqe, op->fd, iov->iov_base, len, at);
+  } else if (write) {
+    io_uring_prep_writev(sqe, op->fd, iov, (unsigned)op->len, at);
+  } else {
+    io_uring_prep_readv(sqe, op->fd, iov, (unsigned)op->len, at);
+  }
+}
+
+static void prep_file(struct io_uring_sqe *sqe, struct aloop__op *op) {
+  switch (op->kind) {
+  case ALOOP__OP_FILE_OPEN:
+    io_uring_prep_openat(sqe, AT_FDCWD, op->buf, op->file_args.flags, op->file_args.mode);
+    break;
+  case ALOOP__OP_FILE_READ:
+  case ALOOP__OP_FILE_WRITE:
+    prep_file_rw(sqe, op, op->kind == ALOOP__OP_FILE_WRITE);
+    break;
+  case ALOOP__OP_FILE_FSYNC:
+    io_uring_prep_fsync(sqe, op->fd,
+                        (op->file_args.flags & ALOOP__FSYNC_DATA) ? IORING_FSYNC_DATASYNC : 0);
+    break;
+  case ALOOP__OP_FILE_STATX:
+    io_uring_prep_statx(sqe, op->fd, op->buf, op->file_args.flags, STATX_BASIC_STATS,
+                        op->file_args.stx);
+    break;
+  default: /* ALOOP__OP_FILE_CLOSE */
+    io_uring_prep_close(sqe, op->fd);
+  }
+}
+
+static int submit_file(struct uring_state *s, struct aloop__op *op) {
+  struct io_uring_sqe *sqe = get_sqe(s);
+  if (!sqe) return -ENOMEM;
+  prep_file(sqe, op);
+  io_uring_sqe_set_data64(sqe, (uint64_t)(uintptr_t)op | UD_OP);
+  return 0; /* not tracked: aloop_close leaves file operations alone (file.h) */
+}
+
 static int submit_single_accept(aloop_loop *loop, struct uring_state *s, struct aloop__op *op) {
   struct io_uring_sqe *sqe = get_sqe(s);
   if (!sqe) return -ENOMEM;
@@ -1054,6 +1135,7 @@ static int uring_submit(aloop_loop *loop, void *state, struct aloop__op *op) {
    * some files let it wait without one); readiness (a poll request) serves it instead. */
   if (op->file == ALOOP__FILE_OTHER) return -EOPNOTSUPP;
   if (op->kind == ALOOP__OP_WAITID && s->cfg.no_waitid) return -EOPNOTSUPP;
+  if (aloop__op_is_file(op->kind)) return submit_file(s, op);
   if (op->kind == ALOOP__OP_ACCEPT)
     return s->single_accepts ? submit_single_accept(loop, s, op) : submit_accept(loop, s, op);
   if (op->kind == ALOOP__OP_RECV_STREAM || op->kind == ALOOP__OP_RECVMSG_STREAM) {
@@ -1177,7 +1259,8 @@ const struct aloop__driver aloop__driver_io_uring = {
                 ALOOP__OP_BIT(ALOOP__OP_SEND) | ALOOP__OP_BIT(ALOOP__OP_SENDMSG) |
                 ALOOP__OP_BIT(ALOOP__OP_CONNECT) |
                 ALOOP__OP_BIT(ALOOP__OP_RECV_STREAM) | ALOOP__OP_BIT(ALOOP__OP_RECVMSG) |
-                ALOOP__OP_BIT(ALOOP__OP_RECVMSG_STREAM) | ALOOP__OP_BIT(ALOOP__OP_WAITID),
+                ALOOP__OP_BIT(ALOOP__OP_RECVMSG_STREAM) | ALOOP__OP_BIT(ALOOP__OP_WAITID) |
+                FILE_OP_KINDS,
     .submit = uring_submit,
     .cancel = uring_cancel,
     .cancel_fd = uring_cancel_fd,

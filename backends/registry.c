@@ -58,6 +58,7 @@ static int try_driver(aloop_loop *loop, const struct aloop__driver *d, char *why
   }
   loop->drv = d;
   loop->drv_state = state;
+  loop->op_kinds = d->op_kinds; /* init may decline some for this loop */
   if ((err = d->init(loop, state, why, n)) < 0) {
     free(state);
     loop->drv = NULL;

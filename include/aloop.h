@@ -266,7 +266,7 @@ typedef struct aloop_stats {
   size_t signals;    /* signal handlers installed */
   size_t futures;    /* futures alive (tasks included) */
   size_t tasks;      /* tasks not yet finished */
-  size_t ops;        /* socket operations in flight */
+  size_t ops;        /* socket and file operations in flight */
   uint64_t iterations;
   uint64_t errors;   /* reports made to the error handler */
 } aloop_stats;
@@ -286,5 +286,6 @@ ALOOP_API void aloop_get_stats(const aloop_loop *loop, aloop_stats *out);
 #include "aloop/datagram.h"
 #include "aloop/process.h"
 #include "aloop/tls.h"
+#include "aloop/file.h"
 
 #endif /* ALOOP_H */

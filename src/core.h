@@ -99,6 +99,7 @@ struct aloop__report_kind {
 struct aloop_loop {
   const struct aloop__driver *drv;
   void *drv_state;
+  uint32_t op_kinds; /* the driver's op_kinds less what its init declined for this loop */
 
   struct aloop__queue ready;
   struct aloop__heap timers;
@@ -178,7 +179,25 @@ bool aloop__future_cancel_requested(const aloop_future *f);
 /* Complete with an outcome (-ECANCELED: cancelled) and a message (NULL: none). 0 or -ALOOP_EDONE. */
 int aloop__future_finish(aloop_future *f, int64_t outcome, const char *message);
 
-/* executor.c */
+/* executor.c: a job on the pool. fn(arg) runs on a worker; its return value lands in result. */
+struct aloop__job {
+  aloop_job_fn fn;
+  void *arg;
+  int64_t result;
+  aloop_future *future; /* aloop_run_in_executor's jobs */
+  /* Optional, on the loop thread once fn returned: turn the result into the future's outcome. */
+  void (*complete)(struct aloop__job *job);
+  void (*cleanup)(struct aloop__job *job); /* optional: free what the request owns */
+  /* The core's own jobs (no future): called on the loop thread once fn returned; the job is then
+   * its owner's again. cleanup, if set, is what aloop_free does with one that never ran. */
+  void (*finished)(struct aloop__job *job);
+  bool started;
+  struct aloop__job *next;
+};
+/* Queue one of the core's jobs (finished set). 0, or -ENOMEM / -EAGAIN (no thread could start). */
+int aloop__executor_start(aloop_loop *loop, struct aloop__job *job);
+/* Drop a queued job no thread has taken yet: true if it was dropped (finished will not be called). */
+bool aloop__executor_unqueue(aloop_loop *loop, struct aloop__job *job);
 void aloop__executor_drain(aloop_loop *loop); /* completed jobs: on the loop, after a wake-up */
 void aloop__executor_fini(aloop_loop *loop);
 

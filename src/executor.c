@@ -10,22 +10,10 @@
 
 #include "core.h"
 
-struct job {
-  aloop_job_fn fn;
-  void *arg;
-  int64_t result;
-  aloop_future *future;
-  /* Optional, on the loop thread once fn returned: turn the result into the future's outcome. */
-  void (*complete)(struct job *job);
-  void (*cleanup)(struct job *job); /* optional: free what the request owns */
-  bool started;
-  struct job *next;
-};
-
 struct aloop__executor {
   pthread_mutex_t lock;
   pthread_cond_t work;
-  struct job *queued, **queued_tail, *finished;
+  struct aloop__job *queued, **queued_tail, *finished;
   pthread_t threads[ALOOP_EXECUTOR_THREADS];
   int nthreads, idle;
   bool stopping;
@@ -42,7 +30,7 @@ static void *worker(void *arg) {
       ex->idle--;
     }
     if (ex->stopping) break;
-    struct job *job = ex->queued;
+    struct aloop__job *job = ex->queued;
     ex->queued = job->next;
     if (!ex->queued) ex->queued_tail = &ex->queued;
     job->started = true;
@@ -68,13 +56,21 @@ static struct aloop__executor *executor(aloop_loop *loop) {
   return loop->executor = ex;
 }
 
-static void free_job(struct job *job) {
+static void free_job(struct aloop__job *job) {
+  if (job->finished) { /* the core's own job, never finished: its owner frees it */
+    if (job->cleanup) job->cleanup(job);
+    return;
+  }
   aloop_future_release(job->future);
   if (job->cleanup) job->cleanup(job);
   free(job);
 }
 
-static void finish_job(struct job *job) {
+static void finish_job(struct aloop__job *job) {
+  if (job->finished) { /* the core's own job (op.c): its owner takes it back */
+    job->finished(job);
+    return;
+  }
   if (!aloop_future_done(job->future)) { /* a job cancelled while running is dropped here */
     if (job->complete)
       job->complete(job);
@@ -88,53 +84,27 @@ void aloop__executor_drain(aloop_loop *loop) {
   struct aloop__executor *ex = loop->executor;
   if (!ex) return;
   pthread_mutex_lock(&ex->lock);
-  struct job *done = ex->finished;
+  struct aloop__job *done = ex->finished;
   ex->finished = NULL;
   pthread_mutex_unlock(&ex->lock);
   /* The list is newest first: restore the order the jobs finished in. */
-  struct job *ordered = NULL;
+  struct aloop__job *ordered = NULL;
   while (done) {
-    struct job *next = done->next;
+    struct aloop__job *next = done->next;
     done->next = ordered;
     ordered = done;
     done = next;
   }
   while (ordered) {
-    struct job *next = ordered->next;
+    struct aloop__job *next = ordered->next;
     finish_job(ordered);
     ordered = next;
   }
 }
 
-static void cancel_job(aloop_future *f, void *arg) {
-  struct job *job = arg;
-  struct aloop__executor *ex = aloop_future_loop(f)->executor;
-  pthread_mutex_lock(&ex->lock);
-  bool unlinked = false;
-  if (!job->started) {
-    for (struct job **p = &ex->queued; *p; p = &(*p)->next) {
-      if (*p != job) continue;
-      *p = job->next;
-      if (!*p) ex->queued_tail = p;
-      unlinked = true;
-      break;
-    }
-  }
-  pthread_mutex_unlock(&ex->lock);
-  aloop__future_finish(f, -ECANCELED, NULL); /* running: its result is dropped when it comes */
-  if (unlinked) free_job(job);
-}
-
-static aloop_future *submit(aloop_loop *loop, struct job *job, const char *origin) {
-  struct aloop__executor *ex = executor(loop);
-  aloop_future *f = ex ? aloop_future_new(loop, origin) : NULL;
-  if (!f) {
-    if (job->cleanup) job->cleanup(job); /* getaddrinfo's copies of host and port */
-    free(job);
-    return NULL;
-  }
-  job->future = aloop_future_ref(f);
-  aloop__future_set_work(f, cancel_job, job);
+/* Queue job, starting a thread if none is idle. Returns how many threads the pool has: 0 means
+ * the job would wait forever (not even one thread could start). */
+static int enqueue(struct aloop__executor *ex, struct aloop__job *job) {
   pthread_mutex_lock(&ex->lock);
   job->next = NULL;
   *ex->queued_tail = job;
@@ -145,15 +115,65 @@ static aloop_future *submit(aloop_loop *loop, struct job *job, const char *origi
   pthread_cond_signal(&ex->work);
   int nthreads = ex->nthreads;
   pthread_mutex_unlock(&ex->lock);
-  if (nthreads == 0) { /* not even one thread: fail now rather than wait forever */
+  return nthreads;
+}
+
+/* Take job off the queue if no thread has started it; whether it was. */
+static bool unqueue(struct aloop__executor *ex, struct aloop__job *job) {
+  pthread_mutex_lock(&ex->lock);
+  bool unlinked = false;
+  if (!job->started) {
+    for (struct aloop__job **p = &ex->queued; *p; p = &(*p)->next) {
+      if (*p != job) continue;
+      *p = job->next;
+      if (!*p) ex->queued_tail = p;
+      unlinked = true;
+      break;
+    }
+  }
+  pthread_mutex_unlock(&ex->lock);
+  return unlinked;
+}
+
+static void cancel_job(aloop_future *f, void *arg) {
+  struct aloop__job *job = arg;
+  bool unlinked = unqueue(aloop_future_loop(f)->executor, job);
+  aloop__future_finish(f, -ECANCELED, NULL); /* running: its result is dropped when it comes */
+  if (unlinked) free_job(job);
+}
+
+static aloop_future *submit(aloop_loop *loop, struct aloop__job *job, const char *origin) {
+  struct aloop__executor *ex = executor(loop);
+  aloop_future *f = ex ? aloop_future_new(loop, origin) : NULL;
+  if (!f) {
+    if (job->cleanup) job->cleanup(job); /* getaddrinfo's copies of host and port */
+    free(job);
+    return NULL;
+  }
+  job->future = aloop_future_ref(f);
+  aloop__future_set_work(f, cancel_job, job);
+  if (enqueue(ex, job) == 0) { /* not even one thread: fail now rather than wait forever */
     aloop__report(loop, -EAGAIN, -1, "executor", "cannot start a thread");
     aloop_future_cancel(f);
   }
   return f;
 }
 
+int aloop__executor_start(aloop_loop *loop, struct aloop__job *job) {
+  struct aloop__executor *ex = executor(loop);
+  if (!ex) return -ENOMEM;
+  job->started = false;
+  if (enqueue(ex, job) > 0) return 0;
+  unqueue(ex, job);
+  return -EAGAIN;
+}
+
+bool aloop__executor_unqueue(aloop_loop *loop, struct aloop__job *job) {
+  return loop->executor && unqueue(loop->executor, job);
+}
+
 aloop_future *aloop_run_in_executor(aloop_loop *loop, aloop_job_fn fn, void *arg) {
-  struct job *job = calloc(1, sizeof *job);
+  struct aloop__job *job = calloc(1, sizeof *job);
   if (!job) return NULL;
   job->fn = fn;
   job->arg = arg;
@@ -163,7 +183,7 @@ aloop_future *aloop_run_in_executor(aloop_loop *loop, aloop_job_fn fn, void *arg
 /* ---- getaddrinfo ----------------------------------------------------------------------------- */
 
 struct gai_req {
-  struct job job; /* first: the job is the request */
+  struct aloop__job job; /* first: the job is the request */
   struct addrinfo hints, *res;
   char *host, *port;
 };
@@ -175,14 +195,14 @@ static int64_t run_getaddrinfo(void *arg) {
 
 static void free_addrinfo(void *p) { freeaddrinfo(p); }
 
-static void cleanup_getaddrinfo(struct job *job) {
+static void cleanup_getaddrinfo(struct aloop__job *job) {
   struct gai_req *r = (struct gai_req *)job;
   if (r->res) freeaddrinfo(r->res);
   free(r->host);
   free(r->port);
 }
 
-static void complete_getaddrinfo(struct job *job) {
+static void complete_getaddrinfo(struct aloop__job *job) {
   struct gai_req *r = (struct gai_req *)job;
   if (job->result == 0) {
     aloop_future_set_data(job->future, r->res, free_addrinfo);
@@ -229,10 +249,10 @@ void aloop__executor_fini(aloop_loop *loop) {
   pthread_cond_broadcast(&ex->work);
   pthread_mutex_unlock(&ex->lock);
   for (int i = 0; i < ex->nthreads; i++) pthread_join(ex->threads[i], NULL);
-  struct job *lists[] = {ex->queued, ex->finished};
+  struct aloop__job *lists[] = {ex->queued, ex->finished};
   for (size_t i = 0; i < 2; i++)
     while (lists[i]) {
-      struct job *next = lists[i]->next;
+      struct aloop__job *next = lists[i]->next;
       free_job(lists[i]);
       lists[i] = next;
     }

@@ -1,10 +1,13 @@
 /* Operations (see op.h): native submission for what the driver completes itself, and for the rest
  * the readiness path, written once for every readiness driver: try the syscall, park on EAGAIN,
- * retry in order when the fd is ready. */
+ * retry in order when the fd is ready; file operations, which readiness cannot serve, go to the
+ * executor instead. */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/uio.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -100,7 +103,7 @@ static struct aloop__op_queue *queue_of(struct aloop__fd *f, const struct aloop_
 }
 
 static void finish(aloop_loop *loop, struct aloop__op *op, int32_t res) {
-  if (op->state == OP_SUBMITTED || op->state == OP_CANCELLING)
+  if ((op->state == OP_SUBMITTED || op->state == OP_CANCELLING) && !aloop__op_is_file(op->kind))
     aloop__fd_record(loop, op->fd)->native_ops--;
   op->state = OP_IDLE;
   op->more = false; /* the operation's last completion */
@@ -123,27 +126,136 @@ static void park(aloop_loop *loop, struct aloop__fd *f, struct aloop__op_queue *
 }
 
 bool aloop__op_native(const aloop_loop *loop, enum aloop__op_kind kind) {
-  return loop->drv->op_kinds & ALOOP__OP_BIT(kind);
+  return loop->op_kinds & ALOOP__OP_BIT(kind);
+}
+
+/* ---- file operations on the executor --------------------------------------------------------- */
+
+/* The blocking syscall of a file operation, on an executor thread: its result or a negative errno.
+ * It reads only the op, which nobody changes while a thread has it (OP_OFFLOADED). Counts fit the
+ * int32_t of `done`: the kernel moves at most MAX_RW_COUNT (2 GiB - 4 KiB) per call. */
+static int64_t file_syscall(void *arg) {
+  struct aloop__op *op = arg;
+  const struct iovec *iov = op->buf;
+  int iovcnt = (int)op->len;
+  int64_t at = op->file_args.offset;
+  ssize_t n;
+  do {
+    switch (op->kind) {
+    case ALOOP__OP_FILE_OPEN:
+      n = openat(AT_FDCWD, op->buf, op->file_args.flags, (mode_t)op->file_args.mode);
+      break;
+    case ALOOP__OP_FILE_READ:
+      n = at < 0 ? readv(op->fd, iov, iovcnt) : preadv(op->fd, iov, iovcnt, at);
+      break;
+    case ALOOP__OP_FILE_WRITE:
+      n = at < 0 ? writev(op->fd, iov, iovcnt) : pwritev(op->fd, iov, iovcnt, at);
+      break;
+    case ALOOP__OP_FILE_FSYNC:
+      n = (op->file_args.flags & ALOOP__FSYNC_DATA) ? fdatasync(op->fd) : fsync(op->fd);
+      break;
+    case ALOOP__OP_FILE_STATX:
+      n = statx(op->fd, op->buf, op->file_args.flags, STATX_BASIC_STATS, op->file_args.stx);
+      break;
+    case ALOOP__OP_FILE_CLOSE: /* never retried: after EINTR the fd is gone all the same */
+      return close(op->fd) < 0 && errno != EINTR ? -errno : 0;
+    default:
+      return -EINVAL;
+    }
+  } while (n < 0 && errno == EINTR);
+  return n < 0 ? -errno : n;
+}
+
+/* A file operation's job, back on the loop thread. */
+struct offload {
+  struct aloop__job job;
+  aloop_loop *loop;
+  struct aloop__op *op;
+};
+
+static void offload_finished(struct aloop__job *job) {
+  struct offload *o = (struct offload *)job;
+  struct aloop__op *op = o->op;
+  aloop_loop *loop = o->loop;
+  int32_t res = (int32_t)job->result;
+  op->file_args.job = NULL;
+  free(o);
+  finish(loop, op, res); /* a cancel that came while it ran lost the race: the result stands */
+}
+
+/* aloop_free with the job still queued: the op's owner is being freed with the loop. */
+static void offload_discard(struct aloop__job *job) { free(job); }
+
+static void offload(aloop_loop *loop, struct aloop__op *op) {
+  struct offload *o = calloc(1, sizeof *o);
+  if (!o) {
+    finish(loop, op, -ENOMEM);
+    return;
+  }
+  o->job = (struct aloop__job){.fn = file_syscall, .arg = op, .finished = offload_finished,
+                               .cleanup = offload_discard};
+  o->loop = loop;
+  o->op = op;
+  op->state = OP_OFFLOADED;
+  op->file_args.job = &o->job;
+  int err = aloop__executor_start(loop, &o->job);
+  if (err < 0) {
+    op->file_args.job = NULL;
+    free(o);
+    finish(loop, op, err);
+  }
+}
+
+/* Drop an offloaded op no thread took yet; one that runs finishes by itself. */
+static void offload_cancel(aloop_loop *loop, struct aloop__op *op) {
+  struct aloop__job *job = op->file_args.job;
+  if (!job || !aloop__executor_unqueue(loop, job)) return;
+  op->file_args.job = NULL;
+  free(job);
+  finish(loop, op, -ECANCELED);
+}
+
+/* ---- starting and cancelling ------------------------------------------------------------------ */
+
+/* The fd's record, for operations that keep per-fd state (parked queues here, per-fd requests in
+ * a completion driver), or NULL with *err set. File operations keep none: their fd may be any
+ * number (no record is made for it), or AT_FDCWD for those that name a path. */
+static struct aloop__fd *record_for(aloop_loop *loop, const struct aloop__op *op, int *err) {
+  *err = 0;
+  if (aloop__op_is_file(op->kind)) return NULL; /* file.c checked the fd */
+  if (op->fd < 0) {
+    *err = -EBADF;
+    return NULL;
+  }
+  struct aloop__fd *f = aloop__fd_record(loop, op->fd);
+  if (!f) *err = -ENOMEM;
+  return f;
 }
 
 void aloop__op_start(aloop_loop *loop, struct aloop__op *op) {
   loop->live_ops++;
-  /* Both paths keep per-fd state (parked queues here, per-fd requests in a completion driver). */
-  struct aloop__fd *f = op->fd < 0 ? NULL : aloop__fd_record(loop, op->fd);
-  if (!f) {
-    finish(loop, op, op->fd < 0 ? -EBADF : -ENOMEM);
+  bool native = aloop__op_native(loop, op->kind);
+  int err;
+  struct aloop__fd *f = record_for(loop, op, &err);
+  if (err < 0) {
+    finish(loop, op, err);
     return;
   }
   op->more = false;
-  if (loop->drv->op_kinds & ALOOP__OP_BIT(op->kind)) {
+  if (native) {
     op->state = OP_SUBMITTED;
-    f->native_ops++;
-    int err = loop->drv->submit(loop, loop->drv_state, op);
+    if (f) f->native_ops++;
+    err = loop->drv->submit(loop, loop->drv_state, op);
     if (err != -EOPNOTSUPP) {
       if (err < 0) finish(loop, op, err);
       return;
     }
-    f->native_ops--; /* declined: the readiness path below */
+    op->state = OP_IDLE;
+    if (f) f->native_ops--; /* declined: the readiness path below, or the executor */
+  }
+  if (aloop__op_is_file(op->kind)) {
+    offload(loop, op);
+    return;
   }
   struct aloop__op_queue *q = queue_of(f, op);
   if (is_stream(op)) { /* nothing to try first: it waits for data anyway */
@@ -184,6 +296,8 @@ void aloop__op_cancel(aloop_loop *loop, struct aloop__op *op) {
   } else if (op->state == OP_SUBMITTED) {
     op->state = OP_CANCELLING;
     loop->drv->cancel(loop, loop->drv_state, op);
+  } else if (op->state == OP_OFFLOADED) {
+    offload_cancel(loop, op);
   }
 }
 
@@ -238,3 +352,5 @@ void aloop__ops_cancel_native(aloop_loop *loop, int fd) {
 }
 
 void aloop__op_done(aloop_loop *loop, struct aloop__op *op, int32_t res) { finish(loop, op, res); }
+
+void aloop__decline_op_kinds(aloop_loop *loop, uint32_t kinds) { loop->op_kinds &= ~kinds; }

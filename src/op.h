@@ -1,9 +1,12 @@
 /* Operations: the seam between the layers above (socket ops, transports, servers) and the drivers.
- * An operation is one accept, recv, recvmsg, send, sendmsg, connect or waitid on an fd. aloop__op_start() is the
- * only place that decides how it is carried out: a completion driver (io_uring) whose op_kinds
- * include the kind completes it in the kernel; otherwise the core tries the syscall at once and, if the socket
+ * An operation is one accept, recv, recvmsg, send, sendmsg, connect or waitid on an fd, or one
+ * file operation (open, read, write, fsync, statx, close). aloop__op_start() is the only place
+ * that decides how it is carried out: a completion driver (io_uring) whose op_kinds include the
+ * kind completes it in the kernel; otherwise the core tries the syscall at once and, if the socket
  * is not ready, parks the operation on the fd and retries it on readiness (as asyncio's selector
- * loop does). The fd's interest follows its parked operations, through the core's change list, so
+ * loop does). A file operation has no readiness to wait for (a regular file is always "ready",
+ * and its read may still block on the disk): without a driver that completes it, the core runs
+ * its blocking syscall on the executor. The fd's interest follows its parked operations, through the core's change list, so
  * a connection that parks its next operation in the same iteration as the last one completed
  * keeps its registration without a single driver call. */
 #ifndef ALOOP_OP_H
@@ -20,6 +23,8 @@
 #endif
 
 typedef struct aloop_loop aloop_loop;
+struct statx;
+struct aloop__job;
 
 enum aloop__op_kind {
   ALOOP__OP_ACCEPT,
@@ -48,7 +53,20 @@ enum aloop__op_kind {
    * waitid lacks P_PIDFD (Linux 5.3). Readiness drivers wait for the pidfd to become readable;
    * io_uring (6.7+) has the kernel wait. */
   ALOOP__OP_WAITID,
+  /* File operations (see file_args). fd is the file, or AT_FDCWD for OPEN and for STATX of a
+   * path. READ and WRITE take buf = an array of len struct iovec: one (op->iov) for a plain
+   * read, several for readv. Results are those of the syscalls: an fd, a count, or 0. */
+  ALOOP__OP_FILE_OPEN,  /* openat(AT_FDCWD, buf, flags, mode) */
+  ALOOP__OP_FILE_READ,  /* preadv(fd, buf, len, offset), or readv at the file position */
+  ALOOP__OP_FILE_WRITE, /* pwritev(fd, buf, len, offset), or writev at the file position */
+  ALOOP__OP_FILE_FSYNC, /* fsync(fd), or fdatasync with flags ALOOP__FSYNC_DATA */
+  ALOOP__OP_FILE_STATX, /* statx(fd, buf, flags, STATX_BASIC_STATS, stx) */
+  ALOOP__OP_FILE_CLOSE, /* close(fd) */
 };
+#define ALOOP__OP_FIRST_FILE ALOOP__OP_FILE_OPEN
+#define ALOOP__FSYNC_DATA 1 /* file_args.flags of FILE_FSYNC: data only (fdatasync) */
+
+static inline bool aloop__op_is_file(unsigned kind) { return kind >= ALOOP__OP_FIRST_FILE; }
 #define ALOOP__OP_BIT(kind) (1u << (kind))
 
 /* The largest datagram RECVMSG_STREAM delivers whole: 64 KiB holds any UDP payload over IPv4
@@ -58,7 +76,9 @@ enum aloop__op_kind {
  * starve the other fds of the loop; the rest wait for the next iteration. */
 #define ALOOP__DATAGRAM_BATCH 64
 
-enum aloop__op_state { OP_IDLE, OP_PARKED, OP_SUBMITTED, OP_CANCELLING };
+/* OP_OFFLOADED: a file operation on the executor (cancelling it drops it if no thread took it
+ * yet; one that runs is left to finish). */
+enum aloop__op_state { OP_IDLE, OP_PARKED, OP_SUBMITTED, OP_CANCELLING, OP_OFFLOADED };
 enum aloop__file_kind { ALOOP__FILE_NONE, ALOOP__FILE_PIPE, ALOOP__FILE_OTHER };
 
 struct aloop__op {
@@ -88,6 +108,16 @@ struct aloop__op {
    * after a cancel that won the race). May be called from inside aloop__op_start. */
   void (*done)(aloop_loop *loop, struct aloop__op *op, int32_t res);
   struct aloop__op *next;        /* the fd's parked queue */
+  /* FILE_*: where to read or write (>= 0, or -1: at the file position, as read(2); pipes have no
+   * other), open's and statx's flags, open's mode, statx's answer; and the executor's job while
+   * the core runs the operation there (OP_OFFLOADED). */
+  struct {
+    int64_t offset;
+    int flags;
+    unsigned mode;
+    struct statx *stx;
+    struct aloop__job *job;
+  } file_args;
 };
 
 /* Point op->msg at op->addr (the sender goes there) and at len bytes of buf (buf NULL: a

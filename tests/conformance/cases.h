@@ -27,7 +27,8 @@
   X(datagram)                \
   X(pipes)                   \
   X(process)                 \
-  X(tls)
+  X(tls)                     \
+  X(file)
 
 #define DECLARE_CASE(name) TCase *conformance_##name(void);
 CONFORMANCE_CASES(DECLARE_CASE)

@@ -88,6 +88,22 @@ START_TEST(test_a_short_charfinder_run_has_no_errors) {
 }
 END_TEST
 
+/* The file copy benchmark: a small real run, every case copies and checks, none fails. */
+START_TEST(test_a_small_file_copy_run_checks_every_case) {
+  static char out[8192];
+  int rc = capture("./bench/aloop-file-copy --size 4 --chunk 64 --depth 8 --repeats 1 2>&1", out,
+                   sizeof out);
+  ck_assert_msg(rc == 0, "aloop-file-copy failed (%d):\n%s", rc, out);
+  static const char *const rows[] = {"| aloop io_uring (kernel requests) |",
+                                     "| aloop select (executor) |", "| cp |",
+                                     "| thread pool (pread/pwrite) |"};
+  for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++)
+    ck_assert_msg(strstr(out, rows[i]), "the table lacks %s:\n%s", rows[i], out);
+  ck_assert_msg(!strstr(out, "FAILED"), "a copy failed:\n%s", out);
+  ck_assert_int_eq(capture("./bench/aloop-file-copy --depth 0 2>/dev/null", out, sizeof out), 2);
+}
+END_TEST
+
 int main(void) {
   Suite *suite = suite_create("bench");
   TCase *tc = tcase_create("runner");
@@ -96,6 +112,7 @@ int main(void) {
   tcase_add_test(tc, test_a_short_real_run_writes_the_table_csv_and_json);
   tcase_add_test(tc, test_the_charfinder_plan_names_every_server_and_case);
   tcase_add_test(tc, test_a_short_charfinder_run_has_no_errors);
+  tcase_add_test(tc, test_a_small_file_copy_run_checks_every_case);
   suite_add_tcase(suite, tc);
   return run_suite(suite);
 }
