@@ -73,7 +73,8 @@ ALOOP_API void aloop_tls_context_free(aloop_tls_context *c);
 ALOOP_API aloop_future *aloop_start_tls(aloop_transport *t, aloop_tls_context *c, bool server_side,
                                         const char *server_hostname);
 
-/* About a TLS connection (NULL on a plain one): the protocol ALPN chose, the version
+/* About a TLS connection (NULL on a plain one): the protocol ALPN chose (NULL if none; the
+ * string stays valid until the next call on this thread), the version once the handshake is done
  * ("TLSv1.3"), the name a client asked for (SNI), and OpenSSL's SSL object. */
 ALOOP_API const char *aloop_transport_tls_alpn(const aloop_transport *t);
 ALOOP_API const char *aloop_transport_tls_version(const aloop_transport *t);
