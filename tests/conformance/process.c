@@ -52,6 +52,7 @@ struct events {
   size_t nout, nerr;
   int returncode_at_exit, lost;
   bool close_when_made;
+  const char *input; /* written to the child's stdin pipe when made, then its end */
 };
 
 static void ev(struct events *e, char c) {
@@ -61,6 +62,12 @@ static void ev_made(aloop_process *p, void *ctx) {
   struct events *e = ctx;
   ev(e, 'm');
   if (e->close_when_made) aloop_future_release(aloop_process_close(p));
+  if (e->input) {
+    aloop_transport *in = aloop_process_pipe_transport(p, 0);
+    ck_assert_ptr_nonnull(in);
+    ck_assert_int_eq(aloop_transport_write(in, e->input, strlen(e->input)), 0);
+    ck_assert_int_eq(aloop_transport_write_eof(in), 0); /* a pipe's end: the child sees EOF */
+  }
 }
 static void ev_data(aloop_process *p, int fd, const void *data, size_t n, void *ctx) {
   (void)p;
@@ -137,6 +144,25 @@ START_TEST(test_a_protocol_hears_both_pipes_then_exit_and_lost_comes_last) {
   /* Bytes of a pipe come before its end. */
   ck_assert(strchr(e.order, 'o') < strchr(e.order, '1'));
   ck_assert(strchr(e.order, 'e') < strchr(e.order, '2'));
+  settle();
+}
+END_TEST
+
+START_TEST(test_a_protocol_writes_the_childs_stdin_through_its_pipe_transport) {
+  watch_mode(_i);
+  aloop_process_options o = {.size = sizeof o,
+                             .io = {[0] = {ALOOP_PROCESS_PIPE}, [1] = {ALOOP_PROCESS_PIPE}}};
+  struct events e;
+  memset(&e, 0, sizeof e);
+  e.input = "to cat and back\n";
+  const char *const cat[] = {"cat", NULL};
+  spawned(aloop_subprocess_exec(L, cat, &o, &events_proto, &e));
+  ck_assert_int_eq(run_at_most(L, 60 * SEC), 1);
+  ck_assert_int_eq(e.returncode_at_exit, 0);
+  ck_assert_uint_eq(e.nout, strlen(e.input));
+  ck_assert(memcmp(e.out, e.input, e.nout) == 0);
+  ck_assert_ptr_nonnull(strchr(e.order, '0')); /* stdin's transport lost once written and ended */
+  ck_assert_int_eq(e.order[e.n - 1], 'L');
   settle();
 }
 END_TEST
@@ -481,6 +507,7 @@ TCase *conformance_process(void) {
   /* Index 0: pidfds; 1: the SIGCHLD fallback. */
   tcase_add_loop_test(tc, test_exit_codes_of_true_false_and_exit_3, 0, 2);
   tcase_add_loop_test(tc, test_a_protocol_hears_both_pipes_then_exit_and_lost_comes_last, 0, 2);
+  tcase_add_loop_test(tc, test_a_protocol_writes_the_childs_stdin_through_its_pipe_transport, 0, 2);
   tcase_add_loop_test(tc, test_closing_a_running_process_kills_it_and_still_reaps_it, 0, 2);
   tcase_add_loop_test(tc, test_killed_by_a_signal_the_returncode_is_minus_the_signal, 0, 2);
   tcase_add_loop_test(tc, test_16_mib_round_trip_through_cat_with_both_pipes_full, 0, 2);
