@@ -48,6 +48,10 @@ enum aloop__op_kind {
    * waitid lacks P_PIDFD (Linux 5.3). Readiness drivers wait for the pidfd to become readable;
    * io_uring (6.7+) has the kernel wait. */
   ALOOP__OP_WAITID,
+  /* Send up to len bytes of a regular file to the socket fd: buf is a struct aloop__sendfile
+   * (which file, from where). The result is the count sent, 0 at the end of the file. Readiness
+   * drivers call sendfile(2); io_uring splices file -> pipe -> socket. */
+  ALOOP__OP_SENDFILE,
 };
 #define ALOOP__OP_BIT(kind) (1u << (kind))
 
@@ -101,6 +105,29 @@ static inline void aloop__op_recvmsg_header(struct aloop__op *op, void *buf, siz
 struct aloop__op_queue {
   struct aloop__op *head, **tail;
 };
+
+/* ALOOP__OP_SENDFILE's buf. The caller sets fd and offset (and moves offset on by each result:
+ * the file's own position is never used or changed). `splice` belongs to a completion driver that
+ * moves the bytes through a pipe of the transfer's own (made on first use, so no chunk's bytes
+ * mix with another transfer's), which aloop__sendfile_release closes once no operation of the
+ * transfer is in flight. */
+struct aloop__sendfile {
+  int fd;
+  int64_t offset;
+  struct {
+    int pipe[2];            /* -1: none yet */
+    uint32_t cap;           /* the pipe's size */
+    uint32_t piped, sent;   /* this operation's bytes in the pipe, and sent on */
+    int32_t err;
+    uint8_t pending, stage; /* requests in flight, and what the first of them is */
+    bool eof, again;
+  } splice;
+};
+void aloop__sendfile_init(struct aloop__sendfile *sf, int fd, int64_t offset);
+void aloop__sendfile_release(struct aloop__sendfile *sf);
+/* Writes with no MSG_NOSIGNAL (write(2) to a pipe, sendfile(2), splice(2)) raise SIGPIPE when the
+ * reader is gone: the first such user calls this (see op.c). */
+void aloop__ignore_sigpipe(void);
 
 /* Start op (kind, fd and the kind's fields set, done set); done will be called. A completion driver
  * may decline a kind at run time (-EOPNOTSUPP from submit): the core then performs it itself. */

@@ -26,7 +26,8 @@
   X(embed)                   \
   X(datagram)                \
   X(pipes)                   \
-  X(process)
+  X(process)                 \
+  X(sendfile)
 
 #define DECLARE_CASE(name) TCase *conformance_##name(void);
 CONFORMANCE_CASES(DECLARE_CASE)
