@@ -638,7 +638,7 @@ static void on_sendfile_chunk(aloop_loop *loop, struct aloop__op *op, int32_t re
   } else if (res < 0 && peer_error(res)) {
     fail(t, res); /* the connection's end: sendfile_abort gives the future the reason */
   } else if (res < 0 && !aloop__transfer_fall_back(&sf->x, res)) {
-    sendfile_end(t, res, "reading the file"); /* the file's fault: the connection goes on */
+    sendfile_end(t, res, "stopped"); /* the file's fault (or the fd's): the connection goes on */
   } else if (res >= 0 && aloop__transfer_sent(&sf->x, (size_t)res)) {
     sendfile_end(t, (int64_t)sf->x.total, NULL);
   } else {
