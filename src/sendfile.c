@@ -14,7 +14,7 @@
 #define CHUNK_MAX (1u << 30)
 
 /* ALOOP_SENDFILE=copy forces the fallback everywhere (so that tests run both ways on any kernel);
- * read per transfer, not per chunk. */
+ * "native" (or anything else, or nothing) is the default. Read per transfer, not per chunk. */
 static bool copy_forced(void) {
   const char *mode = getenv("ALOOP_SENDFILE");
   return mode && !strcmp(mode, "copy");

@@ -53,6 +53,8 @@ START_TEST(test_server_survives_every_failed_allocation) { sweep("server", scena
 END_TEST
 START_TEST(test_streams_survive_every_failed_allocation) { sweep("streams", scenario_streams); }
 END_TEST
+START_TEST(test_sendfile_survives_every_failed_allocation) { sweep("sendfile", scenario_sendfile); }
+END_TEST
 START_TEST(test_cf_http_survives_every_failed_allocation) { sweep("cf_http", scenario_cf_http); }
 END_TEST
 START_TEST(test_cf_line_survives_every_failed_allocation) { sweep("cf_line", scenario_cf_line); }
@@ -73,7 +75,8 @@ static const struct {
 } scenarios[] = {{"loop", scenario_loop},         {"timers", scenario_timers},
                  {"tasks", scenario_tasks},       {"sockops", scenario_sockops},
                  {"transport", scenario_transport}, {"server", scenario_server},
-                 {"streams", scenario_streams},   {"cf_http", scenario_cf_http},
+                 {"streams", scenario_streams},   {"sendfile", scenario_sendfile},
+                 {"cf_http", scenario_cf_http},
                  {"cf_line", scenario_cf_line},   {"cf_tcp", scenario_cf_tcp}};
 
 /* One run of each scenario here, with nothing failing: what glibc sets up once per process
@@ -122,6 +125,7 @@ int main(void) {
   add(s, "transport", test_transport_survives_every_failed_allocation);
   add(s, "server", test_server_survives_every_failed_allocation);
   add(s, "streams", test_streams_survive_every_failed_allocation);
+  add(s, "sendfile", test_sendfile_survives_every_failed_allocation);
   add(s, "cf_http", test_cf_http_survives_every_failed_allocation);
   add(s, "cf_line", test_cf_line_survives_every_failed_allocation);
   add(s, "cf_tcp", test_cf_tcp_survives_every_failed_allocation);

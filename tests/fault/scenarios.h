@@ -10,6 +10,7 @@ void scenario_sockops(void);    /* net.c */
 void scenario_transport(void);
 void scenario_server(void);
 void scenario_streams(void);
+void scenario_sendfile(void);   /* sendfile.c */
 void scenario_cf_http(void);    /* charfinder.c */
 void scenario_cf_line(void);
 void scenario_cf_tcp(void);
