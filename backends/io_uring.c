@@ -77,9 +77,10 @@
  *  r) A file goes to a socket by two splices through a pipe of the transfer's own: file -> pipe,
  *     hard-linked to pipe -> socket. Splice runs on io-wq workers and honours the socket's
  *     O_NONBLOCK: a full socket answers -EAGAIN instead of waiting as send requests do. So a pipe
- *     left holding bytes is emptied by a poll for POLLOUT linked to another pipe -> socket splice,
- *     and an operation completes only with its pipe empty (or an error). A short file -> pipe
- *     splice (end of file, a page-cache miss) breaks a plain link: hence the hard link, with
+ *     left holding bytes is emptied by a poll for POLLOUT linked to another pipe -> socket splice
+ *     (a plain link: a poll cancelled by aloop_close must cancel the splice too), and an
+ *     operation completes only with its pipe empty (or an error). A short file -> pipe splice
+ *     (end of file, a page-cache miss) would break a plain link: hence the hard link, with
  *     SPLICE_F_NONBLOCK on the pipe side so that an empty pipe answers -EAGAIN at once. Both
  *     requests carry the operation in user_data, the first with UD_FIRST. Kernels without splice
  *     (before 5.7) send with sendfile(2) on the readiness path.
@@ -1075,12 +1076,14 @@ static int make_pipe(struct aloop__sendfile *sf) {
   return 0;
 }
 
-/* Queue `first` (already prepared) hard-linked to a splice of up to len bytes pipe -> socket. */
+/* Queue `first` (already prepared) linked to a splice of up to len bytes pipe -> socket: hard-
+ * linked after a file -> pipe splice (short is not a failure there), plainly after a poll (a poll
+ * cancelled by aloop_close or abort must not let the splice write on). */
 static void queue_pair(struct uring_state *s, struct aloop__op *op, struct io_uring_sqe *first,
                        uint32_t len, uint8_t stage) {
   struct aloop__sendfile *sf = op->buf;
   uint64_t ud = (uint64_t)(uintptr_t)op | UD_OP;
-  first->flags |= IOSQE_IO_HARDLINK;
+  first->flags |= stage == STAGE_SPLICE_IN ? IOSQE_IO_HARDLINK : IOSQE_IO_LINK;
   io_uring_sqe_set_data64(first, ud | UD_FIRST);
   /* A full SQ may submit `first` alone: the pair then runs unordered, which costs a round (the
    * splice finds the pipe empty: -EAGAIN) but no byte. */
