@@ -162,6 +162,7 @@ struct sender {
   const char *prefix, *suffix;
   bool close_at_once;   /* close right after starting: the file must still go out */
   bool abort_at_once;
+  bool cancel_at_once;  /* cancel the sendfile's future: the transport carries on */
   int64_t outcome;
   char message[256];
   int write_during;     /* what a write answered while the file was being sent */
@@ -191,6 +192,7 @@ static void sender_made(aloop_transport *t, void *ctx) {
   /* Until the future is done (it may be at once: a small file fits in the socket's buffer). */
   s->write_during = aloop_future_done(s->sent) ? -EBUSY : aloop_transport_write(t, "x", 1);
   ck_assert_int_eq(aloop_future_add_done_callback(s->sent, sendfile_done, s), 0);
+  if (s->cancel_at_once) ck_assert_int_eq(aloop_future_cancel(s->sent), 0);
   if (s->close_at_once) aloop_transport_close(t);
   if (s->abort_at_once) aloop_transport_abort(t);
 }
@@ -334,6 +336,25 @@ START_TEST(test_abort_during_a_sendfile_fails_it_with_econnaborted) {
     ck_assert_uint_lt(r.got, (uint64_t)f.size);
     ck_assert_msg(strstr(s.message, "aborted"), "message: %s", s.message);
     ck_assert_uint_eq(r.bad, 0);
+    close(f.fd);
+  }
+}
+END_TEST
+
+/* Cancelling the future stops the file; the transport goes on (the next write is taken) and
+ * closes cleanly. */
+START_TEST(test_cancelling_a_sendfile_stops_it_and_the_transport_goes_on) {
+  for (size_t m = 0; m < LEN(modes); m++) {
+    set_mode(modes[m]);
+    struct file f = make_file(64 * MIB, true);
+    struct sender s = {.file = &f, .cancel_at_once = true, .suffix = "after"};
+    struct receiver r = {.body_len = (size_t)f.size};
+    transfer(&s, &r);
+    ck_assert_int_eq(s.outcome, -ECANCELED);
+    ck_assert_uint_lt(r.got, (uint64_t)f.size); /* part of the file, then "after" */
+    ck_assert_uint_ge(r.got, strlen("after"));
+    ck_assert_int_eq(s.lost_err, 0);
+    ck_assert_int_eq(r.lost_err, 0);
     close(f.fd);
   }
 }
@@ -512,6 +533,7 @@ TCase *conformance_sendfile(void) {
   tcase_add_test(tc, test_queued_writes_go_first_and_writes_resume_after_the_file);
   tcase_add_test(tc, test_close_during_a_sendfile_lets_it_finish_first);
   tcase_add_test(tc, test_abort_during_a_sendfile_fails_it_with_econnaborted);
+  tcase_add_test(tc, test_cancelling_a_sendfile_stops_it_and_the_transport_goes_on);
   tcase_add_test(tc, test_a_client_that_goes_away_mid_transfer_fails_the_sendfile_with_the_reason);
   tcase_add_test(tc, test_a_write_pipe_gets_the_file_by_the_copy);
   tcase_add_test(tc, test_what_sendfile_refuses_it_says_in_words);
