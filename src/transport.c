@@ -143,7 +143,8 @@ static void lost(aloop_loop *loop, void *arg) {
  * the fd and tell the protocol on the next iteration. */
 static void maybe_finish(aloop_transport *t) {
   if (!t->made || !t->closing || t->lost_scheduled || t->reading || t->sending) return;
-  if ((t->wq || t->sendfile) && !t->aborting) return; /* a close sends the file too */
+  if (t->wq && !t->aborting) return;
+  if (t->sendfile) return; /* a close sends the file too; an abort waits until it let go */
   t->lost_scheduled = true;
   free_queue(t);
   aloop_close(t->loop, t->fd);
@@ -737,5 +738,6 @@ aloop_future *aloop_transport_sendfile(aloop_transport *t, int fd, off_t offset,
   t->sendfile = sf;
   aloop__future_set_work(f, sendfile_cancel, t);
   sendfile_step(t);
+  maybe_finish(t); /* the connection may have failed in the first chunk */
   return f;
 }
