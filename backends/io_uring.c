@@ -83,6 +83,16 @@
  *     worker: -ECANCELED or -EINTR, which file.c counts as cancelled) but not one a worker is busy
  *     with (a regular file's read or write, an fsync: its result comes). A kernel missing any of
  *     these opcodes gets them all from the executor instead, as the readiness drivers do.
+ *  s) A file goes to a socket by two splices through a pipe of the transfer's own: file -> pipe,
+ *     hard-linked to pipe -> socket. Splice runs on io-wq workers and honours the socket's
+ *     O_NONBLOCK: a full socket answers -EAGAIN instead of waiting as send requests do. So a pipe
+ *     left holding bytes is emptied by a poll for POLLOUT linked to another pipe -> socket splice
+ *     (a plain link: a poll cancelled by aloop_close must cancel the splice too), and an
+ *     operation completes only with its pipe empty (or an error). A short file -> pipe splice
+ *     (end of file, a page-cache miss) would break a plain link: hence the hard link, with
+ *     SPLICE_F_NONBLOCK on the pipe side so that an empty pipe answers -EAGAIN at once. Both
+ *     requests carry the operation in user_data, the first with UD_FIRST. Kernels without splice
+ *     (before 5.7) send with sendfile(2) on the readiness path.
  *
  * ALOOP_IO_URING forces the fallbacks, so that each runs in make check on any kernel. A comma-
  * separated list of words, read when a loop is created (unknown words are an error in words):
@@ -94,6 +104,7 @@
  *   recv-per-op     one recv per chunk, as without multishot recv (before 6.0)
  *   recvmsg-per-op  one recvmsg per datagram, as without multishot recvmsg (before 6.0)
  *   no-waitid       children waited for on readiness, as without the waitid request (before 6.7)
+ *   no-splice       files sent with sendfile(2) on readiness, as without splice (before 5.7)
  *   cancel-per-op   aloop_close cancels each operation, as without cancel-by-fd (before 5.19)
  *   no-file-ops     file operations on the executor, as without the file opcodes (before 5.6)
  *   sq=N cq=N       ring sizes (default 256 and 4096; the kernel rounds up to powers of two)
@@ -108,6 +119,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <fcntl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -134,6 +146,9 @@ enum {
   CQ_ENTRIES = 4096,  /* completions one wait can return before overflow handling kicks in */
   RING_ENTRIES_MAX = 32768, /* the kernel's limit for the SQ (the CQ may be larger) */
   IO_MAX = 1 << 30,   /* bytes per request (trap l): within 32 bits and the kernel's MAX_RW_COUNT */
+  /* A file transfer's pipe (trap s): asked for 256 KiB (4 x the default, within the unprivileged
+   * 1 MiB maximum), so one splice pair moves more per round; the default 64 KiB if refused. */
+  SPLICE_PIPE = 256 * 1024,
 };
 
 /* The file operations (trap r), native together or not at all. */
@@ -150,6 +165,8 @@ enum {
 #define UD_OP 2u
 #define UD_ACCEPT 3u /* a multishot accept: fd and generation, as a poll */
 #define UD_KIND(ud) ((ud) & 3u)
+#define UD_FIRST 4u /* an operation's first request of a linked pair (trap s): ops are 8-aligned */
+#define UD_OP_PTR(ud) ((struct aloop__op *)(uintptr_t)((ud) & ~(uint64_t)7))
 #define GEN_MASK 0x3fffffffu
 #define UD_FOR(fd, gen, kind) (((uint64_t)(uint32_t)(fd) << 32) | (((gen) & GEN_MASK) << 2) | (kind))
 #define UD(fd, gen) UD_FOR(fd, gen, UD_POLL)
@@ -189,6 +206,7 @@ struct uring_config {
   int setup;                 /* index in setups[], or -1: the best the kernel takes */
   bool no_buf_ring, single_accept, recv_per_op, recvmsg_per_op, cancel_per_op, no_waitid;
   bool no_file_ops;
+  bool no_splice;
   unsigned sq, cq, bufs;
 };
 
@@ -259,6 +277,7 @@ static int parse_word(struct uring_config *c, const char *w, char *why, size_t n
       {"cancel-per-op", offsetof(struct uring_config, cancel_per_op)},
       {"no-waitid", offsetof(struct uring_config, no_waitid)},
       {"no-file-ops", offsetof(struct uring_config, no_file_ops)},
+      {"no-splice", offsetof(struct uring_config, no_splice)},
   };
   for (size_t i = 0; i < sizeof flags / sizeof flags[0]; i++)
     if (!strcmp(w, flags[i].word)) return *(bool *)((char *)c + flags[i].offset) = true, 0;
@@ -281,7 +300,7 @@ static int parse_word(struct uring_config *c, const char *w, char *why, size_t n
   snprintf(why, n,
            "ALOOP_IO_URING: unknown word '%s' (known: setup=deferred|cooperative|plain, "
            "no-buf-ring, single-accept, recv-per-op, recvmsg-per-op, cancel-per-op, no-waitid, "
-           "no-file-ops, sq=N, cq=N, bufs=N)", w);
+           "no-file-ops, no-splice, sq=N, cq=N, bufs=N)", w);
   return -EINVAL;
 }
 
@@ -405,6 +424,7 @@ static void detect_features(struct uring_config *c) {
   struct io_uring_probe *probe = io_uring_get_probe_ring(&ring);
   if (!probe || !io_uring_opcode_supported(probe, OP_WAITID)) c->no_waitid = true;
   if (!probe || !file_ops_supported(probe)) c->no_file_ops = true;
+  if (!probe || !io_uring_opcode_supported(probe, IORING_OP_SPLICE)) c->no_splice = true;
   io_uring_free_probe(probe);
   struct io_uring_sqe *sqe = io_uring_get_sqe(&ring);
   io_uring_prep_cancel_fd(sqe, ring.ring_fd, IORING_ASYNC_CANCEL_ALL);
@@ -632,11 +652,17 @@ static void stream_completed(aloop_loop *loop, struct uring_state *s, struct alo
                              int32_t res, uint32_t flags);
 static void datagram_completed(aloop_loop *loop, struct uring_state *s, struct aloop__op *op,
                                int32_t res, uint32_t flags);
+static void sendfile_completed(aloop_loop *loop, struct uring_state *s, struct aloop__op *op,
+                               bool first, int32_t res);
 
 static void complete(aloop_loop *loop, struct uring_state *s, struct io_uring_cqe *cqe) {
   uint64_t ud = io_uring_cqe_get_data64(cqe);
   if (UD_KIND(ud) == UD_OP) {
-    struct aloop__op *op = (struct aloop__op *)(uintptr_t)(ud & ~(uint64_t)3);
+    struct aloop__op *op = UD_OP_PTR(ud);
+    if (op->kind == ALOOP__OP_SENDFILE) {
+      sendfile_completed(loop, s, op, ud & UD_FIRST, cqe->res);
+      return;
+    }
     if (op->kind == ALOOP__OP_RECV_STREAM) {
       stream_completed(loop, s, op, cqe->res, cqe->flags);
       return;
@@ -1117,6 +1143,92 @@ static int submit_file(struct uring_state *s, struct aloop__op *op) {
   return 0; /* not tracked: aloop_close leaves file operations alone (file.h) */
 }
 
+/* ---- file transfers (trap s) ------------------------------------------------------------------ */
+
+enum { STAGE_SPLICE_IN, STAGE_POLL }; /* what a pair's first request is */
+
+static int make_pipe(struct aloop__sendfile *sf) {
+  if (sf->splice.pipe[0] >= 0) return 0;
+  if (pipe2(sf->splice.pipe, O_CLOEXEC | O_NONBLOCK) < 0) return -errno;
+  fcntl(sf->splice.pipe[1], F_SETPIPE_SZ, SPLICE_PIPE); /* best effort */
+  int cap = fcntl(sf->splice.pipe[1], F_GETPIPE_SZ);
+  sf->splice.cap = cap > 0 ? (uint32_t)cap : 4096;
+  return 0;
+}
+
+/* Queue `first` (already prepared) linked to a splice of up to len bytes pipe -> socket: hard-
+ * linked after a file -> pipe splice (short is not a failure there), plainly after a poll (a poll
+ * cancelled by aloop_close or abort must not let the splice write on). */
+static void queue_pair(struct uring_state *s, struct aloop__op *op, struct io_uring_sqe *first,
+                       uint32_t len, uint8_t stage) {
+  struct aloop__sendfile *sf = op->buf;
+  uint64_t ud = (uint64_t)(uintptr_t)op | UD_OP;
+  first->flags |= stage == STAGE_SPLICE_IN ? IOSQE_IO_HARDLINK : IOSQE_IO_LINK;
+  io_uring_sqe_set_data64(first, ud | UD_FIRST);
+  /* A full SQ may submit `first` alone: the pair then runs unordered, which costs a round (the
+   * splice finds the pipe empty: -EAGAIN) but no byte. */
+  struct io_uring_sqe *out = get_sqe(s);
+  if (out) {
+    io_uring_prep_splice(out, sf->splice.pipe[0], -1, op->fd, -1, len, SPLICE_F_NONBLOCK);
+    io_uring_sqe_set_data64(out, ud);
+  }
+  sf->splice.pending = out ? 2 : 1;
+  sf->splice.stage = stage;
+}
+
+/* The next round: file -> pipe -> socket with the pipe empty, else wait until the socket takes
+ * what the pipe holds. */
+static int queue_round(struct uring_state *s, struct aloop__op *op) {
+  struct aloop__sendfile *sf = op->buf;
+  struct io_uring_sqe *first = get_sqe(s);
+  if (!first) return -ENOMEM;
+  if (sf->splice.piped) {
+    io_uring_prep_poll_add(first, op->fd, POLLOUT);
+    queue_pair(s, op, first, sf->splice.piped, STAGE_POLL);
+  } else {
+    uint32_t len = op->len < sf->splice.cap ? (uint32_t)op->len : sf->splice.cap;
+    io_uring_prep_splice(first, sf->fd, sf->offset, sf->splice.pipe[1], -1, len, 0);
+    queue_pair(s, op, first, len, STAGE_SPLICE_IN);
+  }
+  return 0;
+}
+
+static int submit_sendfile(aloop_loop *loop, struct uring_state *s, struct aloop__op *op) {
+  struct aloop__sendfile *sf = op->buf;
+  int err = make_pipe(sf);
+  if (err < 0) return err;
+  sf->splice.piped = sf->splice.sent = 0;
+  sf->splice.err = 0;
+  sf->splice.eof = false;
+  if ((err = queue_round(s, op)) == 0) track(loop, s, op);
+  return err;
+}
+
+static void sendfile_completed(aloop_loop *loop, struct uring_state *s, struct aloop__op *op,
+                               bool first, int32_t res) {
+  struct aloop__sendfile *sf = op->buf;
+  sf->splice.pending--;
+  if (res > 0 && first && sf->splice.stage == STAGE_SPLICE_IN) {
+    sf->splice.piped += (uint32_t)res;
+  } else if (res > 0 && !first) {
+    sf->splice.piped -= (uint32_t)res;
+    sf->splice.sent += (uint32_t)res;
+  } else if (res == 0 && first && sf->splice.stage == STAGE_SPLICE_IN) {
+    sf->splice.eof = true;
+  } else if (res < 0 && res != -EAGAIN && res != -ECANCELED && !sf->splice.err) {
+    sf->splice.err = res; /* -EAGAIN: the socket was full or the pipe empty; -ECANCELED below */
+  }
+  if (sf->splice.pending) return;
+  int32_t outcome = (int32_t)sf->splice.sent;
+  if (op->state == OP_CANCELLING)
+    outcome = -ECANCELED;
+  else if (sf->splice.err)
+    outcome = sf->splice.err; /* the socket's error, or the file's (-EINVAL: cannot splice it) */
+  else if (sf->splice.piped || (!sf->splice.sent && !sf->splice.eof))
+    outcome = queue_round(s, op); /* 0: going on */
+  if (outcome != 0 || sf->splice.eof) op_finished(loop, s, op, outcome);
+}
+
 static int submit_single_accept(aloop_loop *loop, struct uring_state *s, struct aloop__op *op) {
   struct io_uring_sqe *sqe = get_sqe(s);
   if (!sqe) return -ENOMEM;
@@ -1136,6 +1248,8 @@ static int uring_submit(aloop_loop *loop, void *state, struct aloop__op *op) {
   if (op->file == ALOOP__FILE_OTHER) return -EOPNOTSUPP;
   if (op->kind == ALOOP__OP_WAITID && s->cfg.no_waitid) return -EOPNOTSUPP;
   if (aloop__op_is_file(op->kind)) return submit_file(s, op);
+  if (op->kind == ALOOP__OP_SENDFILE)
+    return s->cfg.no_splice ? -EOPNOTSUPP : submit_sendfile(loop, s, op);
   if (op->kind == ALOOP__OP_ACCEPT)
     return s->single_accepts ? submit_single_accept(loop, s, op) : submit_accept(loop, s, op);
   if (op->kind == ALOOP__OP_RECV_STREAM || op->kind == ALOOP__OP_RECVMSG_STREAM) {
@@ -1191,6 +1305,10 @@ static void cancel_request(aloop_loop *loop, struct uring_state *s, struct aloop
   }
   io_uring_prep_cancel64(sqe, (uint64_t)(uintptr_t)op | UD_OP, 0);
   io_uring_sqe_set_data64(sqe, UD_IGNORE);
+  if (op->kind == ALOOP__OP_SENDFILE && (sqe = get_sqe(s))) { /* and its pair's first (trap s) */
+    io_uring_prep_cancel64(sqe, (uint64_t)(uintptr_t)op | UD_OP | UD_FIRST, 0);
+    io_uring_sqe_set_data64(sqe, UD_IGNORE);
+  }
 }
 
 static void uring_cancel(aloop_loop *loop, void *state, struct aloop__op *op) {
@@ -1260,7 +1378,7 @@ const struct aloop__driver aloop__driver_io_uring = {
                 ALOOP__OP_BIT(ALOOP__OP_CONNECT) |
                 ALOOP__OP_BIT(ALOOP__OP_RECV_STREAM) | ALOOP__OP_BIT(ALOOP__OP_RECVMSG) |
                 ALOOP__OP_BIT(ALOOP__OP_RECVMSG_STREAM) | ALOOP__OP_BIT(ALOOP__OP_WAITID) |
-                FILE_OP_KINDS,
+                FILE_OP_KINDS | ALOOP__OP_BIT(ALOOP__OP_SENDFILE),
     .submit = uring_submit,
     .cancel = uring_cancel,
     .cancel_fd = uring_cancel_fd,

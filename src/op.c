@@ -4,8 +4,11 @@
  * executor instead. */
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/sendfile.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
@@ -16,7 +19,7 @@
 
 static bool reads(const struct aloop__op *op) {
   return op->kind != ALOOP__OP_SEND && op->kind != ALOOP__OP_SENDMSG &&
-         op->kind != ALOOP__OP_CONNECT;
+         op->kind != ALOOP__OP_CONNECT && op->kind != ALOOP__OP_SENDFILE;
 }
 
 /* recvmsg(2) of one datagram into len bytes of buf, its sender into op->addr. */
@@ -70,6 +73,12 @@ static int32_t attempt(aloop_loop *loop, struct aloop__op *op, bool first) {
         n = sendmsg(op->fd, op->buf, MSG_DONTWAIT | MSG_NOSIGNAL);
       }
       break;
+    case ALOOP__OP_SENDFILE: { /* from the offset given: the file's position stays */
+      const struct aloop__sendfile *sf = op->buf;
+      off_t at = (off_t)sf->offset;
+      n = sendfile(op->fd, sf->fd, &at, op->len);
+      break;
+    }
     case ALOOP__OP_WAITID: {
       siginfo_t *si = op->buf;
       memset(si, 0, sizeof *si);
@@ -354,3 +363,23 @@ void aloop__ops_cancel_native(aloop_loop *loop, int fd) {
 void aloop__op_done(aloop_loop *loop, struct aloop__op *op, int32_t res) { finish(loop, op, res); }
 
 void aloop__decline_op_kinds(aloop_loop *loop, uint32_t kinds) { loop->op_kinds &= ~kinds; }
+void aloop__sendfile_init(struct aloop__sendfile *sf, int fd, int64_t offset) {
+  *sf = (struct aloop__sendfile){.fd = fd, .offset = offset, .splice.pipe = {-1, -1}};
+}
+
+void aloop__sendfile_release(struct aloop__sendfile *sf) {
+  for (int i = 0; i < 2; i++)
+    if (sf->splice.pipe[i] >= 0) close(sf->splice.pipe[i]);
+  sf->splice.pipe[0] = sf->splice.pipe[1] = -1;
+}
+
+/* Left at its default, SIGPIPE kills the process instead of failing the write with EPIPE. So, as
+ * Python and Node do, a process that writes through aloop without MSG_NOSIGNAL ignores it, unless
+ * the application chose a disposition of its own. */
+void aloop__ignore_sigpipe(void) {
+  static atomic_flag done = ATOMIC_FLAG_INIT;
+  if (atomic_flag_test_and_set(&done)) return;
+  struct sigaction old;
+  if (sigaction(SIGPIPE, NULL, &old) == 0 && old.sa_handler == SIG_DFL && !(old.sa_flags & SA_SIGINFO))
+    signal(SIGPIPE, SIG_IGN);
+}

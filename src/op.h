@@ -53,7 +53,11 @@ enum aloop__op_kind {
    * waitid lacks P_PIDFD (Linux 5.3). Readiness drivers wait for the pidfd to become readable;
    * io_uring (6.7+) has the kernel wait. */
   ALOOP__OP_WAITID,
-  /* File operations (see file_args). fd is the file, or AT_FDCWD for OPEN and for STATX of a
+  /* Send up to len bytes of a regular file to the socket fd: buf is a struct aloop__sendfile
+   * (which file, from where). The result is the count sent, 0 at the end of the file. Readiness
+   * drivers call sendfile(2); io_uring splices file -> pipe -> socket. */
+  ALOOP__OP_SENDFILE,
+  /* File operations (see file_args), last: aloop__op_is_file counts on it. fd is the file, or AT_FDCWD for OPEN and for STATX of a
    * path. READ and WRITE take buf = an array of len struct iovec: one (op->iov) for a plain
    * read, several for readv. Results are those of the syscalls: an fd, a count, or 0. */
   ALOOP__OP_FILE_OPEN,  /* openat(AT_FDCWD, buf, flags, mode) */
@@ -66,7 +70,9 @@ enum aloop__op_kind {
 #define ALOOP__OP_FIRST_FILE ALOOP__OP_FILE_OPEN
 #define ALOOP__FSYNC_DATA 1 /* file_args.flags of FILE_FSYNC: data only (fdatasync) */
 
-static inline bool aloop__op_is_file(unsigned kind) { return kind >= ALOOP__OP_FIRST_FILE; }
+static inline bool aloop__op_is_file(unsigned kind) {
+  return kind >= ALOOP__OP_FIRST_FILE && kind <= ALOOP__OP_FILE_CLOSE;
+}
 #define ALOOP__OP_BIT(kind) (1u << (kind))
 
 /* The largest datagram RECVMSG_STREAM delivers whole: 64 KiB holds any UDP payload over IPv4
@@ -131,6 +137,29 @@ static inline void aloop__op_recvmsg_header(struct aloop__op *op, void *buf, siz
 struct aloop__op_queue {
   struct aloop__op *head, **tail;
 };
+
+/* ALOOP__OP_SENDFILE's buf. The caller sets fd and offset (and moves offset on by each result:
+ * the file's own position is never used or changed). `splice` belongs to a completion driver that
+ * moves the bytes through a pipe of the transfer's own (made on first use, so no chunk's bytes
+ * mix with another transfer's), which aloop__sendfile_release closes once no operation of the
+ * transfer is in flight. */
+struct aloop__sendfile {
+  int fd;
+  int64_t offset;
+  struct {
+    int pipe[2];            /* -1: none yet */
+    uint32_t cap;           /* the pipe's size */
+    uint32_t piped, sent;   /* this operation's bytes in the pipe, and sent on */
+    int32_t err;
+    uint8_t pending, stage; /* requests in flight, and what the first of them is */
+    bool eof, again;
+  } splice;
+};
+void aloop__sendfile_init(struct aloop__sendfile *sf, int fd, int64_t offset);
+void aloop__sendfile_release(struct aloop__sendfile *sf);
+/* Writes with no MSG_NOSIGNAL (write(2) to a pipe, sendfile(2), splice(2)) raise SIGPIPE when the
+ * reader is gone: the first such user calls this (see op.c). */
+void aloop__ignore_sigpipe(void);
 
 /* Start op (kind, fd and the kind's fields set, done set); done will be called. A completion driver
  * may decline a kind at run time (-EOPNOTSUPP from submit): the core then performs it itself. */

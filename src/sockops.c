@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "core.h"
+#include "sendfile.h"
 
 struct sock_req {
   struct aloop__op op;
@@ -111,6 +112,125 @@ aloop_future *aloop_sock_sendall(aloop_loop *loop, int fd, const void *buf, size
     return f;
   }
   return start(loop, r, "sock_sendall", sendall_done);
+}
+
+/* sock_sendfile: native chunks (SENDFILE), or in the fallback reads into the transfer's buffer
+ * sent with SEND operations; one operation at a time. Operations may complete inside
+ * aloop__op_start on a readiness driver, so the next one is started by a loop, never by
+ * recursion (a fast reader would otherwise deepen the stack per chunk, in a task's small one). */
+struct sendfile_req {
+  struct aloop__op op;
+  aloop_future *future;
+  struct aloop__transfer x;
+  size_t pos, avail;   /* the fallback: the buffer's bytes sent, and read */
+  int64_t outcome;     /* set once finished */
+  bool finished, running, again;
+};
+
+static void sendfile_req_free(struct sendfile_req *r) {
+  char why[128];
+  snprintf(why, sizeof why, "sock_sendfile: failed after %llu bytes: %s",
+           (unsigned long long)r->x.total, aloop_strerror((int)r->outcome));
+  aloop__future_finish(r->future, r->outcome, r->outcome < 0 ? why : NULL);
+  aloop_future_release(r->future);
+  aloop__transfer_fini(&r->x);
+  free(r);
+}
+
+static void sendfile_finish(struct sendfile_req *r, int64_t outcome) {
+  r->finished = true;
+  r->outcome = outcome;
+  if (!r->running) sendfile_req_free(r);
+}
+
+static void sendfile_req_done(aloop_loop *loop, struct aloop__op *op, int32_t res);
+
+/* Start the next operation: a native chunk, the rest of the buffer, or a fresh read of it. */
+static void sendfile_next(aloop_loop *loop, struct sendfile_req *r) {
+  int sock = r->op.fd;
+  if (aloop__future_cancel_requested(r->future)) { /* between two operations: nothing in flight */
+    sendfile_finish(r, -ECANCELED);
+    return;
+  }
+  if (!r->x.copy) {
+    aloop__transfer_op(&r->x, &r->op, sock);
+  } else {
+    if (r->pos == r->avail) {
+      ssize_t n = aloop__transfer_read(&r->x, 0);
+      if (n <= 0) {
+        sendfile_finish(r, n < 0 ? n : (int64_t)r->x.total);
+        return;
+      }
+      r->pos = 0;
+      r->avail = (size_t)n;
+    }
+    r->op = (struct aloop__op){.kind = ALOOP__OP_SEND, .fd = sock, .buf = r->x.buf + r->pos,
+                               .len = r->avail - r->pos};
+  }
+  r->op.done = sendfile_req_done;
+  aloop__op_start(loop, &r->op);
+}
+
+static void sendfile_run(aloop_loop *loop, struct sendfile_req *r) {
+  if (r->running) {
+    r->again = true;
+    return;
+  }
+  r->running = true;
+  do {
+    r->again = false;
+    sendfile_next(loop, r);
+  } while (r->again && !r->finished);
+  r->running = false;
+  if (r->finished) sendfile_req_free(r);
+}
+
+static void sendfile_req_done(aloop_loop *loop, struct aloop__op *op, int32_t res) {
+  struct sendfile_req *r = (struct sendfile_req *)op;
+  bool copied = op->kind == ALOOP__OP_SEND;
+  if (res < 0 && !copied && aloop__transfer_fall_back(&r->x, res)) {
+    sendfile_run(loop, r);
+  } else if (res < 0) {
+    sendfile_finish(r, res);
+  } else if (copied) {
+    r->pos += (size_t)res;
+    if (r->pos == r->avail && r->x.done)
+      sendfile_finish(r, (int64_t)r->x.total);
+    else
+      sendfile_run(loop, r);
+  } else if (aloop__transfer_sent(&r->x, (size_t)res)) {
+    sendfile_finish(r, (int64_t)r->x.total);
+  } else {
+    sendfile_run(loop, r);
+  }
+}
+
+static void cancel_sendfile(aloop_future *f, void *arg) {
+  (void)f;
+  struct sendfile_req *r = arg;
+  aloop__op_cancel(aloop_future_loop(f), &r->op); /* its completion finishes the request */
+}
+
+aloop_future *aloop_sock_sendfile(aloop_loop *loop, int sock, int fd, off_t offset, size_t count) {
+  struct sendfile_req *r = calloc(1, sizeof *r);
+  aloop_future *f = r ? aloop_future_new(loop, "sock_sendfile") : NULL;
+  if (!f) {
+    free(r);
+    errno = ENOMEM;
+    return NULL;
+  }
+  int err = aloop__transfer_init(&r->x, fd, offset, count, true);
+  if (err < 0) {
+    free(r);
+    aloop_future_set_error(f, err, "sock_sendfile: %s", offset < 0 ? "the offset is negative"
+                           : err == -EINVAL ? "not a regular file" : "cannot use the file");
+    return f;
+  }
+  r->future = aloop_future_ref(f);
+  r->op.fd = sock;
+  aloop__future_set_work(f, cancel_sendfile, r);
+  sendfile_run(loop, r);
+  return f;
 }
 
 static void accept_done(aloop_loop *loop, struct aloop__op *op, int32_t res) {

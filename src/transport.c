@@ -21,6 +21,7 @@
 
 #include "core.h"
 #include "transport_internal.h"
+#include "sendfile.h"
 
 static aloop_transport *of_rop(struct aloop__op *op) {
   return (aloop_transport *)((char *)op - offsetof(aloop_transport, rop));
@@ -31,6 +32,8 @@ static aloop_transport *of_wop(struct aloop__op *op) {
 
 static void on_read(aloop_loop *loop, struct aloop__op *op, int32_t res);
 static void on_sent(aloop_loop *loop, struct aloop__op *op, int32_t res);
+static void sendfile_step(aloop_transport *t);
+static void sendfile_abort(aloop_transport *t);
 
 /* Whether reads take one chunk per request (op.h). A multishot receive costs less per message but
  * reads ahead without bound: it goes on filling provided buffers from the socket until its cancel
@@ -101,6 +104,7 @@ static void lost(aloop_loop *loop, void *arg) {
 static void maybe_finish(aloop_transport *t) {
   if (!t->made || !t->closing || t->lost_scheduled || t->reading || t->sending) return;
   if (t->wq && !t->aborting) return;
+  if (t->sendfile) return; /* a close sends the file too; an abort waits until it let go */
   t->lost_scheduled = true;
   free_queue(t);
   aloop_close(t->loop, t->fd);
@@ -110,6 +114,7 @@ static void maybe_finish(aloop_transport *t) {
 void aloop_transport_abort(aloop_transport *t) {
   if (t->aborting) return;
   t->closing = t->aborting = true;
+  if (t->sendfile) sendfile_abort(t);
   if (t->reading) aloop__op_cancel(t->loop, &t->rop);
   if (t->sending) aloop__op_cancel(t->loop, &t->wop);
   maybe_finish(t);
@@ -292,6 +297,7 @@ static void on_sent(aloop_loop *loop, struct aloop__op *op, int32_t res) {
     shutdown(t->fd, SHUT_WR);
   }
   maybe_resume_writing(t);
+  sendfile_step(t); /* waiting for the queue to drain, or copying */
   maybe_finish(t);
 }
 
@@ -302,9 +308,10 @@ static int enqueue(aloop_transport *t, const unsigned char *data, size_t n) {
     tail->len += n;
   } else {
     size_t cap = n > CHUNK_MIN ? n : CHUNK_MIN;
-    struct chunk *c = t->spare && t->spare->cap >= cap ? t->spare : malloc(sizeof *c + cap);
+    bool reuse = t->spare && t->spare->cap >= cap; /* (not c == spare: a fresh c is unread) */
+    struct chunk *c = reuse ? t->spare : malloc(sizeof *c + cap);
     if (!c) return -ENOMEM;
-    if (c == t->spare) {
+    if (reuse) {
       t->spare = NULL;
       cap = c->cap;
     }
@@ -323,6 +330,7 @@ static int enqueue(aloop_transport *t, const unsigned char *data, size_t n) {
 int aloop_transport_writev(aloop_transport *t, const struct iovec *iov, int iovcnt) {
   if (t->no_writes) return -EBADF;
   if (t->closing || t->eof_requested) return -EPIPE;
+  if (t->sendfile) return -EBUSY;
   return t->tls ? aloop__tls_writev(t, iov, iovcnt) : aloop__transport_send(t, iov, iovcnt);
 }
 
@@ -373,6 +381,7 @@ int aloop_transport_write(aloop_transport *t, const void *data, size_t n) {
 int aloop_transport_write_eof(aloop_transport *t) {
   if (t->no_writes) return -EBADF;
   if (t->closing) return -EPIPE;
+  if (t->sendfile) return -EBUSY;
   if (t->eof_requested) return 0;
   if (t->file) { /* a pipe has no half-close: the reader sees the end when it is closed */
     aloop_transport_close(t);
@@ -518,18 +527,6 @@ static int file_kind(int fd) {
   return -EINVAL;
 }
 
-/* A process whose pipe reader went away gets SIGPIPE from write(2) (send has MSG_NOSIGNAL, write
- * has no such flag): left at its default, that kills the process instead of failing the write
- * with EPIPE. So, as Python and Node do, a process that writes to pipes through aloop ignores it,
- * unless the application chose a disposition of its own. */
-static void ignore_sigpipe_once(void) {
-  static atomic_flag done = ATOMIC_FLAG_INIT;
-  if (atomic_flag_test_and_set(&done)) return;
-  struct sigaction old;
-  if (sigaction(SIGPIPE, NULL, &old) == 0 && old.sa_handler == SIG_DFL && !(old.sa_flags & SA_SIGINFO))
-    signal(SIGPIPE, SIG_IGN);
-}
-
 static aloop_transport *pipe_transport(aloop_loop *loop, int fd, const aloop_protocol *proto,
                                        void *ctx, bool reads) {
   int kind = file_kind(fd);
@@ -540,7 +537,7 @@ static aloop_transport *pipe_transport(aloop_loop *loop, int fd, const aloop_pro
     errno = err;
     return NULL;
   }
-  if (!reads) ignore_sigpipe_once();
+  if (!reads) aloop__ignore_sigpipe(); /* write(2) has no MSG_NOSIGNAL */
   aloop_transport *t = aloop_transport_new(loop, fd, proto, ctx);
   if (!t) return NULL;
   t->file = (uint8_t)kind;
@@ -576,4 +573,174 @@ aloop_transport *aloop_transport_new(aloop_loop *loop, int fd, const aloop_proto
   t->native_send = aloop__op_native(loop, ALOOP__OP_SENDMSG);
   aloop_transport_set_write_buffer_limits(t, 0, 0);
   return t;
+}
+
+/* ---- sendfile ----------------------------------------------------------------------------------
+ * One file at a time, and only the file: it starts once the write queue has drained (as asyncio
+ * waits for the transport's buffer to empty) and until it ends the protocol's writes answer
+ * -EBUSY. A socket transport sends it natively (SENDFILE operations on wop, one after another);
+ * anything else copies it through the write queue, refilled at the low mark up to the high one,
+ * without pause_writing (the protocol is not the one writing). */
+struct tsendfile {
+  struct aloop__transfer x;
+  aloop_future *future; /* the transfer's reference; NULL once it is done */
+  bool started;         /* the queue had drained */
+  bool in_flight;       /* a native operation is on wop: x.sf is the kernel's until it completes */
+  bool stepping;        /* sendfile_step is on the stack: it goes round again instead */
+  bool again;
+};
+
+/* Whether the kernel can send a file straight to this transport's fd. A plain socket: yes. A pipe
+ * or tty: the copy (asyncio's fallback), and so for any transport that transforms its bytes. */
+static bool sendfile_native(const aloop_transport *t) { return !t->file && !t->tls; }
+
+/* A piece of the copy out: into the queue, or through the TLS layer into records. */
+static int copy_out(aloop_transport *t, const void *data, size_t n) {
+  if (!t->tls) return enqueue(t, data, n);
+  struct iovec iov = {(void *)data, n};
+  return aloop__tls_writev(t, &iov, 1);
+}
+
+static void sendfile_free(aloop_transport *t) {
+  struct tsendfile *sf = t->sendfile;
+  if (!sf || sf->future || sf->in_flight || sf->stepping) return; /* still in use */
+  t->sendfile = NULL;
+  aloop__transfer_fini(&sf->x);
+  free(sf);
+}
+
+/* The outcome: the total sent, or an error with words. The transport stays as it is. */
+static void sendfile_end(aloop_transport *t, int64_t outcome, const char *why) {
+  struct tsendfile *sf = t->sendfile;
+  if (!sf->future) return;
+  char message[160];
+  if (outcome < 0 && outcome != -ECANCELED)
+    snprintf(message, sizeof message, "sendfile: %s after %llu bytes: %s", why,
+             (unsigned long long)sf->x.total, aloop_strerror((int)outcome));
+  aloop__future_finish(sf->future, outcome, outcome < 0 && outcome != -ECANCELED ? message : NULL);
+  aloop_future_release(sf->future);
+  sf->future = NULL;
+  sendfile_free(t);
+}
+
+/* The transport is aborted, or failed (then lost_err says why): the transfer fails with it. */
+static void sendfile_abort(aloop_transport *t) {
+  sendfile_end(t, t->lost_err ? t->lost_err : -ECONNABORTED,
+               t->lost_err ? "the connection failed" : "the transport was aborted");
+}
+
+static void on_sendfile_chunk(aloop_loop *loop, struct aloop__op *op, int32_t res) {
+  (void)loop;
+  aloop_transport *t = of_wop(op);
+  struct tsendfile *sf = t->sendfile;
+  t->sending = sf->in_flight = false;
+  if (!sf->future) { /* ended meanwhile (aborted): the operation was all that held it */
+    sendfile_free(t);
+  } else if (res == -ECANCELED || aloop__future_cancel_requested(sf->future)) {
+    sendfile_end(t, -ECANCELED, NULL);
+  } else if (res < 0 && peer_error(res)) {
+    fail(t, res); /* the connection's end: sendfile_abort gives the future the reason */
+  } else if (res < 0 && !aloop__transfer_fall_back(&sf->x, res)) {
+    sendfile_end(t, res, "stopped"); /* the file's fault (or the fd's): the connection goes on */
+  } else if (res >= 0 && aloop__transfer_sent(&sf->x, (size_t)res)) {
+    sendfile_end(t, (int64_t)sf->x.total, NULL);
+  } else {
+    sendfile_step(t);
+  }
+  maybe_finish(t);
+}
+
+/* The copy: refill the queue from the file once it is down to the low mark. Returns whether to go
+ * round again (a send that completed at once left room). */
+static bool sendfile_copy(aloop_transport *t, struct tsendfile *sf) {
+  if (sf->x.done) {
+    if (!t->wq && !t->sending) sendfile_end(t, (int64_t)sf->x.total, NULL);
+    return false;
+  }
+  if (t->wq_bytes > t->low) return false; /* on_sent comes back */
+  while (t->wq_bytes < t->high && !sf->x.done) {
+    ssize_t n = aloop__transfer_read(&sf->x, t->high - t->wq_bytes);
+    if (n < 0) {
+      sendfile_end(t, n, "reading the file");
+      return false;
+    }
+    if (n > 0 && copy_out(t, sf->x.buf, (size_t)n) < 0) {
+      fail(t, -ENOMEM);
+      return false;
+    }
+    if (t->aborting) return false; /* the TLS layer failed the connection */
+  }
+  start_sending(t); /* may complete at once on a readiness driver */
+  return !t->sending;
+}
+
+/* Send what comes next: wait for the queue to drain, then a native chunk or a copy. Runs as a loop
+ * (operations may complete inside aloop__op_start), never recursively. */
+static void sendfile_step(aloop_transport *t) {
+  struct tsendfile *sf = t->sendfile;
+  if (!sf) return;
+  if (sf->stepping) {
+    sf->again = true;
+    return;
+  }
+  sf->stepping = true;
+  do {
+    sf->again = false;
+    if (!sf->future || t->aborting) break;
+    if (!sf->started && (t->wq || t->sending)) break; /* on_sent comes back */
+    sf->started = true;
+    if (sf->x.copy) {
+      sf->again |= sendfile_copy(t, sf);
+    } else if (!t->sending) {
+      aloop__transfer_op(&sf->x, &t->wop, t->fd);
+      t->wop.done = on_sendfile_chunk;
+      t->sending = sf->in_flight = true;
+      aloop__op_start(t->loop, &t->wop);
+    }
+  } while (sf->again);
+  sf->stepping = false;
+  sendfile_free(t);
+}
+
+static void sendfile_cancel(aloop_future *f, void *arg) {
+  (void)f;
+  aloop_transport *t = arg;
+  if (t->sendfile->in_flight)
+    aloop__op_cancel(t->loop, &t->wop); /* on_sendfile_chunk ends it */
+  else
+    sendfile_end(t, -ECANCELED, NULL); /* what is queued still goes out */
+  maybe_finish(t);
+}
+
+/* A future that failed at once, with words. */
+static aloop_future *refused(aloop_loop *loop, int err, const char *why) {
+  aloop_future *f = aloop_future_new(loop, "transport_sendfile");
+  if (f) aloop_future_set_error(f, err, "sendfile: %s", why);
+  return f;
+}
+
+aloop_future *aloop_transport_sendfile(aloop_transport *t, int fd, off_t offset, size_t count) {
+  if (t->no_writes) return refused(t->loop, -EBADF, "a read pipe cannot send");
+  if (t->closing || t->eof_requested) return refused(t->loop, -EPIPE, "the transport is closing");
+  if (t->sendfile) return refused(t->loop, -EBUSY, "another file is being sent");
+  struct tsendfile *sf = calloc(1, sizeof *sf);
+  aloop_future *f = sf ? aloop_future_new(t->loop, "transport_sendfile") : NULL;
+  if (!f) {
+    free(sf);
+    errno = ENOMEM;
+    return NULL;
+  }
+  int err = aloop__transfer_init(&sf->x, fd, offset, count, sendfile_native(t));
+  if (err < 0) {
+    free(sf);
+    aloop_future_set_error(f, err, "sendfile: %s", offset < 0 ? "the offset is negative"
+                                   : err == -EINVAL ? "not a regular file" : "cannot use the file");
+    return f;
+  }
+  sf->future = aloop_future_ref(f);
+  t->sendfile = sf;
+  aloop__future_set_work(f, sendfile_cancel, t);
+  sendfile_step(t);
+  maybe_finish(t); /* the connection may have failed in the first chunk */
+  return f;
 }

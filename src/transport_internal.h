@@ -48,6 +48,7 @@ struct aloop_transport {
   unsigned char *held;           /* bytes that arrived while reading was paused */
   size_t held_len;
   struct aloop__tls *tls;        /* TLS between the operations and the protocol (tls.c) */
+  struct tsendfile *sendfile;    /* the file being sent, if any (transport.c's sendfile section) */
 };
 
 

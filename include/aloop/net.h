@@ -16,6 +16,7 @@
 #define ALOOP_NET_H
 
 #include <sys/socket.h>
+#include <sys/types.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -29,6 +30,16 @@ ALOOP_API aloop_future *aloop_sock_recv(aloop_loop *loop, int fd, size_t n);
 /* Outcome: n once every byte is written, or the error that stopped it (the count written before
  * the error is lost, as in asyncio). */
 ALOOP_API aloop_future *aloop_sock_sendall(aloop_loop *loop, int fd, const void *buf, size_t n);
+/* Outcome: count bytes of the regular file fd from offset (count 0: up to the end of the file)
+ * sent to the connected stream socket sock, as asyncio's loop.sock_sendfile: the total sent,
+ * fewer than count only if the file ended first, or the error that stopped it (the count sent
+ * before it is lost, as with sendall), with words. Native where the kernel can (sendfile(2);
+ * io_uring: splice through a pipe), else read with pread(2) and sent (ALOOP_SENDFILE=copy forces
+ * that). The file's position is neither used nor changed; both fds stay the caller's. Nothing
+ * else may send on sock meanwhile. A SIGPIPE disposition still at its default becomes "ignore"
+ * (sendfile(2) and splice(2) have no MSG_NOSIGNAL): a peer that went away gives -EPIPE. */
+ALOOP_API aloop_future *aloop_sock_sendfile(aloop_loop *loop, int sock, int fd, off_t offset,
+                                            size_t count);
 /* Outcome: the accepted fd (non-blocking, close-on-exec). Its peer address is the future's data,
  * an aloop_sockaddr. */
 ALOOP_API aloop_future *aloop_sock_accept(aloop_loop *loop, int fd);

@@ -8,6 +8,7 @@
 #define ALOOP_TRANSPORT_H
 
 #include <stdbool.h>
+#include <sys/types.h>
 #include <sys/uio.h>
 
 #ifdef __cplusplus
@@ -58,10 +59,36 @@ ALOOP_API aloop_transport *aloop_connect_read_pipe(aloop_loop *loop, int fd,
 ALOOP_API aloop_transport *aloop_connect_write_pipe(aloop_loop *loop, int fd,
                                                     const aloop_protocol *proto, void *ctx);
 
-/* Queue bytes (copied as needed). 0, or -EPIPE once closing or after write_eof, -ENOMEM.
+/* Queue bytes (copied as needed). 0, or -EPIPE once closing or after write_eof, -EBUSY while a
+ * file is being sent (aloop_transport_sendfile), -ENOMEM.
  * Errors of the connection itself come through connection_lost, as in asyncio. */
 ALOOP_API int aloop_transport_write(aloop_transport *t, const void *data, size_t n);
 ALOOP_API int aloop_transport_writev(aloop_transport *t, const struct iovec *iov, int iovcnt);
+/* Send count bytes of the regular file fd from offset (count 0: up to the end of the file), as
+ * asyncio's loop.sendfile. The outcome is the count sent, fewer than count only if the file ended
+ * first, once every byte is in the kernel's hands; or a negative errno with a message saying after
+ * how many bytes and why. The file's position is neither used nor changed; fd stays the caller's,
+ * and must stay open until the future is done.
+ *   - It starts once what is queued has been sent, and until it is done the transport is the
+ *     file's: write, writev and write_eof answer -EBUSY, and a second sendfile fails with -EBUSY.
+ *     Reading goes on as usual.
+ *   - A socket transport sends natively (sendfile(2) on select and libev; splice through a pipe
+ *     on io_uring, where ALOOP_IO_URING=no-splice falls back to sendfile(2)); a pipe transport,
+ *     or a file the kernel cannot send natively, is read into a 64 KiB buffer with pread(2) and
+ *     written as writes are, never more than the high mark queued at once.
+ *     ALOOP_SENDFILE=copy forces that path everywhere.
+ *   - aloop_transport_close lets it finish, then closes (like queued writes); abort, or the
+ *     connection failing (the peer reset it or went away), fails it with the connection's error
+ *     (-ECONNABORTED for abort, else what connection_lost gets: -EPIPE, -ECONNRESET...).
+ *   - An error reading the file fails it and leaves the connection open (the peer has part of
+ *     the file: close it, as a rule). Cancelling the future stops after the chunk in flight; the
+ *     connection stays open.
+ * Fails at once (in the future) with -EBADF on a read pipe, -EPIPE once closing, -EINVAL if fd is
+ * not a regular file or offset is negative. NULL only without memory. As for a write pipe, a
+ * SIGPIPE disposition still at its default becomes "ignore" (sendfile(2) and splice(2) have no
+ * MSG_NOSIGNAL). */
+ALOOP_API aloop_future *aloop_transport_sendfile(aloop_transport *t, int fd, off_t offset,
+                                                 size_t count);
 /* Shut the writing side once everything queued is sent; reading goes on. */
 ALOOP_API int aloop_transport_write_eof(aloop_transport *t);
 /* Stop reading, send what is queued, then close; connection_lost(0) follows. */

@@ -28,7 +28,8 @@
   X(pipes)                   \
   X(process)                 \
   X(tls)                     \
-  X(file)
+  X(file)                    \
+  X(sendfile)
 
 #define DECLARE_CASE(name) TCase *conformance_##name(void);
 CONFORMANCE_CASES(DECLARE_CASE)

@@ -556,6 +556,39 @@ START_TEST(test_a_thousand_handshakes_at_once) {
 }
 END_TEST
 
+/* ---- sendfile over TLS: the copy through the layer ------------------------------------------------- */
+
+enum { FILE_SIZE = 3 * 1024 * 1024 + 17 };
+static int file_fd = -1;
+
+static int64_t send_the_file(aloop_stream *s, void *arg) {
+  (void)arg;
+  int64_t n = aloop_await(aloop_transport_sendfile(aloop_stream_transport(s), file_fd, 0, 0));
+  return n == FILE_SIZE ? 0 : aloop_task_error(n < 0 ? n : -EIO, "sent %lld", (long long)n);
+}
+
+START_TEST(test_sendfile_over_tls_goes_through_the_layer) {
+  char path[] = "/tmp/aloop-tls-file-XXXXXX";
+  file_fd = mkstemp(path);
+  ck_assert_int_ge(file_fd, 0);
+  unlink(path);
+  static unsigned char data[FILE_SIZE];
+  for (size_t i = 0; i < FILE_SIZE; i++) data[i] = byte_at(i);
+  ck_assert_int_eq(write(file_fd, data, FILE_SIZE), FILE_SIZE);
+  aloop_tls_context *sc = server_ctx("server.pem"), *cc = client_ctx("ca.pem");
+  aloop_server *server = start(send_the_file, NULL, sc);
+  int64_t outcome;
+  char why[256];
+  struct bulk b = {.s = connect_tls(server, cc, "localhost", &outcome, why, sizeof why)};
+  ck_assert_msg(b.s != NULL, "connect: %s", why);
+  ck_assert_int_eq(run_within(aloop_task_spawn(L, receive_bulk, &b, NULL), 60 * SEC), FILE_SIZE);
+  close_stream(b.s);
+  stop_server(server);
+  close(file_fd);
+  aloop_tls_context_free(sc), aloop_tls_context_free(cc);
+}
+END_TEST
+
 /* ---- Python's ssl module as the server -------------------------------------------------------------- */
 
 /* A TLS echo server in Python (an independent implementation's handshake and records): it
@@ -662,5 +695,6 @@ TCase *conformance_tls(void) {
   tcase_add_test(tc, test_a_thousand_handshakes_at_once);
   tcase_add_test(tc, test_a_context_that_cannot_load_says_why);
   tcase_add_test(tc, test_a_python_ssl_server_echoes_a_mebibyte_to_our_client);
+  tcase_add_test(tc, test_sendfile_over_tls_goes_through_the_layer);
   return tc;
 }

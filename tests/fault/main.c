@@ -54,6 +54,7 @@ END_TEST
 START_TEST(test_streams_survive_every_failed_allocation) { sweep("streams", scenario_streams); }
 END_TEST
 START_TEST(test_file_ops_survive_every_failed_allocation) { sweep("file", scenario_file); }
+START_TEST(test_sendfile_survives_every_failed_allocation) { sweep("sendfile", scenario_sendfile); }
 END_TEST
 START_TEST(test_cf_http_survives_every_failed_allocation) { sweep("cf_http", scenario_cf_http); }
 END_TEST
@@ -76,6 +77,7 @@ static const struct {
                  {"tasks", scenario_tasks},       {"sockops", scenario_sockops},
                  {"transport", scenario_transport}, {"server", scenario_server},
                  {"streams", scenario_streams},   {"file", scenario_file},
+                 {"streams", scenario_streams},   {"sendfile", scenario_sendfile},
                  {"cf_http", scenario_cf_http},
                  {"cf_line", scenario_cf_line},   {"cf_tcp", scenario_cf_tcp}};
 
@@ -126,6 +128,7 @@ int main(void) {
   add(s, "server", test_server_survives_every_failed_allocation);
   add(s, "streams", test_streams_survive_every_failed_allocation);
   add(s, "file", test_file_ops_survive_every_failed_allocation);
+  add(s, "sendfile", test_sendfile_survives_every_failed_allocation);
   add(s, "cf_http", test_cf_http_survives_every_failed_allocation);
   add(s, "cf_line", test_cf_line_survives_every_failed_allocation);
   add(s, "cf_tcp", test_cf_tcp_survives_every_failed_allocation);

@@ -11,6 +11,7 @@ void scenario_transport(void);
 void scenario_server(void);
 void scenario_streams(void);
 void scenario_file(void);       /* file.c */
+void scenario_sendfile(void);   /* sendfile.c */
 void scenario_cf_http(void);    /* charfinder.c */
 void scenario_cf_line(void);
 void scenario_cf_tcp(void);
