@@ -52,6 +52,7 @@ static int32_t attempt(aloop_loop *loop, struct aloop__op *op, bool first) {
       break;
     case ALOOP__OP_RECV_STREAM: /* into the loop's read buffer, lent for the callback */
       op->buf = loop->read_buf;
+      if (op->room) op->len = op->room(op);
       size_t want = op->len && op->len < ALOOP__READ_BUFFER ? op->len : ALOOP__READ_BUFFER;
       n = op->file ? read(op->fd, op->buf, want) : recv(op->fd, op->buf, want, MSG_DONTWAIT);
       break;

@@ -57,11 +57,13 @@ static size_t read_room(aloop_transport *t) {
   return room;
 }
 
+static size_t room_now(struct aloop__op *op) { return read_room(of_rop(op)); }
+
 static void start_reading(aloop_transport *t) {
   if (t->reading || t->read_paused || t->closing || t->eof_received || t->no_reads) return;
   t->reading = true;
   t->rop = (struct aloop__op){.kind = ALOOP__OP_RECV_STREAM, .fd = t->fd, .done = on_read,
-                              .bounded = bounded_reads(t), .len = read_room(t),
+                              .bounded = bounded_reads(t), .len = read_room(t), .room = room_now,
                               .file = t->file};
   aloop__op_start(t->loop, &t->rop);
 }
