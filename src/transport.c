@@ -251,7 +251,9 @@ static void on_read(aloop_loop *loop, struct aloop__op *op, int32_t res) {
     fail(t, res);
   }
   op->bounded = bounded_reads(t); /* for the driver's re-arm, if it re-arms */
-  if (t->reading && !t->read_paused && !t->closing) op->len = read_room(t);
+  /* For a completion driver's re-arm; a parked read asks for its room when it reads (op.h). */
+  if (t->reading && !t->read_paused && !t->closing && op->state != OP_PARKED)
+    op->len = read_room(t);
   if (!t->reading) start_reading(t); /* a stream op that ended early (io_uring re-arm) */
   maybe_finish(t);
 }
