@@ -227,6 +227,8 @@ struct uring_state {
   const char *setup; /* which setup flags the kernel took, for aloop_backend_detail */
   int *rearm;        /* fds whose one-shot poll completed this iteration */
   size_t nrearm, rearm_cap;
+  struct aloop__op **reads; /* stream reads to re-arm with the next submit (trap j) */
+  size_t nreads, reads_cap;
   struct io_uring_sqe *backlog; /* requests that found the SQ full and the kernel busy (f, g) */
   size_t nbacklog, backlog_cap;
   struct acceptor *acceptors;
@@ -486,6 +488,7 @@ static void uring_fini(aloop_loop *loop, void *state) {
   struct uring_state *s = state;
   io_uring_queue_exit(&s->ring);
   free(s->rearm);
+  free(s->reads);
   free(s->backlog);
   free_buf_ring(s, &s->stream_bufs);
   free_buf_ring(s, &s->dgram_bufs);
@@ -654,6 +657,9 @@ static void datagram_completed(aloop_loop *loop, struct uring_state *s, struct a
                                int32_t res, uint32_t flags);
 static void sendfile_completed(aloop_loop *loop, struct uring_state *s, struct aloop__op *op,
                                bool first, int32_t res);
+static bool rearm_reads(aloop_loop *loop, struct uring_state *s);
+static bool cancel_deferred_read(aloop_loop *loop, struct uring_state *s, struct aloop__op *op);
+static void cancel_deferred_reads_of(aloop_loop *loop, struct uring_state *s, int fd);
 
 static void complete(aloop_loop *loop, struct uring_state *s, struct io_uring_cqe *cqe) {
   uint64_t ud = io_uring_cqe_get_data64(cqe);
@@ -739,6 +745,7 @@ static int uring_poll(aloop_loop *loop, void *state, int64_t timeout_ns) {
   int err = enable(s);
   if (err < 0) return fatal(loop, s, err);
   rearm_completed(loop, s);
+  if (rearm_reads(loop, s)) timeout_ns = 0;
   flush_backlog(s);
   if (s->nbacklog) timeout_ns = 0; /* more to submit: do not sleep on the kernel */
   struct io_uring_cqe *cqe = NULL;
@@ -993,10 +1000,58 @@ static void resubmit(aloop_loop *loop, struct uring_state *s, struct aloop__op *
 
 /* ---- stream reads (trap j) -------------------------------------------------------------------- */
 
+/* Re-armed with the next submit (trap j), with the consumer's room as it is then. */
+static int defer_read(struct uring_state *s, struct aloop__op *op) {
+  if (s->nreads == s->reads_cap) {
+    size_t cap = s->reads_cap ? s->reads_cap * 2 : 64;
+    struct aloop__op **a = realloc(s->reads, cap * sizeof *a);
+    if (!a) return -ENOMEM; /* re-armed now, with the room as it is */
+    s->reads = a;
+    s->reads_cap = cap;
+  }
+  s->reads[s->nreads++] = op;
+  return 0;
+}
+
+static int submit_stream(struct uring_state *s, struct aloop__op *op);
+
+/* True if an operation ended here: its callback may have queued work, so the poll must not sleep. */
+static bool rearm_reads(aloop_loop *loop, struct uring_state *s) {
+  bool ended = false;
+  while (s->nreads) { /* from the back: asking a consumer for its room may cancel listed reads */
+    struct aloop__op *op = s->reads[--s->nreads];
+    if (submit_stream(s, op) < 0) {
+      op_finished(loop, s, op, -ENOMEM);
+      ended = true;
+    }
+  }
+  return ended;
+}
+
+/* A listed read is not in the kernel: cancelling it ends it now, as a parked one is (op.c). */
+static bool cancel_deferred_read(aloop_loop *loop, struct uring_state *s, struct aloop__op *op) {
+  for (size_t i = 0; i < s->nreads; i++) {
+    if (s->reads[i] != op) continue;
+    s->reads[i] = s->reads[--s->nreads];
+    op_finished(loop, s, op, -ECANCELED);
+    return true;
+  }
+  return false;
+}
+
+static void cancel_deferred_reads_of(aloop_loop *loop, struct uring_state *s, int fd) {
+  for (size_t i = s->nreads; i-- > 0;) /* a callback may cancel others: look again each time */
+    if (i < s->nreads && s->reads[i]->fd == fd) {
+      cancel_deferred_read(loop, s, s->reads[i]);
+      i = s->nreads;
+    }
+}
+
 static int submit_stream(struct uring_state *s, struct aloop__op *op) {
   if (!buf_ring_ready(s, &s->stream_bufs)) return -EOPNOTSUPP;
   struct io_uring_sqe *sqe = get_sqe(s);
   if (!sqe) return -ENOMEM;
+  if (op->room) op->len = op->room(op);
   if (op->file) /* a pipe: one read(2) per chunk, into a provided buffer all the same */
     io_uring_prep_read(sqe, op->fd, NULL,
                        op->len && op->len < RECV_BUF_SIZE ? (unsigned)op->len : RECV_BUF_SIZE,
@@ -1029,8 +1084,9 @@ static void stream_completed(aloop_loop *loop, struct uring_state *s, struct alo
     if (!more) op_finished(loop, s, op, res); /* end of stream, an error, or the cancel */
     return;
   }
-  resubmit(loop, s, op, submit_stream);
+  if (op->state == OP_CANCELLING || defer_read(s, op) < 0) resubmit(loop, s, op, submit_stream);
 }
+
 
 /* ---- datagram reads (trap p) ------------------------------------------------------------------ */
 
@@ -1312,6 +1368,7 @@ static void cancel_request(aloop_loop *loop, struct uring_state *s, struct aloop
 }
 
 static void uring_cancel(aloop_loop *loop, void *state, struct aloop__op *op) {
+  if (cancel_deferred_read(loop, state, op)) return;
   if (op->kind == ALOOP__OP_ACCEPT && cancel_waiting_accept(loop, aloop__fd_priv(loop, op->fd), op))
     return;
   cancel_request(loop, state, op);
@@ -1323,6 +1380,7 @@ static void uring_cancel_fd(aloop_loop *loop, void *state, int fd, uint32_t ops)
   /* The multishot accept is cancelled by its user_data, which needs no open fd; the accept
    * operations waiting for it are answered now. */
   ops -= forget_acceptor(loop, s, u);
+  cancel_deferred_reads_of(loop, s, fd);
   bool now = false; /* cancels are submitted at once, as the fd's requests are (below) */
   if (s->cfg.cancel_per_op) {
     for (struct aloop__op *op = u ? u->inflight : NULL; op; op = op->next, now = true)
@@ -1352,7 +1410,7 @@ static int uring_backend_fd(aloop_loop *loop, void *state) {
 static bool uring_holds_requests(aloop_loop *loop, void *state) {
   (void)loop;
   struct uring_state *s = state;
-  return s->nrearm || s->nbacklog || io_uring_sq_ready(&s->ring);
+  return s->nrearm || s->nreads || s->nbacklog || io_uring_sq_ready(&s->ring);
 }
 
 static const char *uring_detail(aloop_loop *loop, void *state) {

@@ -102,8 +102,9 @@ struct aloop__op {
   int fd;
   void *buf;                     /* recv, send */
   size_t len;                    /* RECV_STREAM: at most this much per chunk (0: a whole buffer) */
-  /* RECV_STREAM, optional: asked for len right before each read on the readiness path, where a
-   * parked read may run long after it was started (the consumer's room has changed since). */
+  /* RECV_STREAM, optional: asked for len right before each read is made (readiness) or handed to
+   * the kernel (completion): a read may be made long after it was started, and the consumer's
+   * room changes in between (a task handed bytes waits again with a bigger buffer). */
   size_t (*room)(struct aloop__op *op);
   struct sockaddr_storage addr;  /* accept: the peer; connect: the destination; recvmsg: the
                                     sender */

@@ -63,7 +63,7 @@ static void start_reading(aloop_transport *t) {
   if (t->reading || t->read_paused || t->closing || t->eof_received || t->no_reads) return;
   t->reading = true;
   t->rop = (struct aloop__op){.kind = ALOOP__OP_RECV_STREAM, .fd = t->fd, .done = on_read,
-                              .bounded = bounded_reads(t), .len = read_room(t), .room = room_now,
+                              .bounded = bounded_reads(t), .room = room_now,
                               .file = t->file};
   aloop__op_start(t->loop, &t->rop);
 }
@@ -251,9 +251,6 @@ static void on_read(aloop_loop *loop, struct aloop__op *op, int32_t res) {
     fail(t, res);
   }
   op->bounded = bounded_reads(t); /* for the driver's re-arm, if it re-arms */
-  /* For a completion driver's re-arm; a parked read asks for its room when it reads (op.h). */
-  if (t->reading && !t->read_paused && !t->closing && op->state != OP_PARKED)
-    op->len = read_room(t);
   if (!t->reading) start_reading(t); /* a stream op that ended early (io_uring re-arm) */
   maybe_finish(t);
 }

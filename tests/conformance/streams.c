@@ -4,6 +4,7 @@
  * task among healthy ones. */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -219,6 +220,34 @@ START_TEST(test_a_read_of_zero_bytes_with_bytes_buffered_takes_none) {
 }
 END_TEST
 
+/* A read waiting with a big buffer gets as much as has arrived, up to that buffer: the room a read
+ * takes is the one the waiting reader gives when the read is made, not the stream's own small
+ * buffer as it was when the previous read completed (then every read here would be 4 KiB). */
+START_TEST(test_a_read_waiting_with_a_big_buffer_takes_more_than_the_streams_own_buffer) {
+  int lfd, peer;
+  aloop_stream *s = stream_with_raw_peer(0, &lfd, &peer);
+  enum { TOTAL = 512 * 1024, BIG = 64 * 1024 };
+  static unsigned char out[TOTAL], in[BIG];
+  for (size_t i = 0; i < TOTAL; i++) out[i] = (unsigned char)(i * 7 + 3);
+  ck_assert_int_eq(fcntl(peer, F_SETFL, O_NONBLOCK), 0);
+  size_t sent = 0, got = 0, biggest = 0;
+  for (int rounds = 0; got < TOTAL && rounds < 10000; rounds++) {
+    ssize_t w = sent < TOTAL ? write(peer, out + sent, TOTAL - sent) : 0;
+    if (w > 0) sent += (size_t)w;
+    ck_assert(w >= 0 || errno == EAGAIN);
+    int64_t n = run(aloop_stream_read(s, in, sizeof in));
+    ck_assert_int_gt(n, 0);
+    ck_assert(memcmp(in, out + got, (size_t)n) == 0);
+    got += (size_t)n;
+    if (rounds > 0 && (size_t)n > biggest) biggest = (size_t)n; /* the first: any room */
+  }
+  ck_assert_uint_eq(got, TOTAL);
+  ck_assert_msg(biggest > 4096, "every read after the first took at most %zu bytes", biggest);
+  close(peer), close(lfd);
+  close_stream(s);
+}
+END_TEST
+
 START_TEST(test_a_cancelled_readuntil_leaves_no_scan_position_for_the_next_read) {
   int lfd, peer;
   aloop_stream *s = stream_with_raw_peer(0, &lfd, &peer);
@@ -396,6 +425,7 @@ TCase *conformance_streams(void) {
   tcase_add_test(tc, test_reads_at_end_of_stream_with_nothing_buffered_and_reads_of_zero_bytes);
   tcase_add_test(tc, test_a_read_of_zero_bytes_with_bytes_buffered_takes_none);
   tcase_add_test(tc, test_a_cancelled_readuntil_leaves_no_scan_position_for_the_next_read);
+  tcase_add_test(tc, test_a_read_waiting_with_a_big_buffer_takes_more_than_the_streams_own_buffer);
   tcase_add_test(tc, test_one_read_waits_at_a_time_and_a_cancelled_read_loses_nothing);
   tcase_add_test(tc, test_drain_and_the_reader_limit_keep_memory_bounded_with_a_slow_reader);
   tcase_add_test(tc, test_after_the_peer_half_closes_the_server_still_writes);
