@@ -4,20 +4,8 @@
  * 400 for names that would leave the directory, 405; a client that goes away mid-file, after which
  * the server goes on serving; SIGTERM ends it with status 0. */
 #include "../run_suite.h"
-#include <arpa/inet.h>
-#include <check.h>
-#include <fcntl.h>
-#include <netinet/in.h>
-#include <signal.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <sys/socket.h>
+#include "programs.h"
 #include <sys/stat.h>
-#include <sys/wait.h>
-#include <unistd.h>
-
-#include "aloop.h"
 
 #define SERVER "examples/aloop-file-server"
 enum { KIB = 1024, MIB = 1024 * 1024 };
@@ -70,52 +58,13 @@ static void remove_site(void) {
   ck_assert_int_eq(rmdir(dir), 0);
 }
 
-struct server {
-  pid_t pid;
-  int port;
-};
-
-static struct server start_server(const char *backend, const char *mode) {
-  int out[2];
-  ck_assert_int_eq(pipe(out), 0);
-  fflush(NULL);
-  pid_t pid = fork();
-  ck_assert_int_ge(pid, 0);
-  if (pid == 0) {
-    dup2(out[1], 1);
-    close(out[0]);
-    close(out[1]);
-    int null = open("/dev/null", O_WRONLY); /* the request log */
-    dup2(null, 2);
-    if (mode) setenv("ALOOP_SENDFILE", mode, 1);
-    execl(SERVER, SERVER, "--backend", backend, "--port", "0", dir, (char *)NULL);
-    _exit(126);
-  }
-  close(out[1]);
-  FILE *f = fdopen(out[0], "r");
-  char line[512] = "";
-  ck_assert_ptr_nonnull(fgets(line, sizeof line, f));
-  fclose(f);
-  const char *colon = strrchr(line, ':');
-  ck_assert_msg(strstr(line, "on 127.0.0.1:") && colon, "first line: %s", line);
-  return (struct server){pid, atoi(colon + 1)};
-}
-
-static void stop_server(struct server *s) {
-  kill(s->pid, SIGTERM);
-  int status;
-  ck_assert_int_eq(waitpid(s->pid, &status, 0), s->pid);
-  ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "server status %d", status);
-}
-
-static int connect_to(int port) {
-  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  struct timeval patience = {60, 0}; /* a server that never answers fails the test, not hangs */
-  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &patience, sizeof patience);
-  struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
-                          .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-  ck_assert_int_eq(connect(fd, (struct sockaddr *)&a, sizeof a), 0);
-  return fd;
+/* The server, with the copy path forced when mode is "copy" (the child inherits it). */
+static struct program start_server(const char *backend, const char *mode) {
+  if (mode) setenv("ALOOP_SENDFILE", mode, 1);
+  const char *argv[] = {SERVER, "--backend", backend, "--port", "0", dir, NULL};
+  struct program p = start_program(argv, true); /* stderr: the request log */
+  unsetenv("ALOOP_SENDFILE");
+  return p;
 }
 
 /* What came back for one request: the status, Content-Length, the body's length and whether
@@ -191,7 +140,7 @@ static void go_away_mid_file(int port) {
 }
 
 static void serve_on(const char *backend, const char *mode) {
-  struct server s = start_server(backend, mode);
+  struct program s = start_server(backend, mode);
   expect_file(s.port, "empty", 0, false);
   expect_file(s.port, "one", 1, false);
   expect_file(s.port, "mid", 64 * KIB + 1, false);
@@ -210,21 +159,17 @@ static void serve_on(const char *backend, const char *mode) {
   expect_status(s.port, "nonsense\r\n\r\n", 400);
   go_away_mid_file(s.port);
   expect_file(s.port, "big", 5 * MIB, false); /* and it goes on serving */
-  stop_server(&s);
+  stop_program(&s);
 }
 
 START_TEST(test_the_file_server_serves_every_file_whole_on_every_driver_both_ways) {
   make_site();
-  aloop_backend_info info[8];
-  size_t n = aloop_list_backends(info, 8);
-  for (size_t i = 0; i < n && i < 8; i++) {
-    if (!info[i].available) {
-      ck_assert_msg(!getenv("ALOOP_REQUIRE_ALL_DRIVERS"), "%s unavailable: %s", info[i].name,
-                    info[i].reason);
-      continue;
-    }
-    serve_on(info[i].name, NULL);
-    serve_on(info[i].name, "copy");
+  const char *drivers[8];
+  size_t n = usable_drivers(drivers, 8);
+  ck_assert_uint_gt(n, 0);
+  for (size_t i = 0; i < n; i++) {
+    serve_on(drivers[i], NULL);
+    serve_on(drivers[i], "copy");
   }
   remove_site();
 }
