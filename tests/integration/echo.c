@@ -5,6 +5,7 @@
  * with --udp / --udp-only, UDP datagrams from 0 to 65,507 bytes echoed on the same port; and with
  * --tls-cert/--tls-key, openssl s_client and a Python ssl client served over TLS. */
 #include "../run_suite.h"
+#include "programs.h"
 #include <arpa/inet.h>
 #include <check.h>
 #include <errno.h>
@@ -67,7 +68,7 @@ static struct server start_server(const char *backend, const char *mode) {
   return start_server_with(backend, mode, NULL);
 }
 
-static int connect_to(int port) {
+static int try_connect(int port) { /* -1 if refused */
   int fd = socket(AF_INET, SOCK_STREAM, 0);
   struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
                           .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
@@ -90,7 +91,7 @@ struct client {
  * buffers in both directions. */
 static void *run_client(void *arg) {
   struct client *c = arg;
-  int fd = connect_to(c->port);
+  int fd = try_connect(c->port);
   if (fd < 0) return NULL;
   unsigned char *out = malloc(c->size), *in = malloc(c->size);
   for (size_t i = 0; i < c->size; i++) out[i] = (unsigned char)(i * 131 + c->size);
@@ -148,7 +149,7 @@ static void echo_on(const char *backend, const char *mode) {
  * server still exits 0 saying so; a client that is mid-echo meanwhile is served to the end. */
 static void shutdown_with_a_connection_open(const char *backend, const char *mode) {
   struct server s = start_server(backend, mode);
-  int idle = connect_to(s.port);
+  int idle = try_connect(s.port);
   ck_assert_int_ge(idle, 0);
   ck_assert_int_eq(write(idle, "x", 1), 1);
   char c;
@@ -168,11 +169,11 @@ static void ping(int fd, const char *backend, const char *mode) {
  * leaves; then it is served like the others. */
 static void limit_connections(const char *backend, const char *mode) {
   struct server s = start_server_with(backend, mode, (const char *[]){"--max-connections", "2", NULL});
-  int a = connect_to(s.port), b = connect_to(s.port);
+  int a = try_connect(s.port), b = try_connect(s.port);
   ck_assert(a >= 0 && b >= 0);
   ping(a, backend, mode);
   ping(b, backend, mode);
-  int third = connect_to(s.port); /* the kernel completes the handshake; the server waits */
+  int third = try_connect(s.port); /* the kernel completes the handshake; the server waits */
   ck_assert_int_ge(third, 0);
   ck_assert_int_eq(write(third, "3", 1), 1);
   struct pollfd p = {.fd = third, .events = POLLIN};
@@ -217,7 +218,7 @@ static void udp_echoes(int port, const char *backend, const char *mode) {
 static void udp_too(const char *backend, const char *mode) {
   struct server s = start_server_with(backend, mode, (const char *[]){"--udp", NULL});
   udp_echoes(s.port, backend, mode);
-  int tcp = connect_to(s.port);
+  int tcp = try_connect(s.port);
   ck_assert_int_ge(tcp, 0);
   ping(tcp, backend, mode);
   close(tcp);
@@ -229,24 +230,19 @@ static void udp_only(const char *backend, const char *mode) {
   if (strcmp(mode, "protocol")) return; /* the mode means nothing without TCP: once is enough */
   struct server s = start_server_with(backend, mode, (const char *[]){"--udp-only", NULL});
   udp_echoes(s.port, backend, "udp-only");
-  ck_assert_int_lt(connect_to(s.port), 0);
+  ck_assert_int_lt(try_connect(s.port), 0);
   stop(&s, backend, "stopped: 0 connections");
 }
 
 static const char *const modes[] = {"sock", "protocol", "streams", NULL /* the example */};
 
 static void on_every_driver(void (*fn)(const char *backend, const char *mode), bool with_example) {
-  aloop_backend_info info[8];
-  size_t n = aloop_list_backends(info, 8);
-  for (size_t i = 0; i < n && i < 8; i++) {
-    if (!info[i].available) {
-      ck_assert_msg(!getenv("ALOOP_REQUIRE_ALL_DRIVERS"), "%s unavailable: %s", info[i].name, info[i].reason);
-      fprintf(stderr, "%s unavailable here, not run: %s\n", info[i].name, info[i].reason);
-      continue;
-    }
+  const char *drivers[8];
+  size_t n = usable_drivers(drivers, 8);
+  ck_assert_uint_gt(n, 0);
+  for (size_t i = 0; i < n; i++)
     for (size_t m = 0; m < sizeof modes / sizeof modes[0]; m++)
-      if (modes[m] || with_example) fn(info[i].name, modes[m]);
-  }
+      if (modes[m] || with_example) fn(drivers[i], modes[m]);
 }
 
 START_TEST(test_every_echo_server_serves_every_payload_on_every_driver) {
@@ -272,25 +268,7 @@ END_TEST
 
 /* ---- TLS, with independent peers: openssl s_client and Python's ssl module ------------------ */
 
-static char tls_dir[64];
-
-/* A self-signed certificate for localhost and 127.0.0.1, made by the openssl command. */
-static void make_tls_files(void) {
-  strcpy(tls_dir, "/tmp/aloop-echo-tls-XXXXXX");
-  ck_assert_ptr_nonnull(mkdtemp(tls_dir));
-  char cmd[512];
-  snprintf(cmd, sizeof cmd,
-           "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 "
-           "-subj /CN=localhost -addext subjectAltName=DNS:localhost,IP:127.0.0.1 "
-           "-keyout %s/key.pem -out %s/cert.pem 2>/dev/null", tls_dir, tls_dir);
-  ck_assert_int_eq(system(cmd), 0);
-}
-
-static void remove_tls_files(void) {
-  char cmd[128];
-  snprintf(cmd, sizeof cmd, "rm -rf %s", tls_dir);
-  ck_assert_int_eq(system(cmd), 0);
-}
+static char tls_dir[64]; /* a test certificate (programs.h) */
 
 static struct server start_tls_server(const char *backend, const char *mode) {
   static char cert[96], key[96];
@@ -371,7 +349,7 @@ static void tls_echo_on(const char *backend, const char *mode) {
   int rc = python_client(s.port);
   ck_assert_msg(rc == 0, "%s %s: the Python client exited with %d", backend, mode, rc);
   /* Plain text to the TLS port is refused, and the server goes on. */
-  int fd = connect_to(s.port);
+  int fd = try_connect(s.port);
   ck_assert_int_ge(fd, 0);
   ck_assert_int_eq(write(fd, "GET / HTTP/1.0\r\n\r\n", 18), 18);
   char buf[256];
@@ -382,9 +360,9 @@ static void tls_echo_on(const char *backend, const char *mode) {
 }
 
 START_TEST(test_tls_echo_answers_openssl_and_python_clients_on_every_driver) {
-  make_tls_files();
+  make_tls_files(tls_dir);
   on_every_driver(tls_echo_on, false);
-  remove_tls_files();
+  remove_dir(tls_dir);
 }
 END_TEST
 
