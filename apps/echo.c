@@ -22,11 +22,13 @@
 static const char *const prog = "aloop-echo";
 static aloop_loop *loop;
 
-/* A task's read buffer, on its stack: 64 KiB as the peers in bench/ read (asyncio's reader.read
- * and sock_recv_into), so a 100 KiB message costs two reads and two sends. Only the pages a read
- * fills are touched: an idle connection that echoed 1 KiB holds one page of it, a client that
- * sends without reading up to all 64 KiB (bench/memory). With 8 KiB, 100 KiB echoes ran at a
- * quarter to a third of the speed in sock and streams modes (one send per 8 KiB). */
+/* A task's read buffer: 64 KiB as the peers in bench/ read (asyncio's reader.read and
+ * sock_recv_into), so a 100 KiB message costs two reads and two sends. With 8 KiB, 100 KiB echoes
+ * ran at a quarter to a third of the speed in sock and streams modes (one send per 8 KiB). It is
+ * on the heap, not the task's stack: stack-clash protection (configure.ac) probes every page of a
+ * large frame on entry, so a stack buffer cost all 64 KiB per idle connection (bench/memory
+ * --idle: 74 KiB per connection in streams mode); fresh heap pages are touched only as reads fill
+ * them. */
 enum { READ_SIZE = 64 * 1024 };
 
 /* ---- protocol mode ------------------------------------------------------------------------------ */
@@ -55,12 +57,13 @@ static const aloop_protocol echo_protocol = {.data_received = echo_data,
 
 static int64_t echo_stream(aloop_stream *s, void *arg) {
   (void)arg;
-  char buf[READ_SIZE]; /* on the task's stack: reads complete into it while the task waits */
-  int64_t n;
-  while ((n = aloop_await(aloop_stream_read(s, buf, sizeof buf))) > 0) {
+  char *buf = malloc(READ_SIZE); /* reads complete into it while the task waits */
+  int64_t n = buf ? 0 : -ENOMEM;
+  while (buf && (n = aloop_await(aloop_stream_read(s, buf, READ_SIZE))) > 0) {
     aloop_stream_write(s, buf, (size_t)n);
     if ((n = aloop_await(aloop_stream_drain(s))) < 0) break;
   }
+  free(buf);
   return n == -ECONNRESET || n == -EPIPE ? 0 : n; /* a peer that vanishes is not an error */
 }
 
@@ -79,10 +82,11 @@ static struct sock_server sock;
 
 static int64_t serve_sock_client(void *arg) {
   int fd = (int)(intptr_t)arg;
-  char buf[READ_SIZE];
-  int64_t n;
-  while ((n = aloop_await(aloop_sock_recv_into(loop, fd, buf, sizeof buf))) > 0)
+  char *buf = malloc(READ_SIZE);
+  int64_t n = buf ? 0 : -ENOMEM;
+  while (buf && (n = aloop_await(aloop_sock_recv_into(loop, fd, buf, READ_SIZE))) > 0)
     if ((n = aloop_await(aloop_sock_sendall(loop, fd, buf, (size_t)n))) < 0) break;
+  free(buf);
   aloop_close(loop, fd);
   if (--sock.clients == 0 && sock.all_gone) aloop_future_set_result(sock.all_gone, 0);
   if (sock.room) aloop_future_set_result(sock.room, 0);
