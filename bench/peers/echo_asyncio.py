@@ -15,6 +15,9 @@
 # back), so at most one message per connection is ever buffered and the plain
 # transport.write idiom needs no extra flow control.
 #
+# --tls-cert FILE --tls-key FILE serve TLS (an ssl.SSLContext on the server side, passed to
+# create_server / start_server) in protocol and streams modes; sock mode has no TLS of its own.
+#
 # Runs under Debian's /usr/bin/python3 so that the python3-uvloop package is found.
 # Prints "echo-asyncio: listening on HOST:PORT" (or echo-uvloop) once listening, stops
 # cleanly on SIGINT/SIGTERM ("...: stopped", status 0); status 3 if uvloop is missing.
@@ -23,6 +26,7 @@ import argparse
 import asyncio
 import signal
 import socket
+import ssl
 import sys
 
 from peer_args import add_listen_args, format_addr  # beside this file
@@ -38,13 +42,28 @@ def parse_args():
                    help="asyncio style to serve with (default: protocol)")
     p.add_argument("--loop", choices=("asyncio", "uvloop"), default="asyncio",
                    help="event loop implementation (default: asyncio)")
+    p.add_argument("--tls-cert", metavar="FILE",
+                   help="serve TLS with this certificate chain (PEM; with --tls-key)")
+    p.add_argument("--tls-key", metavar="FILE", help="the certificate's private key (PEM)")
     add_listen_args(p)
-    return p.parse_args()
+    a = p.parse_args()
+    if bool(a.tls_cert) != bool(a.tls_key):
+        p.error("--tls-cert and --tls-key go together")
+    if a.tls_cert and a.mode == "sock":
+        p.error("TLS is served in protocol and streams modes (sock mode has no transport)")
+    return a
+
+
+def server_context(cert, key):
+    """The server side of TLS with the ssl module's defaults (TLS 1.2 and 1.3)."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(cert, key)
+    return ctx
 
 
 # --- sock mode ---------------------------------------------------------------
 
-async def serve_sock(host, port):
+async def serve_sock(host, port, tls=None):
     loop = asyncio.get_running_loop()
     family, _, _, _, addr = (await loop.getaddrinfo(
         host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE))[0]
@@ -113,11 +132,11 @@ class EchoProtocol(asyncio.Protocol):
         self.transports.discard(self.transport)
 
 
-async def serve_protocol(host, port):
+async def serve_protocol(host, port, tls=None):
     loop = asyncio.get_running_loop()
     transports = set()
     server = await loop.create_server(lambda: EchoProtocol(transports), host, port,
-                                      backlog=BACKLOG)
+                                      backlog=BACKLOG, ssl=tls)
 
     async def close():
         server.close()
@@ -130,7 +149,7 @@ async def serve_protocol(host, port):
 
 # --- streams mode ------------------------------------------------------------
 
-async def serve_streams(host, port):
+async def serve_streams(host, port, tls=None):
     loop = asyncio.get_running_loop()
     handlers = {}
 
@@ -150,7 +169,7 @@ async def serve_streams(host, port):
         finally:
             handlers.pop(asyncio.current_task(), None)
 
-    server = await asyncio.start_server(handle, host, port, backlog=BACKLOG)
+    server = await asyncio.start_server(handle, host, port, backlog=BACKLOG, ssl=tls)
 
     async def close():
         server.close()
@@ -173,7 +192,13 @@ async def main(args, name):
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stopping.set)
     try:
-        sockname, close = await SERVERS[args.mode](args.host, args.port)
+        tls = server_context(args.tls_cert, args.tls_key) if args.tls_cert else None
+    except (OSError, ssl.SSLError) as e:
+        print(f"{name}: cannot load {args.tls_cert} / {args.tls_key}: {e}", file=sys.stderr,
+              flush=True)
+        return 1
+    try:
+        sockname, close = await SERVERS[args.mode](args.host, args.port, tls)
     except OSError as e:
         print(f"{name}: cannot listen on {args.host}:{args.port}: {e}", file=sys.stderr, flush=True)
         return 1

@@ -7,13 +7,20 @@
 // come back), so at most one message per connection is ever buffered and write()'s
 // return value needs no handling.
 //
+// --tls-cert FILE --tls-key FILE serve TLS instead: tls.createServer with that certificate chain
+// and key (PEM), the same data handler on each secure connection.
+//
 // Prints "echo-node: listening on HOST:PORT" once listening; on SIGINT/SIGTERM closes
 // the server, destroys open sockets, prints "echo-node: stopped" and exits 0.
 'use strict';
 
+const fs = require('fs');
 const net = require('net');
+const tls = require('tls');
 
-const USAGE = 'usage: echo_node.js [--host HOST] [--port PORT]  (defaults 127.0.0.1, 8888; port 0 = ephemeral)';
+const USAGE = 'usage: echo_node.js [--host HOST] [--port PORT] [--tls-cert FILE --tls-key FILE]\n' +
+  '  (defaults 127.0.0.1, 8888; port 0 = ephemeral; with both TLS files it serves TLS)';
+const OPTIONS = ['--host', '--port', '--tls-cert', '--tls-key'];
 
 function usageError(msg) {
   process.stderr.write(`echo_node.js: ${msg}\n${USAGE}\n`);
@@ -34,7 +41,7 @@ function parseArgs(argv) {
       value = arg.slice(eq + 1);
       arg = arg.slice(0, eq);
     }
-    if (arg !== '--host' && arg !== '--port') usageError(`unknown argument: ${argv[i]}`);
+    if (!OPTIONS.includes(arg)) usageError(`unknown argument: ${argv[i]}`);
     if (value === undefined) {
       if (i + 1 >= argv.length) usageError(`${arg} needs a value`);
       value = argv[++i];
@@ -42,24 +49,45 @@ function parseArgs(argv) {
     if (arg === '--host') {
       if (value === '') usageError('empty host');
       opts.host = value;
+    } else if (arg === '--tls-cert') {
+      opts.cert = value;
+    } else if (arg === '--tls-key') {
+      opts.key = value;
     } else {
       if (!/^[0-9]+$/.test(value) || Number(value) > 65535) usageError(`invalid port: ${value}`);
       opts.port = Number(value);
     }
   }
+  if (!opts.cert !== !opts.key) usageError('--tls-cert and --tls-key go together');
   return opts;
+}
+
+// The TLS options (certificate chain and key read once), or null for plain TCP.
+function tlsOptions(opts) {
+  if (!opts.cert) return null;
+  try {
+    return { cert: fs.readFileSync(opts.cert), key: fs.readFileSync(opts.key) };
+  } catch (err) {
+    process.stderr.write(`echo-node: cannot read ${err.path}: ${err.message}\n`);
+    process.exit(1);
+  }
 }
 
 const opts = parseArgs(process.argv.slice(2));
 const sockets = new Set();
 
-const server = net.createServer((socket) => {
+function echo(socket) {
   socket.setNoDelay(true);
   sockets.add(socket);
   socket.on('data', (d) => socket.write(d));
   socket.on('error', () => {}); // ECONNRESET and the like: the socket is destroyed, the server lives
   socket.on('close', () => sockets.delete(socket));
-});
+}
+
+const secure = tlsOptions(opts);
+const server = secure ? tls.createServer(secure, echo) : net.createServer(echo);
+// A handshake that fails (a client gone mid-handshake) ends that connection only.
+if (secure) server.on('tlsClientError', () => {});
 
 server.on('error', (err) => {
   process.stderr.write(`echo-node: cannot listen on ${opts.host}:${opts.port}: ${err.message}\n`);
