@@ -59,6 +59,25 @@ START_TEST(test_a_short_real_run_writes_the_table_csv_and_json) {
 }
 END_TEST
 
+/* The TLS run: the load client speaks TLS, and its handshake case completes full handshakes. */
+START_TEST(test_a_short_tls_run_echoes_and_handshakes_without_errors) {
+  static char out[16384];
+  ck_assert_int_eq(system("rm -rf bench-tls-test"), 0);
+  int rc = capture(RUNNER " --tls --build . --out ./bench-tls-test --only 'aloop select protocol'"
+                          " --concurrency 2 --repeats 1 --duration 0.3 --warmup 0",
+                   out, sizeof out);
+  ck_assert_msg(rc == 0, "runner failed (%d):\n%s", rc, out);
+  ck_assert_msg(strstr(out, "| aloop select protocol |"), "table: %s", out);
+  ck_assert_msg(!strstr(out, "FAILED"), "a run failed: %s", out);
+  ck_assert_int_eq(capture("grep -c '\"handshakes_per_s\"' bench-tls-test/*.json", out, sizeof out),
+                   0);
+  ck_assert_int_ge(atoi(out), 1);
+  ck_assert_int_eq(capture("grep -c '\"errors\": 0' bench-tls-test/*.json", out, sizeof out), 0);
+  ck_assert_int_ge(atoi(out), 2);
+  ck_assert_int_eq(system("rm -rf bench-tls-test"), 0);
+}
+END_TEST
+
 START_TEST(test_the_charfinder_plan_names_every_server_and_case) {
   static char out[16384];
   ck_assert_int_eq(capture(CF_RUNNER " --dry-run --build . --out ./cf-dry", out, sizeof out), 0);
@@ -110,6 +129,7 @@ int main(void) {
   tcase_set_timeout(tc, 120);
   tcase_add_test(tc, test_the_dry_run_lists_every_server_and_runs_nothing);
   tcase_add_test(tc, test_a_short_real_run_writes_the_table_csv_and_json);
+  tcase_add_test(tc, test_a_short_tls_run_echoes_and_handshakes_without_errors);
   tcase_add_test(tc, test_the_charfinder_plan_names_every_server_and_case);
   tcase_add_test(tc, test_a_short_charfinder_run_has_no_errors);
   tcase_add_test(tc, test_a_small_file_copy_run_checks_every_case);
