@@ -22,6 +22,8 @@
  * whose peer never reads can take beyond its limits in one go (256 KiB made a paused stream hold
  * three times its limit). */
 #define ALOOP__READ_BUFFER (64 * 1024)
+/* At most this many 16 KiB write chunks wait for reuse per loop (512 KiB). */
+#define ALOOP__SPARE_CHUNKS 32
 
 /* A scheduled callback. Handles live in slabs owned by the loop and are never returned to malloc
  * before aloop_free, so a stale aloop_handle can always be compared safely by its seq. */
@@ -127,6 +129,10 @@ struct aloop_loop {
   size_t task_pool_len;
   size_t live_futures, live_tasks, live_ops;
   unsigned char *read_buf; /* ALOOP__READ_BUFFER bytes for stream reads on the readiness path */
+  /* Sent write chunks of the smallest size, for the next write of any transport (transport.c):
+   * a connection that goes quiet holds none, and a busy loop allocates none per message. */
+  void *spare_chunks[ALOOP__SPARE_CHUNKS];
+  unsigned nspare_chunks;
 
   aloop_process *sigchld_children; /* process.c: children watched through SIGCHLD (no pidfds) */
 

@@ -148,6 +148,7 @@ static void free_loop(aloop_loop *loop) {
   aloop__fds_fini(loop);
   aloop__handles_fini(loop);
   free(loop->read_buf);
+  while (loop->nspare_chunks) free(loop->spare_chunks[--loop->nspare_chunks]);
   free(loop);
 }
 

@@ -255,15 +255,38 @@ static void on_read(aloop_loop *loop, struct aloop__op *op, int32_t res) {
   maybe_finish(t);
 }
 
-/* A connection that keeps writing keeps one sent chunk (up to the high mark, the memory it may
- * queue anyway) for the next write: no malloc, and no fresh pages to fault in, per message. */
+/* A sent chunk is kept for the next write, so a message costs no malloc and no fresh pages to
+ * fault in: one of the smallest size goes to the loop's spares (any transport's next write takes
+ * it, and a connection that goes quiet holds none: an idle connection on io_uring, whose small
+ * writes are all queued, held 16 KiB of heap each); a bigger one (up to the high mark, the memory
+ * the connection may queue anyway) stays with its connection, which writes big messages. */
 static void keep_spare(aloop_transport *t, struct chunk *c) {
-  if (c->cap > t->high || (t->spare && t->spare->cap >= c->cap)) {
+  aloop_loop *loop = t->loop;
+  if (c->cap == CHUNK_MIN && loop->nspare_chunks < ALOOP__SPARE_CHUNKS) {
+    loop->spare_chunks[loop->nspare_chunks++] = c;
+  } else if (c->cap == CHUNK_MIN || c->cap > t->high || (t->spare && t->spare->cap >= c->cap)) {
     free(c);
-    return;
+  } else {
+    free(t->spare);
+    t->spare = c;
   }
-  free(t->spare);
-  t->spare = c;
+}
+
+/* A chunk for at least cap bytes (cap >= CHUNK_MIN): a spare if one fits, else a new one. */
+static struct chunk *new_chunk(aloop_transport *t, size_t cap) {
+  aloop_loop *loop = t->loop;
+  struct chunk *c;
+  if (cap == CHUNK_MIN && loop->nspare_chunks) {
+    c = loop->spare_chunks[--loop->nspare_chunks];
+  } else if (t->spare && t->spare->cap >= cap) { /* (not the chunk just queued: it is unsent) */
+    c = t->spare;
+    t->spare = NULL;
+    cap = c->cap;
+  } else if (!(c = malloc(sizeof *c + cap))) {
+    return NULL;
+  }
+  c->cap = cap;
+  return c;
 }
 
 static void maybe_resume_writing(aloop_transport *t) {
@@ -308,15 +331,9 @@ static int enqueue(aloop_transport *t, const unsigned char *data, size_t n) {
     memcpy(tail->data + tail->len, data, n);
     tail->len += n;
   } else {
-    size_t cap = n > CHUNK_MIN ? n : CHUNK_MIN;
-    bool reuse = t->spare && t->spare->cap >= cap; /* (not c == spare: a fresh c is unread) */
-    struct chunk *c = reuse ? t->spare : malloc(sizeof *c + cap);
+    struct chunk *c = new_chunk(t, n > CHUNK_MIN ? n : CHUNK_MIN);
     if (!c) return -ENOMEM;
-    if (reuse) {
-      t->spare = NULL;
-      cap = c->cap;
-    }
-    *c = (struct chunk){.len = n, .cap = cap};
+    *c = (struct chunk){.len = n, .cap = c->cap};
     memcpy(c->data, data, n);
     if (tail)
       tail->next = c;

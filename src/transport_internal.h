@@ -43,7 +43,7 @@ struct aloop_transport {
   uint32_t chunks;               /* chunks received, counted up to BOUNDED_CHUNKS */
   int lost_err;
   struct chunk *wq, *wq_last;    /* queued bytes, oldest first */
-  struct chunk *spare;           /* one sent CHUNK_MIN chunk kept for the next write */
+  struct chunk *spare;           /* a sent chunk bigger than CHUNK_MIN kept for the next write */
   size_t wq_bytes, high, low;
   unsigned char *held;           /* bytes that arrived while reading was paused */
   size_t held_len;
