@@ -1,0 +1,979 @@
+/* aloop._aloop: the C half of aloop's asyncio event loop. LoopCore wraps one aloop_loop.
+ *
+ * Why this shape. The Python class is `class Loop(_aloop.LoopCore, asyncio.AbstractEventLoop)`,
+ * not a subclass of asyncio.base_events.BaseEventLoop: BaseEventLoop's iteration runs a selector,
+ * and its create_connection/create_server/... end in transport factories that raise
+ * NotImplementedError, which would put selector-shaped code and half-working methods on the loop.
+ * What runs on every iteration lives here, on aloop: the ready queue and timers (aloop_call_soon,
+ * aloop_call_at), the wait (aloop_run, with the interpreter lock given up while the driver sleeps),
+ * readers and writers, calls from other threads, and the socket operations (aloop_sock_*: requests
+ * io_uring completes in the kernel, never a selector). The rare paths (the exception handler API,
+ * task factories, executors, async generator shutdown, run_until_complete) are BaseEventLoop's own
+ * pure-Python functions bound onto Loop in __init__.py: they do no I/O of their own and run on top
+ * of the methods defined here.
+ *
+ * Callbacks are asyncio.Handle / asyncio.TimerHandle objects, so cancel(), cancelled(), when(),
+ * the contextvars context and the exception handler reports are asyncio's own. aloop owns one
+ * reference to each handle it has scheduled, dropped when the callback runs or is skipped.
+ *
+ * The module keeps no global state: the asyncio classes it needs are in its module state. */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <structmember.h>
+
+#include <aloop.h>
+#include <arpa/inet.h>
+#include <errno.h>
+#include <math.h>
+#include <netinet/in.h>
+#include <string.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+/* Nanoseconds per second: aloop counts in ns, asyncio in float seconds. */
+#define NS_PER_S 1e9
+/* How long close() lets the driver confirm cancelled socket operations, in iterations of at most
+ * CLOSE_WAIT_NS each: io_uring must hear back from the kernel before a buffer is free. */
+enum { CLOSE_WAIT_ITERATIONS = 1000 };
+#define CLOSE_WAIT_NS (1000 * 1000LL)
+
+typedef struct {
+  PyObject *handle_type; /* asyncio.Handle */
+  PyObject *timer_type;  /* asyncio.TimerHandle */
+  PyTypeObject *core_type;
+  PyTypeObject *op_type;
+} module_state;
+
+typedef struct {
+  PyObject_HEAD
+  aloop_loop *loop;
+  PyThreadState *saved; /* the thread state given up while the driver waits */
+  PyObject *readers;    /* fd -> Handle */
+  PyObject *writers;
+  PyObject *ops;        /* socket operations in flight (Op objects) */
+  PyObject *exc;        /* a BaseException a callback raised past asyncio's handler: re-raised */
+  char debug;
+  int closed, closing;
+  PyObject *weakrefs;
+  PyObject *dict;
+} LoopCore;
+
+/* One socket operation in flight: the aloop future, the asyncio future it completes, the buffer
+ * it reads into or writes from. Called with the asyncio future (a done callback), it cancels the
+ * aloop operation if the asyncio future was cancelled. */
+typedef struct {
+  PyObject_HEAD
+  LoopCore *core;
+  aloop_future *af;
+  PyObject *fut;
+  Py_buffer buf;
+  int has_buf;
+  int kind;
+} Op;
+
+enum op_kind { OP_RECV, OP_RECV_INTO, OP_SENDALL, OP_ACCEPT, OP_CONNECT };
+
+static struct PyModuleDef aloop_module;
+
+static module_state *state_of(PyObject *self) {
+  PyObject *m = PyType_GetModuleByDef(Py_TYPE(self), &aloop_module);
+  return m ? PyModule_GetState(m) : NULL;
+}
+
+/* ---- the interpreter lock around the driver's wait ----------------------------------------- */
+
+static void release_gil(void *arg) { ((LoopCore *)arg)->saved = PyEval_SaveThread(); }
+
+static void acquire_gil(void *arg) {
+  LoopCore *self = arg;
+  PyEval_RestoreThread(self->saved);
+  self->saved = NULL;
+}
+
+/* ---- running handles --------------------------------------------------------------------------- */
+
+/* Keep the first BaseException that got past Handle._run (KeyboardInterrupt, SystemExit) and stop
+ * the loop: run_forever raises it once the iteration is over, as asyncio's loop does. */
+static void keep_exception(LoopCore *self) {
+  if (self->exc) {
+    PyErr_WriteUnraisable((PyObject *)self);
+  } else {
+    PyObject *type, *value, *tb;
+    PyErr_Fetch(&type, &value, &tb);
+    PyErr_NormalizeException(&type, &value, &tb);
+    if (tb && value) PyException_SetTraceback(value, tb);
+    Py_XDECREF(type);
+    Py_XDECREF(tb);
+    self->exc = value;
+  }
+  aloop_stop(self->loop);
+}
+
+static int handle_cancelled(PyObject *handle) {
+  PyObject *c = PyObject_GetAttrString(handle, "_cancelled");
+  if (!c) return -1;
+  int yes = PyObject_IsTrue(c);
+  Py_DECREF(c);
+  return yes;
+}
+
+static void run_handle(LoopCore *self, PyObject *handle) {
+  int cancelled = handle_cancelled(handle);
+  if (cancelled == 0) {
+    PyObject *r = PyObject_CallMethod(handle, "_run", NULL);
+    if (r) {
+      Py_DECREF(r);
+      return;
+    }
+  }
+  if (cancelled != 0 && !PyErr_Occurred()) return;
+  keep_exception(self);
+}
+
+/* aloop's callback for call_soon/call_later/call_at: arg is a (core, handle) pair owned by aloop. */
+typedef struct {
+  LoopCore *core;
+  PyObject *handle;
+} scheduled;
+
+static void on_scheduled(aloop_loop *loop, void *arg) {
+  scheduled *s = arg;
+  if (!s->core->closing) run_handle(s->core, s->handle);
+  Py_DECREF(s->handle);
+  Py_DECREF(s->core);
+  PyMem_RawFree(s);
+}
+
+static scheduled *new_scheduled(LoopCore *self, PyObject *handle) {
+  scheduled *s = PyMem_RawMalloc(sizeof *s);
+  if (!s) {
+    PyErr_NoMemory();
+    return NULL;
+  }
+  Py_INCREF(self);
+  Py_INCREF(handle);
+  s->core = self;
+  s->handle = handle;
+  return s;
+}
+
+static void free_scheduled(scheduled *s) {
+  Py_DECREF(s->handle);
+  Py_DECREF(s->core);
+  PyMem_RawFree(s);
+}
+
+/* ---- checks, as asyncio's ------------------------------------------------------------------------ */
+
+static int check_closed(LoopCore *self) {
+  if (self->closed || !self->loop) {
+    PyErr_SetString(PyExc_RuntimeError, "Event loop is closed");
+    return -1;
+  }
+  return 0;
+}
+
+/* In debug mode asyncio refuses coroutines and non-callables when they are scheduled (with
+ * asyncio's own check, so the words are the same). */
+static int check_callback(LoopCore *self, PyObject *cb, const char *method) {
+  if (!self->debug) return 0;
+  PyObject *r = PyObject_CallMethod((PyObject *)self, "_check_callback", "Os", cb, method);
+  Py_XDECREF(r);
+  return r ? 0 : -1;
+}
+
+/* Split (callback, *args) and the context= keyword of a FASTCALL|KEYWORDS call. */
+static int split_call(PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames, Py_ssize_t skip,
+                      const char *method, PyObject **cb, PyObject **cargs, PyObject **context) {
+  *context = Py_None;
+  Py_ssize_t nkw = kwnames ? PyTuple_GET_SIZE(kwnames) : 0;
+  for (Py_ssize_t i = 0; i < nkw; i++) {
+    PyObject *name = PyTuple_GET_ITEM(kwnames, i);
+    if (!PyUnicode_Check(name) || PyUnicode_CompareWithASCIIString(name, "context") != 0) {
+      PyErr_Format(PyExc_TypeError, "%s() got an unexpected keyword argument '%S'", method, name);
+      return -1;
+    }
+    *context = args[nargs + i];
+  }
+  if (nargs < skip + 1) {
+    PyErr_Format(PyExc_TypeError, "%s() missing required argument 'callback'", method);
+    return -1;
+  }
+  *cb = args[skip];
+  *cargs = PyTuple_New(nargs - skip - 1);
+  if (!*cargs) return -1;
+  for (Py_ssize_t i = skip + 1; i < nargs; i++) {
+    Py_INCREF(args[i]);
+    PyTuple_SET_ITEM(*cargs, i - skip - 1, args[i]);
+  }
+  return 0;
+}
+
+/* ---- scheduling ------------------------------------------------------------------------------------ */
+
+static PyObject *schedule_soon(LoopCore *self, PyObject *const *args, Py_ssize_t nargs,
+                               PyObject *kwnames, const char *method, int threadsafe) {
+  PyObject *cb, *cargs, *context;
+  if (check_closed(self) < 0) return NULL;
+  if (split_call(args, nargs, kwnames, 0, method, &cb, &cargs, &context) < 0) return NULL;
+  if (check_callback(self, cb, method) < 0) {
+    Py_DECREF(cargs);
+    return NULL;
+  }
+  module_state *st = state_of((PyObject *)self);
+  PyObject *h = st ? PyObject_CallFunction(st->handle_type, "OOOO", cb, cargs, self, context) : NULL;
+  Py_DECREF(cargs);
+  if (!h) return NULL;
+  scheduled *s = new_scheduled(self, h);
+  int err = s ? 0 : -ENOMEM;
+  if (s) {
+    err = threadsafe ? aloop_call_soon_threadsafe(self->loop, on_scheduled, s)
+                     : aloop_call_soon(self->loop, on_scheduled, s, NULL);
+    if (err < 0) free_scheduled(s);
+  }
+  if (err < 0) {
+    if (s) PyErr_NoMemory();
+    Py_DECREF(h);
+    return NULL;
+  }
+  return h;
+}
+
+static PyObject *core_call_soon(LoopCore *self, PyObject *const *args, Py_ssize_t nargs,
+                                PyObject *kwnames) {
+  return schedule_soon(self, args, nargs, kwnames, "call_soon", 0);
+}
+
+static PyObject *core_call_soon_threadsafe(LoopCore *self, PyObject *const *args,
+                                           Py_ssize_t nargs, PyObject *kwnames) {
+  return schedule_soon(self, args, nargs, kwnames, "call_soon_threadsafe", 1);
+}
+
+static double now_s(LoopCore *self) { return (double)aloop_time(self->loop) / NS_PER_S; }
+
+/* A deadline in seconds as aloop's ns, rounded up (and one ns more, for the float's own
+ * rounding) so the timer never runs before loop.time() reaches `when`. */
+static int64_t deadline_ns(double when) {
+  double ns = ceil(when * NS_PER_S) + 1;
+  if (ns < 0) return 0;
+  if (ns > (double)INT64_MAX / 2) return INT64_MAX / 2;
+  return (int64_t)ns;
+}
+
+static PyObject *schedule_at(LoopCore *self, double when, PyObject *cb, PyObject *cargs,
+                             PyObject *context, const char *method) {
+  if (check_callback(self, cb, method) < 0) return NULL;
+  module_state *st = state_of((PyObject *)self);
+  if (!st) return NULL;
+  PyObject *h = PyObject_CallFunction(st->timer_type, "dOOOO", when, cb, cargs, self, context);
+  if (!h) return NULL;
+  scheduled *s = new_scheduled(self, h);
+  if (!s) {
+    Py_DECREF(h);
+    return NULL;
+  }
+  if (aloop_call_at(self->loop, deadline_ns(when), on_scheduled, s, NULL) < 0) {
+    free_scheduled(s);
+    Py_DECREF(h);
+    return PyErr_NoMemory();
+  }
+  return h;
+}
+
+static PyObject *schedule_timer(LoopCore *self, PyObject *const *args, Py_ssize_t nargs,
+                                PyObject *kwnames, const char *method, int relative) {
+  PyObject *cb, *cargs, *context;
+  if (check_closed(self) < 0) return NULL;
+  if (nargs < 1) {
+    PyErr_Format(PyExc_TypeError, "%s() missing required argument '%s'", method,
+                 relative ? "delay" : "when");
+    return NULL;
+  }
+  if (args[0] == Py_None) {
+    PyErr_SetString(PyExc_TypeError, relative ? "delay must not be None" : "when cannot be None");
+    return NULL;
+  }
+  double t = PyFloat_AsDouble(args[0]);
+  if (t == -1.0 && PyErr_Occurred()) return NULL;
+  if (relative) t += now_s(self);
+  if (split_call(args, nargs, kwnames, 1, method, &cb, &cargs, &context) < 0) return NULL;
+  PyObject *h = schedule_at(self, t, cb, cargs, context, method);
+  Py_DECREF(cargs);
+  return h;
+}
+
+static PyObject *core_call_later(LoopCore *self, PyObject *const *args, Py_ssize_t nargs,
+                                 PyObject *kwnames) {
+  return schedule_timer(self, args, nargs, kwnames, "call_later", 1);
+}
+
+static PyObject *core_call_at(LoopCore *self, PyObject *const *args, Py_ssize_t nargs,
+                              PyObject *kwnames) {
+  return schedule_timer(self, args, nargs, kwnames, "call_at", 0);
+}
+
+static PyObject *core_time(LoopCore *self, PyObject *unused) {
+  if (!self->loop) return PyFloat_FromDouble(0);
+  return PyFloat_FromDouble(now_s(self));
+}
+
+/* TimerHandle.cancel() tells the loop; aloop's timer then runs, finds the handle cancelled and
+ * drops it (as asyncio's heap keeps cancelled timers until they surface). */
+static PyObject *core_timer_handle_cancelled(LoopCore *self, PyObject *handle) { Py_RETURN_NONE; }
+
+/* ---- running ----------------------------------------------------------------------------------- */
+
+/* One aloop_run: until stop(). Raises what a callback let through, or a signal's exception. */
+static PyObject *core_run(LoopCore *self, PyObject *unused) {
+  if (check_closed(self) < 0) return NULL;
+  aloop_set_wait_hooks(self->loop, release_gil, acquire_gil, self);
+  int err = aloop_run(self->loop);
+  aloop_set_wait_hooks(self->loop, NULL, NULL, NULL);
+  if (self->exc) {
+    PyObject *e = self->exc;
+    self->exc = NULL;
+    PyErr_SetObject((PyObject *)Py_TYPE(e), e);
+    Py_DECREF(e);
+    return NULL;
+  }
+  if (PyErr_CheckSignals() < 0) return NULL;
+  if (err < 0) {
+    PyErr_Format(PyExc_RuntimeError, "aloop: %s", aloop_strerror(err));
+    return NULL;
+  }
+  Py_RETURN_NONE;
+}
+
+static PyObject *core_stop(LoopCore *self, PyObject *unused) {
+  if (self->loop) aloop_stop(self->loop);
+  Py_RETURN_NONE;
+}
+
+/* ---- readers and writers --------------------------------------------------------------------------- */
+
+/* An int, or an object with fileno(), as asyncio's selectors take them. */
+static int fd_of(PyObject *obj) {
+  int fd = PyObject_AsFileDescriptor(obj);
+  if (fd < 0 && PyErr_ExceptionMatches(PyExc_TypeError)) {
+    PyErr_Clear();
+    PyErr_Format(PyExc_ValueError, "Invalid file object: %R", obj);
+  } else if (fd < 0 && PyErr_ExceptionMatches(PyExc_ValueError) && PyLong_Check(obj)) {
+    PyErr_Clear();
+    PyErr_Format(PyExc_ValueError, "Invalid file descriptor: %R", obj);
+  }
+  return fd;
+}
+
+static void on_io(LoopCore *self, PyObject *table, int fd) {
+  if (self->closing) return;
+  PyObject *key = PyLong_FromLong(fd);
+  PyObject *h = key ? PyDict_GetItemWithError(table, key) : NULL;
+  Py_XDECREF(key);
+  if (!h) {
+    if (PyErr_Occurred()) keep_exception(self);
+    return;
+  }
+  Py_INCREF(h);
+  run_handle(self, h);
+  Py_DECREF(h);
+}
+
+static void on_readable(aloop_loop *loop, int fd, void *arg) {
+  on_io(arg, ((LoopCore *)arg)->readers, fd);
+}
+
+static void on_writable(aloop_loop *loop, int fd, void *arg) {
+  on_io(arg, ((LoopCore *)arg)->writers, fd);
+}
+
+static PyObject *set_error(int err) {
+  if (-err < ALOOP_EBASE) {
+    errno = -err;
+    return PyErr_SetFromErrno(PyExc_OSError);
+  }
+  return PyErr_Format(PyExc_OSError, "%s", aloop_strerror(err));
+}
+
+static PyObject *add_watcher(LoopCore *self, PyObject *const *args, Py_ssize_t nargs, int write) {
+  if (check_closed(self) < 0) return NULL;
+  if (nargs < 2) {
+    PyErr_Format(PyExc_TypeError, "add_%s() takes at least 2 arguments", write ? "writer" : "reader");
+    return NULL;
+  }
+  int fd = fd_of(args[0]);
+  if (fd < 0) return NULL;
+  PyObject *cb, *cargs, *context;
+  const char *method = write ? "add_writer" : "add_reader";
+  if (split_call(args, nargs, NULL, 1, method, &cb, &cargs, &context) < 0) return NULL;
+  module_state *st = state_of((PyObject *)self);
+  PyObject *h = st ? PyObject_CallFunction(st->handle_type, "OOOO", cb, cargs, self, Py_None) : NULL;
+  Py_DECREF(cargs);
+  if (!h) return NULL;
+  int err = write ? aloop_add_writer(self->loop, fd, on_writable, self)
+                  : aloop_add_reader(self->loop, fd, on_readable, self);
+  if (err < 0) {
+    Py_DECREF(h);
+    return set_error(err);
+  }
+  PyObject *key = PyLong_FromLong(fd), *table = write ? self->writers : self->readers;
+  PyObject *old = key ? PyDict_GetItemWithError(table, key) : NULL;
+  if (old) {
+    PyObject *r = PyObject_CallMethod(old, "cancel", NULL);
+    Py_XDECREF(r);
+  }
+  err = key && !PyErr_Occurred() ? PyDict_SetItem(table, key, h) : -1;
+  Py_XDECREF(key);
+  Py_DECREF(h);
+  if (err < 0) return NULL;
+  Py_RETURN_NONE;
+}
+
+static PyObject *remove_watcher(LoopCore *self, PyObject *fileobj, int write) {
+  if (!self->loop || self->closed) Py_RETURN_FALSE; /* asyncio: nothing to remove once closed */
+  int fd = fd_of(fileobj);
+  if (fd < 0) return NULL;
+  PyObject *key = PyLong_FromLong(fd), *table = write ? self->writers : self->readers;
+  if (!key) return NULL;
+  PyObject *h = PyDict_GetItemWithError(table, key);
+  if (!h) {
+    Py_DECREF(key);
+    if (PyErr_Occurred()) return NULL;
+    Py_RETURN_FALSE;
+  }
+  PyObject *r = PyObject_CallMethod(h, "cancel", NULL);
+  Py_XDECREF(r);
+  int err = PyDict_DelItem(table, key);
+  Py_DECREF(key);
+  if (!r || err < 0) return NULL;
+  if (write) aloop_remove_writer(self->loop, fd);
+  else aloop_remove_reader(self->loop, fd);
+  Py_RETURN_TRUE;
+}
+
+static PyObject *core_add_reader(LoopCore *self, PyObject *const *args, Py_ssize_t nargs) {
+  return add_watcher(self, args, nargs, 0);
+}
+static PyObject *core_add_writer(LoopCore *self, PyObject *const *args, Py_ssize_t nargs) {
+  return add_watcher(self, args, nargs, 1);
+}
+static PyObject *core_remove_reader(LoopCore *self, PyObject *fileobj) {
+  return remove_watcher(self, fileobj, 0);
+}
+static PyObject *core_remove_writer(LoopCore *self, PyObject *fileobj) {
+  return remove_watcher(self, fileobj, 1);
+}
+
+/* ---- socket operations ----------------------------------------------------------------------------- */
+
+/* A peer address as the socket module gives it: (host, port) for IPv4, (host, port, flowinfo,
+ * scope_id) for IPv6, the path for Unix sockets. */
+static PyObject *address_of(const aloop_sockaddr *a) {
+  char host[INET6_ADDRSTRLEN];
+  if (a->addr.ss_family == AF_INET) {
+    const struct sockaddr_in *in = (const struct sockaddr_in *)&a->addr;
+    inet_ntop(AF_INET, &in->sin_addr, host, sizeof host);
+    return Py_BuildValue("(si)", host, ntohs(in->sin_port));
+  }
+  if (a->addr.ss_family == AF_INET6) {
+    const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)&a->addr;
+    inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof host);
+    return Py_BuildValue("(siII)", host, ntohs(in6->sin6_port), ntohl(in6->sin6_flowinfo),
+                         in6->sin6_scope_id);
+  }
+  if (a->addr.ss_family == AF_UNIX) {
+    const struct sockaddr_un *un = (const struct sockaddr_un *)&a->addr;
+    Py_ssize_t n = (Py_ssize_t)a->len - (Py_ssize_t)offsetof(struct sockaddr_un, sun_path);
+    if (n <= 0) return PyUnicode_FromString("");
+    if (un->sun_path[0] == '\0') return PyBytes_FromStringAndSize(un->sun_path, n);
+    return PyUnicode_DecodeFSDefaultAndSize(un->sun_path, (Py_ssize_t)strnlen(un->sun_path, n));
+  }
+  Py_RETURN_NONE;
+}
+
+static PyObject *op_result(Op *op, int64_t n) {
+  switch (op->kind) {
+  case OP_RECV:
+    return PyBytes_FromStringAndSize(aloop_future_data(op->af), (Py_ssize_t)n);
+  case OP_RECV_INTO:
+    return PyLong_FromLongLong(n);
+  case OP_ACCEPT: {
+    PyObject *addr = address_of(aloop_future_data(op->af));
+    return addr ? Py_BuildValue("(LN)", (long long)n, addr) : NULL;
+  }
+  default:
+    Py_RETURN_NONE;
+  }
+}
+
+static PyObject *op_error(Op *op, int64_t code) {
+  int err = (int)-code;
+  if (err < ALOOP_EBASE) return PyObject_CallFunction(PyExc_OSError, "is", err, strerror(err));
+  return PyObject_CallFunction(PyExc_OSError, "s", aloop_future_message(op->af));
+}
+
+/* Hand the outcome to the asyncio future (unless it was cancelled meanwhile, or the loop is
+ * closing: then nobody waits for it). */
+static void op_settle(Op *op, int64_t outcome) {
+  PyObject *done = PyObject_CallMethod(op->fut, "done", NULL);
+  int is_done = done ? PyObject_IsTrue(done) : -1;
+  Py_XDECREF(done);
+  if (is_done != 0 || op->core->closing) {
+    if (is_done < 0) PyErr_WriteUnraisable(op->fut);
+    if (outcome >= 0 && op->kind == OP_ACCEPT) close((int)outcome); /* nobody will serve it */
+    return;
+  }
+  PyObject *r;
+  if (outcome == -ECANCELED) {
+    r = PyObject_CallMethod(op->fut, "cancel", NULL);
+  } else {
+    int ok = outcome >= 0;
+    PyObject *v = ok ? op_result(op, outcome) : op_error(op, outcome);
+    PyObject *name = PyUnicode_FromString(ok ? "set_result" : "set_exception");
+    r = v && name ? PyObject_CallMethodOneArg(op->fut, name, v) : NULL;
+    Py_XDECREF(name);
+    Py_XDECREF(v);
+  }
+  if (!r) PyErr_WriteUnraisable(op->fut);
+  Py_XDECREF(r);
+}
+
+/* aloop's done callback: the driver has let go of the buffer. */
+static void op_done(aloop_future *af, void *arg) {
+  Op *op = arg;
+  op_settle(op, aloop_future_outcome(af));
+  if (PySet_Discard(op->core->ops, (PyObject *)op) < 0) PyErr_WriteUnraisable((PyObject *)op);
+  if (op->has_buf) PyBuffer_Release(&op->buf);
+  op->has_buf = 0;
+  op->af = NULL;
+  aloop_future_release(af);
+  Py_DECREF(op);
+}
+
+/* The asyncio future's done callback: a cancelled future cancels the operation in the driver. */
+static PyObject *op_call(Op *op, PyObject *args, PyObject *kwargs) {
+  if (op->af && !aloop_future_done(op->af)) {
+    PyObject *c = PyObject_CallMethod(op->fut, "cancelled", NULL);
+    int yes = c ? PyObject_IsTrue(c) : -1;
+    Py_XDECREF(c);
+    if (yes < 0) return NULL;
+    if (yes) aloop_future_cancel(op->af);
+  }
+  Py_RETURN_NONE;
+}
+
+static void op_dealloc(Op *op) {
+  PyObject_GC_UnTrack(op);
+  if (op->has_buf) PyBuffer_Release(&op->buf);
+  Py_XDECREF(op->fut);
+  Py_XDECREF(op->core);
+  PyTypeObject *tp = Py_TYPE(op);
+  tp->tp_free(op);
+  Py_DECREF(tp);
+}
+
+static int op_traverse(Op *op, visitproc visit, void *arg) {
+  Py_VISIT(Py_TYPE(op));
+  Py_VISIT(op->fut);
+  Py_VISIT(op->core);
+  return 0;
+}
+
+static Op *new_op(LoopCore *self, PyObject *fut, int kind) {
+  module_state *st = state_of((PyObject *)self);
+  if (!st) return NULL;
+  Op *op = PyObject_GC_New(Op, st->op_type);
+  if (!op) return NULL;
+  Py_INCREF(self);
+  Py_INCREF(fut);
+  op->core = self;
+  op->fut = fut;
+  op->af = NULL;
+  op->has_buf = 0;
+  op->kind = kind;
+  PyObject_GC_Track(op);
+  return op;
+}
+
+/* Watch af for op: aloop keeps a reference to op until op_done, the future keeps another. */
+static PyObject *start_op(LoopCore *self, Op *op, aloop_future *af) {
+  if (!af) {
+    Py_DECREF(op);
+    return PyErr_NoMemory();
+  }
+  op->af = af;
+  if (PySet_Add(self->ops, (PyObject *)op) < 0 ||
+      aloop_future_add_done_callback(af, op_done, op) < 0) {
+    aloop_future_cancel(af); /* cannot happen short of memory; the op is then dropped */
+    op->af = NULL;
+    aloop_future_release(af);
+    PySet_Discard(self->ops, (PyObject *)op);
+    Py_DECREF(op);
+    return PyErr_Occurred() ? NULL : PyErr_NoMemory();
+  }
+  Py_INCREF(op); /* aloop's */
+  PyObject *r = PyObject_CallMethod(op->fut, "add_done_callback", "O", op);
+  Py_DECREF(op);
+  if (!r) return NULL;
+  Py_DECREF(r);
+  Py_RETURN_NONE;
+}
+
+static PyObject *core_sock_recv(LoopCore *self, PyObject *args) {
+  int fd;
+  Py_ssize_t n;
+  PyObject *fut;
+  if (!PyArg_ParseTuple(args, "inO:_sock_recv", &fd, &n, &fut)) return NULL;
+  if (check_closed(self) < 0) return NULL;
+  if (n < 0) return PyErr_Format(PyExc_ValueError, "negative buffersize in recv");
+  Op *op = new_op(self, fut, OP_RECV);
+  return op ? start_op(self, op, aloop_sock_recv(self->loop, fd, (size_t)n)) : NULL;
+}
+
+static PyObject *with_buffer(LoopCore *self, PyObject *args, int kind) {
+  int fd;
+  PyObject *data, *fut;
+  if (!PyArg_ParseTuple(args, "iOO", &fd, &data, &fut)) return NULL;
+  if (check_closed(self) < 0) return NULL;
+  Op *op = new_op(self, fut, kind);
+  if (!op) return NULL;
+  int flags = kind == OP_RECV_INTO ? PyBUF_WRITABLE | PyBUF_C_CONTIGUOUS : PyBUF_C_CONTIGUOUS;
+  if (PyObject_GetBuffer(data, &op->buf, flags) < 0) {
+    Py_DECREF(op);
+    return NULL;
+  }
+  op->has_buf = 1;
+  size_t len = (size_t)op->buf.len;
+  aloop_future *af = kind == OP_RECV_INTO ? aloop_sock_recv_into(self->loop, fd, op->buf.buf, len)
+                                          : aloop_sock_sendall(self->loop, fd, op->buf.buf, len);
+  return start_op(self, op, af);
+}
+
+static PyObject *core_sock_recv_into(LoopCore *self, PyObject *args) {
+  return with_buffer(self, args, OP_RECV_INTO);
+}
+
+static PyObject *core_sock_sendall(LoopCore *self, PyObject *args) {
+  return with_buffer(self, args, OP_SENDALL);
+}
+
+static PyObject *core_sock_accept(LoopCore *self, PyObject *args) {
+  int fd;
+  PyObject *fut;
+  if (!PyArg_ParseTuple(args, "iO:_sock_accept", &fd, &fut)) return NULL;
+  if (check_closed(self) < 0) return NULL;
+  Op *op = new_op(self, fut, OP_ACCEPT);
+  return op ? start_op(self, op, aloop_sock_accept(self->loop, fd)) : NULL;
+}
+
+/* An IPv4, IPv6 or Unix address as the socket module takes it, into a sockaddr. */
+static int parse_address(int family, PyObject *address, struct sockaddr_storage *ss,
+                         socklen_t *len) {
+  memset(ss, 0, sizeof *ss);
+  const char *host;
+  int port;
+  unsigned int flowinfo = 0, scope_id = 0;
+  if (family == AF_INET) {
+    struct sockaddr_in *in = (struct sockaddr_in *)ss;
+    if (!PyArg_ParseTuple(address, "si", &host, &port)) return -1;
+    in->sin_family = AF_INET;
+    in->sin_port = htons((uint16_t)port);
+    *len = sizeof *in;
+    if (inet_pton(AF_INET, host, &in->sin_addr) == 1) return 0;
+  } else if (family == AF_INET6) {
+    struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)ss;
+    if (!PyArg_ParseTuple(address, "si|II", &host, &port, &flowinfo, &scope_id)) return -1;
+    in6->sin6_family = AF_INET6;
+    in6->sin6_port = htons((uint16_t)port);
+    in6->sin6_flowinfo = htonl(flowinfo);
+    in6->sin6_scope_id = scope_id;
+    *len = sizeof *in6;
+    if (inet_pton(AF_INET6, host, &in6->sin6_addr) == 1) return 0;
+  } else if (family == AF_UNIX) {
+    struct sockaddr_un *un = (struct sockaddr_un *)ss;
+    PyObject *path;
+    if (!PyUnicode_FSConverter(address, &path)) return -1;
+    Py_ssize_t n = PyBytes_GET_SIZE(path);
+    if (n >= (Py_ssize_t)sizeof un->sun_path) {
+      Py_DECREF(path);
+      PyErr_SetString(PyExc_OSError, "AF_UNIX path too long");
+      return -1;
+    }
+    un->sun_family = AF_UNIX;
+    memcpy(un->sun_path, PyBytes_AS_STRING(path), (size_t)n);
+    *len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + (size_t)n);
+    Py_DECREF(path);
+    return 0;
+  } else {
+    PyErr_Format(PyExc_ValueError, "address family %d is not supported", family);
+    return -1;
+  }
+  PyErr_Format(PyExc_ValueError, "not a numeric address: %R", address);
+  return -1;
+}
+
+static PyObject *core_sock_connect(LoopCore *self, PyObject *args) {
+  int fd, family;
+  PyObject *address, *fut;
+  if (!PyArg_ParseTuple(args, "iiOO:_sock_connect", &fd, &family, &address, &fut)) return NULL;
+  if (check_closed(self) < 0) return NULL;
+  struct sockaddr_storage ss;
+  socklen_t len;
+  if (parse_address(family, address, &ss, &len) < 0) return NULL;
+  Op *op = new_op(self, fut, OP_CONNECT);
+  return op ? start_op(self, op, aloop_sock_connect(self->loop, fd, (struct sockaddr *)&ss, len))
+            : NULL;
+}
+
+/* ---- lifetime --------------------------------------------------------------------------------------- */
+
+static PyObject *core_new(PyTypeObject *type, PyObject *args, PyObject *kwargs) {
+  static char *kwlist[] = {"backend", NULL};
+  const char *backend = NULL;
+  if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|z:LoopCore", kwlist, &backend)) return NULL;
+  LoopCore *self = (LoopCore *)type->tp_alloc(type, 0);
+  if (!self) return NULL;
+  self->readers = PyDict_New();
+  self->writers = PyDict_New();
+  self->ops = PySet_New(NULL);
+  if (!self->readers || !self->writers || !self->ops) {
+    Py_DECREF(self);
+    return NULL;
+  }
+  char why[256] = "";
+  aloop_options opts = {.size = sizeof opts, .backend = backend, .error = why,
+                        .error_size = sizeof why};
+  self->loop = aloop_new(&opts);
+  if (!self->loop) {
+    int err = errno;
+    PyErr_Format(err == ALOOP_EBACKEND || err == ALOOP_EUNAVAIL ? PyExc_ValueError : PyExc_OSError,
+                 "aloop: cannot create a loop on %s: %s", backend ? backend : "the default driver",
+                 why[0] ? why : aloop_strerror(-err));
+    Py_DECREF(self);
+    return NULL;
+  }
+  return (PyObject *)self;
+}
+
+/* Cancel what is in flight and let the driver confirm it, so no buffer is still lent to the
+ * kernel when the loop is freed; ready callbacks are dropped, as asyncio's close drops them. */
+static void drain_ops(LoopCore *self) {
+  PyObject *it = PyObject_GetIter(self->ops), *op;
+  while (it && (op = PyIter_Next(it))) {
+    if (((Op *)op)->af) aloop_future_cancel(((Op *)op)->af);
+    Py_DECREF(op);
+  }
+  Py_XDECREF(it);
+  for (int i = 0; i < CLOSE_WAIT_ITERATIONS; i++) {
+    aloop_run_once(self->loop, PySet_GET_SIZE(self->ops) ? CLOSE_WAIT_NS : 0);
+    if (!PySet_GET_SIZE(self->ops)) break;
+  }
+}
+
+static void forget_watchers(LoopCore *self, PyObject *table, int write) {
+  PyObject *key, *value;
+  Py_ssize_t pos = 0;
+  while (PyDict_Next(table, &pos, &key, &value)) {
+    int fd = (int)PyLong_AsLong(key);
+    if (write) aloop_remove_writer(self->loop, fd);
+    else aloop_remove_reader(self->loop, fd);
+  }
+  PyDict_Clear(table);
+}
+
+static void free_loop(LoopCore *self) {
+  if (!self->loop) return;
+  self->closing = 1;
+  drain_ops(self);
+  forget_watchers(self, self->readers, 0);
+  forget_watchers(self, self->writers, 1);
+  aloop_run_once(self->loop, 0); /* the handles still queued drop their references */
+  if (aloop_free(self->loop) == 0) self->loop = NULL;
+}
+
+static PyObject *core_close(LoopCore *self, PyObject *unused) {
+  if (self->closed) Py_RETURN_NONE;
+  self->closed = 1;
+  free_loop(self);
+  if (PyErr_Occurred()) return NULL;
+  Py_RETURN_NONE;
+}
+
+static int core_traverse(LoopCore *self, visitproc visit, void *arg) {
+  Py_VISIT(Py_TYPE(self));
+  Py_VISIT(self->readers);
+  Py_VISIT(self->writers);
+  Py_VISIT(self->ops);
+  Py_VISIT(self->exc);
+  Py_VISIT(self->dict);
+  return 0;
+}
+
+static int core_clear(LoopCore *self) {
+  Py_CLEAR(self->readers);
+  Py_CLEAR(self->writers);
+  Py_CLEAR(self->exc);
+  Py_CLEAR(self->dict);
+  return 0;
+}
+
+static void core_dealloc(LoopCore *self) {
+  PyObject_GC_UnTrack(self);
+  if (self->weakrefs) PyObject_ClearWeakRefs((PyObject *)self);
+  if (self->loop && self->readers && self->writers && self->ops) free_loop(self);
+  core_clear(self);
+  Py_CLEAR(self->ops);
+  PyTypeObject *tp = Py_TYPE(self);
+  tp->tp_free(self);
+  Py_DECREF(tp);
+}
+
+static PyObject *core_get_closed(LoopCore *self, void *unused) {
+  return PyBool_FromLong(self->closed);
+}
+
+static PyObject *core_get_backend(LoopCore *self, void *unused) {
+  if (!self->loop) Py_RETURN_NONE;
+  return PyUnicode_FromString(aloop_backend_name(self->loop));
+}
+
+/* ---- the module --------------------------------------------------------------------------------- */
+
+static PyObject *mod_backends(PyObject *module, PyObject *unused) {
+  aloop_backend_info info[8];
+  size_t n = aloop_list_backends(info, sizeof info / sizeof info[0]);
+  if (n > sizeof info / sizeof info[0]) n = sizeof info / sizeof info[0];
+  PyObject *list = PyList_New(0);
+  for (size_t i = 0; list && i < n; i++) {
+    PyObject *t = Py_BuildValue("(sOs)", info[i].name, info[i].available ? Py_True : Py_False,
+                                info[i].available ? "" : info[i].reason);
+    if (!t || PyList_Append(list, t) < 0) Py_CLEAR(list);
+    Py_XDECREF(t);
+  }
+  return list;
+}
+
+#define FASTKW (METH_FASTCALL | METH_KEYWORDS)
+static PyMethodDef core_methods[] = {
+    {"time", (PyCFunction)core_time, METH_NOARGS, "The loop's monotonic clock, in seconds."},
+    {"call_soon", (PyCFunction)(void (*)(void))core_call_soon, FASTKW, NULL},
+    {"call_soon_threadsafe", (PyCFunction)(void (*)(void))core_call_soon_threadsafe, FASTKW, NULL},
+    {"call_later", (PyCFunction)(void (*)(void))core_call_later, FASTKW, NULL},
+    {"call_at", (PyCFunction)(void (*)(void))core_call_at, FASTKW, NULL},
+    {"_timer_handle_cancelled", (PyCFunction)core_timer_handle_cancelled, METH_O, NULL},
+    {"_run", (PyCFunction)core_run, METH_NOARGS, "Run until stop(); the caller sets up."},
+    {"stop", (PyCFunction)core_stop, METH_NOARGS, NULL},
+    {"_close", (PyCFunction)core_close, METH_NOARGS, "Free the aloop loop."},
+    {"add_reader", (PyCFunction)(void (*)(void))core_add_reader, METH_FASTCALL, NULL},
+    {"add_writer", (PyCFunction)(void (*)(void))core_add_writer, METH_FASTCALL, NULL},
+    {"remove_reader", (PyCFunction)core_remove_reader, METH_O, NULL},
+    {"remove_writer", (PyCFunction)core_remove_writer, METH_O, NULL},
+    {"_sock_recv", (PyCFunction)core_sock_recv, METH_VARARGS, NULL},
+    {"_sock_recv_into", (PyCFunction)core_sock_recv_into, METH_VARARGS, NULL},
+    {"_sock_sendall", (PyCFunction)core_sock_sendall, METH_VARARGS, NULL},
+    {"_sock_accept", (PyCFunction)core_sock_accept, METH_VARARGS, NULL},
+    {"_sock_connect", (PyCFunction)core_sock_connect, METH_VARARGS, NULL},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyMemberDef core_members[] = {
+    {"_debug", T_BOOL, offsetof(LoopCore, debug), 0, NULL},
+    {"__weaklistoffset__", T_PYSSIZET, offsetof(LoopCore, weakrefs), READONLY, NULL},
+    {"__dictoffset__", T_PYSSIZET, offsetof(LoopCore, dict), READONLY, NULL},
+    {NULL, 0, 0, 0, NULL},
+};
+
+static PyGetSetDef core_getset[] = {
+    {"_closed", (getter)core_get_closed, NULL, NULL, NULL},
+    {"backend", (getter)core_get_backend, NULL, "The aloop driver this loop runs on.", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyType_Slot core_slots[] = {
+    {Py_tp_new, core_new},
+    {Py_tp_dealloc, core_dealloc},
+    {Py_tp_traverse, core_traverse},
+    {Py_tp_clear, core_clear},
+    {Py_tp_methods, core_methods},
+    {Py_tp_members, core_members},
+    {Py_tp_getset, core_getset},
+    {0, NULL},
+};
+
+static PyType_Spec core_spec = {
+    .name = "aloop._aloop.LoopCore",
+    .basicsize = sizeof(LoopCore),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC,
+    .slots = core_slots,
+};
+
+static PyType_Slot op_slots[] = {
+    {Py_tp_dealloc, op_dealloc},
+    {Py_tp_traverse, op_traverse},
+    {Py_tp_call, op_call},
+    {0, NULL},
+};
+
+static PyType_Spec op_spec = {
+    .name = "aloop._aloop.SocketOperation",
+    .basicsize = sizeof(Op),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .slots = op_slots,
+};
+
+static PyMethodDef module_methods[] = {
+    {"backends", mod_backends, METH_NOARGS,
+     "The compiled drivers in auto's order: (name, available, reason) each."},
+    {NULL, NULL, 0, NULL},
+};
+
+static int module_exec(PyObject *m) {
+  module_state *st = PyModule_GetState(m);
+  PyObject *events = PyImport_ImportModule("asyncio.events");
+  if (!events) return -1;
+  st->handle_type = PyObject_GetAttrString(events, "Handle");
+  st->timer_type = PyObject_GetAttrString(events, "TimerHandle");
+  Py_DECREF(events);
+  if (!st->handle_type || !st->timer_type) return -1;
+  st->core_type = (PyTypeObject *)PyType_FromModuleAndSpec(m, &core_spec, NULL);
+  st->op_type = (PyTypeObject *)PyType_FromModuleAndSpec(m, &op_spec, NULL);
+  if (!st->core_type || !st->op_type) return -1;
+  if (PyModule_AddObjectRef(m, "LoopCore", (PyObject *)st->core_type) < 0) return -1;
+  return 0;
+}
+
+static int module_traverse(PyObject *m, visitproc visit, void *arg) {
+  module_state *st = PyModule_GetState(m);
+  Py_VISIT(st->handle_type);
+  Py_VISIT(st->timer_type);
+  Py_VISIT(st->core_type);
+  Py_VISIT(st->op_type);
+  return 0;
+}
+
+static int module_clear(PyObject *m) {
+  module_state *st = PyModule_GetState(m);
+  Py_CLEAR(st->handle_type);
+  Py_CLEAR(st->timer_type);
+  Py_CLEAR(st->core_type);
+  Py_CLEAR(st->op_type);
+  return 0;
+}
+
+static PyModuleDef_Slot module_slots[] = {
+    {Py_mod_exec, module_exec},
+    {0, NULL},
+};
+
+static struct PyModuleDef aloop_module = {
+    PyModuleDef_HEAD_INIT,
+    .m_name = "aloop._aloop",
+    .m_doc = "aloop's event loop core for asyncio.",
+    .m_size = sizeof(module_state),
+    .m_methods = module_methods,
+    .m_slots = module_slots,
+    .m_traverse = module_traverse,
+    .m_clear = module_clear,
+};
+
+PyMODINIT_FUNC PyInit__aloop(void);
+PyMODINIT_FUNC PyInit__aloop(void) { return PyModuleDef_Init(&aloop_module); }
