@@ -54,6 +54,7 @@ typedef struct {
   PyObject *exc;        /* a BaseException a callback raised past asyncio's handler: re-raised */
   char debug;
   int closed, closing;
+  struct scheduled *scheduled; /* handles aloop holds (see new_scheduled) */
   PyObject *weakrefs;
   PyObject *dict;
 } LoopCore;
@@ -130,18 +131,28 @@ static void run_handle(LoopCore *self, PyObject *handle) {
   keep_exception(self);
 }
 
-/* aloop's callback for call_soon/call_later/call_at: arg is a (core, handle) pair owned by aloop. */
-typedef struct {
+/* What aloop holds for one scheduled handle: a reference to it, on a list of the loop's, so the
+ * handles aloop still has when the loop is closed (timers not yet due, calls from other threads)
+ * are let go of too. The list is touched only with the interpreter lock held. The core is
+ * borrowed: it frees the aloop loop (and so every pending callback) before it goes. */
+typedef struct scheduled {
   LoopCore *core;
   PyObject *handle;
+  struct scheduled *prev, *next;
 } scheduled;
+
+static void unlink_scheduled(scheduled *s) {
+  if (s->prev) s->prev->next = s->next;
+  else s->core->scheduled = s->next;
+  if (s->next) s->next->prev = s->prev;
+  Py_DECREF(s->handle);
+  PyMem_RawFree(s);
+}
 
 static void on_scheduled(aloop_loop *loop, void *arg) {
   scheduled *s = arg;
   if (!s->core->closing) run_handle(s->core, s->handle);
-  Py_DECREF(s->handle);
-  Py_DECREF(s->core);
-  PyMem_RawFree(s);
+  unlink_scheduled(s);
 }
 
 static scheduled *new_scheduled(LoopCore *self, PyObject *handle) {
@@ -150,17 +161,18 @@ static scheduled *new_scheduled(LoopCore *self, PyObject *handle) {
     PyErr_NoMemory();
     return NULL;
   }
-  Py_INCREF(self);
   Py_INCREF(handle);
-  s->core = self;
-  s->handle = handle;
+  *s = (scheduled){.core = self, .handle = handle, .prev = NULL, .next = self->scheduled};
+  if (s->next) s->next->prev = s;
+  self->scheduled = s;
   return s;
 }
 
-static void free_scheduled(scheduled *s) {
-  Py_DECREF(s->handle);
-  Py_DECREF(s->core);
-  PyMem_RawFree(s);
+static void free_scheduled(scheduled *s) { unlink_scheduled(s); }
+
+/* After aloop_free: the callbacks it dropped will never run. */
+static void drop_scheduled(LoopCore *self) {
+  while (self->scheduled) unlink_scheduled(self->scheduled);
 }
 
 /* ---- checks, as asyncio's ------------------------------------------------------------------------ */
@@ -787,7 +799,10 @@ static void free_loop(LoopCore *self) {
   forget_watchers(self, self->readers, 0);
   forget_watchers(self, self->writers, 1);
   aloop_run_once(self->loop, 0); /* the handles still queued drop their references */
-  if (aloop_free(self->loop) == 0) self->loop = NULL;
+  if (aloop_free(self->loop) == 0) {
+    self->loop = NULL;
+    drop_scheduled(self);
+  }
 }
 
 static PyObject *core_close(LoopCore *self, PyObject *unused) {

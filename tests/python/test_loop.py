@@ -390,3 +390,63 @@ def test_asyncio_run_style_programs_work(loop_kind, loop):
 
     got, res, timed_out = run(loop, main())
     assert got == list(range(50)) and res == list(range(20)) and timed_out
+
+
+def test_closing_lets_go_of_pending_callbacks(loop):
+    import gc
+    import weakref
+
+    class Target:
+        def method(self):
+            pass
+
+    target = Target()
+    ref = weakref.ref(target)
+    loop.call_later(3600, target.method)
+    loop.call_soon(target.method)
+    loop.call_soon_threadsafe(target.method)
+    del target
+    loop.close()
+    gc.collect()
+    assert ref() is None
+
+
+def test_the_interpreter_lock_is_free_while_the_loop_sleeps(loop):
+    counted = []
+    stop = threading.Event()
+
+    def count():
+        n = 0
+        while not stop.is_set():
+            n += 1
+            time.sleep(0.001)
+        counted.append(n)
+
+    t = threading.Thread(target=count)
+    t.start()
+    try:
+        run(loop, asyncio.sleep(0.2))
+    finally:
+        stop.set()
+        t.join()
+    assert counted[0] > 5
+
+
+def test_loops_run_in_two_threads_at_once(loop_kind, loop):
+    from conftest import make_loop
+    results = []
+
+    def other():
+        lp = make_loop(loop_kind)
+        try:
+            results.append(lp.run_until_complete(asyncio.sleep(0.1, result="other")))
+        finally:
+            lp.close()
+
+    t = threading.Thread(target=other)
+    t.start()
+    try:
+        results.append(run(loop, asyncio.sleep(0.1, result="main")))
+    finally:
+        t.join()
+    assert sorted(results) == ["main", "other"]
