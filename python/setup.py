@@ -1,4 +1,5 @@
-"""Build aloop's asyncio event loop against an installed libaloop (pkg-config aloop):
+"""Build aloop's asyncio event loop against an installed libaloop (pkg-config aloop; --define-prefix,
+so a libaloop installed under DESTDIR works with PKG_CONFIG_PATH pointing there):
     pip install --no-build-isolation ./python
 The autotools build (configure --with-python; make; make install) builds the same module."""
 
@@ -8,7 +9,7 @@ from setuptools import Extension, setup
 
 
 def pkg_config(*args):
-    return subprocess.run(["pkg-config", *args, "aloop"], check=True, capture_output=True,
+    return subprocess.run(["pkg-config", "--define-prefix", *args, "aloop"], check=True, capture_output=True,
                           text=True).stdout.split()
 
 

@@ -450,3 +450,12 @@ def test_loops_run_in_two_threads_at_once(loop_kind, loop):
     finally:
         t.join()
     assert sorted(results) == ["main", "other"]
+
+
+def test_methods_not_done_yet_do_not_exist_on_aloop_loops(loop_kind, loop):
+    if loop_kind[0] != "aloop":
+        pytest.skip("aloop's own promise: what it does not do yet is absent, not a stub")
+    import aloop
+    for name in aloop._NOT_YET:
+        assert not hasattr(loop, name), name
+    assert isinstance(loop, asyncio.AbstractEventLoop)
