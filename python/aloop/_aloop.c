@@ -151,6 +151,11 @@ static void unlink_scheduled(scheduled *s) {
 
 static void on_scheduled(aloop_loop *loop, void *arg) {
   scheduled *s = arg;
+  /* A callback of this round raised past the handler (KeyboardInterrupt): run_forever leaves as
+   * soon as the round is over, and asyncio leaves the rest of its round queued for the next run,
+   * so the rest of this round goes back to the queue, in order. */
+  if (s->core->exc && !s->core->closing && aloop_call_soon(loop, on_scheduled, s, NULL) == 0)
+    return;
   if (!s->core->closing) run_handle(s->core, s->handle);
   unlink_scheduled(s);
 }
@@ -377,7 +382,7 @@ static int fd_of(PyObject *obj) {
 }
 
 static void on_io(LoopCore *self, PyObject *table, int fd) {
-  if (self->closing) return;
+  if (self->closing || self->exc) return; /* the fd stays ready: it is reported again */
   PyObject *key = PyLong_FromLong(fd);
   PyObject *h = key ? PyDict_GetItemWithError(table, key) : NULL;
   Py_XDECREF(key);
