@@ -44,9 +44,8 @@ def backends():
 # The rare paths are asyncio's own pure-Python code: they do no I/O themselves and run on the
 # methods LoopCore implements on aloop (see the comment at the top of _aloop.c).
 _BORROWED = (
-    "create_future", "create_task", "set_task_factory", "get_task_factory",
     "set_exception_handler", "get_exception_handler", "default_exception_handler",
-    "call_exception_handler", "get_debug", "set_debug", "_set_coroutine_origin_tracking",
+    "call_exception_handler", "set_debug", "_set_coroutine_origin_tracking",
     "shutdown_asyncgens", "_asyncgen_firstiter_hook", "_asyncgen_finalizer_hook",
     "run_in_executor", "set_default_executor", "shutdown_default_executor",
     "_do_shutdown", "_check_default_executor", "run_until_complete", "_check_closed",
@@ -65,7 +64,6 @@ class Loop(_aloop.LoopCore, asyncio.AbstractEventLoop):
         self._thread_id = None
         self._exception_handler = None
         self._current_handle = None
-        self._task_factory = None
         self._coroutine_origin_tracking_enabled = False
         self._coroutine_origin_tracking_saved_depth = None
         self._asyncgens = __import__("weakref").WeakSet()

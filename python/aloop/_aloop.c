@@ -40,6 +40,9 @@ enum { CLOSE_WAIT_ITERATIONS = 1000 };
 typedef struct {
   PyObject *handle_type; /* asyncio.Handle */
   PyObject *timer_type;  /* asyncio.TimerHandle */
+  PyObject *future_type; /* asyncio.Future */
+  PyObject *task_type;   /* asyncio.Task */
+  PyObject *set_task_name; /* asyncio.tasks._set_task_name */
   PyTypeObject *core_type;
   PyTypeObject *op_type;
 } module_state;
@@ -53,6 +56,7 @@ typedef struct {
   PyObject *ops;        /* socket operations in flight (Op objects) */
   PyObject *exc;        /* a BaseException a callback raised past asyncio's handler: re-raised */
   char debug;
+  PyObject *task_factory;
   int closed, closing;
   struct scheduled *scheduled; /* handles aloop holds (see new_scheduled) */
   PyObject *weakrefs;
@@ -337,6 +341,77 @@ static PyObject *core_time(LoopCore *self, PyObject *unused) {
 /* TimerHandle.cancel() tells the loop; aloop's timer then runs, finds the handle cancelled and
  * drops it (as asyncio's heap keeps cancelled timers until they surface). */
 static PyObject *core_timer_handle_cancelled(LoopCore *self, PyObject *handle) { Py_RETURN_NONE; }
+
+/* ---- futures and tasks ------------------------------------------------------------------------- */
+
+static PyObject *core_create_future(LoopCore *self, PyObject *unused) {
+  module_state *st = state_of((PyObject *)self);
+  if (!st) return NULL;
+  PyObject *kw = Py_BuildValue("{sO}", "loop", self);
+  PyObject *empty = PyTuple_New(0);
+  PyObject *f = kw && empty ? PyObject_Call(st->future_type, empty, kw) : NULL;
+  Py_XDECREF(kw);
+  Py_XDECREF(empty);
+  return f;
+}
+
+/* asyncio's create_task: the factory if one is set (with context= only when given), else a
+ * Task; the name is set afterwards for a factory's task, as asyncio does. */
+static PyObject *core_create_task(LoopCore *self, PyObject *args, PyObject *kwargs) {
+  static char *kwlist[] = {"coro", "name", "context", NULL};
+  PyObject *coro, *name = Py_None, *context = Py_None;
+  if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O|$OO:create_task", kwlist, &coro, &name,
+                                   &context))
+    return NULL;
+  if (check_closed(self) < 0) return NULL;
+  module_state *st = state_of((PyObject *)self);
+  if (!st) return NULL;
+  if (self->task_factory == NULL || self->task_factory == Py_None) {
+    PyObject *empty = PyTuple_New(0);
+    PyObject *kw = Py_BuildValue("{sOsOsO}", "loop", self, "name", name, "context", context);
+    PyObject *targs = PyTuple_Pack(1, coro);
+    PyObject *task = empty && kw && targs ? PyObject_Call(st->task_type, targs, kw) : NULL;
+    Py_XDECREF(empty);
+    Py_XDECREF(kw);
+    Py_XDECREF(targs);
+    return task;
+  }
+  PyObject *task;
+  if (context == Py_None) {
+    task = PyObject_CallFunctionObjArgs(self->task_factory, self, coro, NULL);
+  } else {
+    PyObject *fargs = PyTuple_Pack(2, self, coro);
+    PyObject *kw = Py_BuildValue("{sO}", "context", context);
+    task = fargs && kw ? PyObject_Call(self->task_factory, fargs, kw) : NULL;
+    Py_XDECREF(fargs);
+    Py_XDECREF(kw);
+  }
+  if (!task) return NULL;
+  PyObject *r = PyObject_CallFunctionObjArgs(st->set_task_name, task, name, NULL);
+  if (!r) Py_CLEAR(task);
+  Py_XDECREF(r);
+  return task;
+}
+
+static PyObject *core_set_task_factory(LoopCore *self, PyObject *factory) {
+  if (factory != Py_None && !PyCallable_Check(factory)) {
+    PyErr_SetString(PyExc_TypeError, "task factory must be a callable or None");
+    return NULL;
+  }
+  Py_INCREF(factory);
+  Py_XSETREF(self->task_factory, factory);
+  Py_RETURN_NONE;
+}
+
+static PyObject *core_get_task_factory(LoopCore *self, PyObject *unused) {
+  PyObject *f = self->task_factory ? self->task_factory : Py_None;
+  Py_INCREF(f);
+  return f;
+}
+
+static PyObject *core_get_debug(LoopCore *self, PyObject *unused) {
+  return PyBool_FromLong(self->debug);
+}
 
 /* ---- running ----------------------------------------------------------------------------------- */
 
@@ -824,6 +899,7 @@ static int core_traverse(LoopCore *self, visitproc visit, void *arg) {
   Py_VISIT(self->writers);
   Py_VISIT(self->ops);
   Py_VISIT(self->exc);
+  Py_VISIT(self->task_factory);
   Py_VISIT(self->dict);
   return 0;
 }
@@ -832,6 +908,7 @@ static int core_clear(LoopCore *self) {
   Py_CLEAR(self->readers);
   Py_CLEAR(self->writers);
   Py_CLEAR(self->exc);
+  Py_CLEAR(self->task_factory);
   Py_CLEAR(self->dict);
   return 0;
 }
@@ -879,6 +956,12 @@ static PyMethodDef core_methods[] = {
     {"call_soon_threadsafe", (PyCFunction)(void (*)(void))core_call_soon_threadsafe, FASTKW, NULL},
     {"call_later", (PyCFunction)(void (*)(void))core_call_later, FASTKW, NULL},
     {"call_at", (PyCFunction)(void (*)(void))core_call_at, FASTKW, NULL},
+    {"create_future", (PyCFunction)core_create_future, METH_NOARGS, NULL},
+    {"create_task", (PyCFunction)(void (*)(void))core_create_task, METH_VARARGS | METH_KEYWORDS,
+     NULL},
+    {"set_task_factory", (PyCFunction)core_set_task_factory, METH_O, NULL},
+    {"get_task_factory", (PyCFunction)core_get_task_factory, METH_NOARGS, NULL},
+    {"get_debug", (PyCFunction)core_get_debug, METH_NOARGS, NULL},
     {"_timer_handle_cancelled", (PyCFunction)core_timer_handle_cancelled, METH_O, NULL},
     {"_run", (PyCFunction)core_run, METH_NOARGS, "Run until stop(); the caller sets up."},
     {"stop", (PyCFunction)core_stop, METH_NOARGS, NULL},
@@ -954,6 +1037,16 @@ static int module_exec(PyObject *m) {
   st->timer_type = PyObject_GetAttrString(events, "TimerHandle");
   Py_DECREF(events);
   if (!st->handle_type || !st->timer_type) return -1;
+  PyObject *tasks = PyImport_ImportModule("asyncio.tasks");
+  if (!tasks) return -1;
+  st->task_type = PyObject_GetAttrString(tasks, "Task");
+  st->set_task_name = PyObject_GetAttrString(tasks, "_set_task_name");
+  Py_DECREF(tasks);
+  PyObject *futures = PyImport_ImportModule("asyncio.futures");
+  if (!futures) return -1;
+  st->future_type = PyObject_GetAttrString(futures, "Future");
+  Py_DECREF(futures);
+  if (!st->task_type || !st->set_task_name || !st->future_type) return -1;
   st->core_type = (PyTypeObject *)PyType_FromModuleAndSpec(m, &core_spec, NULL);
   st->op_type = (PyTypeObject *)PyType_FromModuleAndSpec(m, &op_spec, NULL);
   if (!st->core_type || !st->op_type) return -1;
@@ -965,6 +1058,9 @@ static int module_traverse(PyObject *m, visitproc visit, void *arg) {
   module_state *st = PyModule_GetState(m);
   Py_VISIT(st->handle_type);
   Py_VISIT(st->timer_type);
+  Py_VISIT(st->future_type);
+  Py_VISIT(st->task_type);
+  Py_VISIT(st->set_task_name);
   Py_VISIT(st->core_type);
   Py_VISIT(st->op_type);
   return 0;
@@ -974,6 +1070,9 @@ static int module_clear(PyObject *m) {
   module_state *st = PyModule_GetState(m);
   Py_CLEAR(st->handle_type);
   Py_CLEAR(st->timer_type);
+  Py_CLEAR(st->future_type);
+  Py_CLEAR(st->task_type);
+  Py_CLEAR(st->set_task_name);
   Py_CLEAR(st->core_type);
   Py_CLEAR(st->op_type);
   return 0;

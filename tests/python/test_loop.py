@@ -126,6 +126,16 @@ def test_task_factory_is_used_and_reported(loop):
 
     assert loop.run_until_complete(loop.create_task(one())) == 1
     assert len(made) == 1
+    ctx = contextvars.copy_context()
+    ctx.run(var.set, "factory")
+
+    async def read():
+        return var.get()
+
+    named = loop.create_task(read(), name="made", context=ctx)
+    assert named.get_name() == "made"
+    assert loop.run_until_complete(named) == "factory"
+    assert len(made) == 2
     with pytest.raises(TypeError):
         loop.set_task_factory(42)
     loop.set_task_factory(None)
