@@ -24,12 +24,10 @@ a method sees the truth.
 """
 
 import asyncio
-import os
-import signal
 import socket
-import sys
-import threading
-from asyncio import base_events, events
+import ssl
+import weakref
+from asyncio import base_events
 
 from . import _aloop
 
@@ -49,7 +47,7 @@ _BORROWED = (
     "shutdown_asyncgens", "_asyncgen_firstiter_hook", "_asyncgen_finalizer_hook",
     "run_in_executor", "set_default_executor", "shutdown_default_executor",
     "_do_shutdown", "_check_default_executor", "run_until_complete", "_check_closed",
-    "_check_running", "_check_callback", "_check_thread", "is_closed", "is_running",
+    "_check_running", "_check_callback", "_check_thread",
 )
 
 
@@ -59,69 +57,21 @@ class Loop(_aloop.LoopCore, asyncio.AbstractEventLoop):
     def __init__(self, backend=None):
         # LoopCore.__new__ created the aloop loop on `backend`.
         self._timer_cancelled_count = 0
-        self._stopping = False
         self._default_executor = None
-        self._thread_id = None
         self._exception_handler = None
         self._current_handle = None
         self._coroutine_origin_tracking_enabled = False
         self._coroutine_origin_tracking_saved_depth = None
-        self._asyncgens = __import__("weakref").WeakSet()
+        self._asyncgens = weakref.WeakSet()
         self._asyncgens_shutdown_called = False
         self._executor_shutdown_called = False
         self.slow_callback_duration = 0.1
         self._debug = False
         self.set_debug(asyncio.coroutines._is_debug_mode())
-        # Signals wake the loop as on asyncio's loop: Python's handler writes to this socket
-        # (signal.set_wakeup_fd, on the main thread), aloop watches its other end.
-        self._ssock, self._csock = socket.socketpair()
-        self._ssock.setblocking(False)
-        self._csock.setblocking(False)
-        self.add_reader(self._ssock.fileno(), self._read_from_self)
 
     def __repr__(self):
         return (f"<{self.__class__.__name__} backend={self.backend} running={self.is_running()} "
                 f"closed={self.is_closed()} debug={self.get_debug()}>")
-
-    def _read_from_self(self):
-        while True:
-            try:
-                if not self._ssock.recv(4096):
-                    break
-            except InterruptedError:
-                continue
-            except BlockingIOError:
-                break
-
-    def _write_to_self(self):
-        try:
-            self._csock.send(b"\0")
-        except OSError:
-            pass
-
-    def run_forever(self):
-        """Run until stop() is called."""
-        self._check_closed()
-        self._check_running()
-        self._set_coroutine_origin_tracking(self._debug)
-        old_hooks = sys.get_asyncgen_hooks()
-        wakeup = None
-        try:
-            self._thread_id = threading.get_ident()
-            sys.set_asyncgen_hooks(firstiter=self._asyncgen_firstiter_hook,
-                                   finalizer=self._asyncgen_finalizer_hook)
-            if threading.current_thread() is threading.main_thread():
-                wakeup = signal.set_wakeup_fd(self._csock.fileno())
-            events._set_running_loop(self)
-            self._run()
-        finally:
-            self._stopping = False
-            self._thread_id = None
-            events._set_running_loop(None)
-            self._set_coroutine_origin_tracking(False)
-            sys.set_asyncgen_hooks(*old_hooks)
-            if wakeup is not None:
-                signal.set_wakeup_fd(wakeup)
 
     def close(self):
         """Close the loop: pending callbacks are dropped, the default executor shut down."""
@@ -129,17 +79,14 @@ class Loop(_aloop.LoopCore, asyncio.AbstractEventLoop):
             raise RuntimeError("Cannot close a running event loop")
         if self.is_closed():
             return
-        self.remove_reader(self._ssock.fileno())
         self._close()
-        self._ssock.close()
-        self._csock.close()
         executor = self._default_executor
         if executor is not None:
             self._default_executor = None
             executor.shutdown(wait=False)
 
     def _check_sock(self, sock):
-        if isinstance(sock, __import__("ssl").SSLSocket):
+        if isinstance(sock, ssl.SSLSocket):
             raise TypeError("Socket cannot be of type SSLSocket")
         if sock.gettimeout() != 0:
             raise ValueError("the socket must be non-blocking")

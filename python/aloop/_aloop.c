@@ -43,6 +43,9 @@ typedef struct {
   PyObject *future_type; /* asyncio.Future */
   PyObject *task_type;   /* asyncio.Task */
   PyObject *set_task_name; /* asyncio.tasks._set_task_name */
+  PyObject *get_running_loop, *set_running_loop; /* asyncio.events' */
+  PyObject *get_asyncgen_hooks, *set_asyncgen_hooks; /* sys's */
+  PyObject *set_wakeup_fd; /* signal.set_wakeup_fd */
   PyTypeObject *core_type;
   PyTypeObject *op_type;
 } module_state;
@@ -57,7 +60,9 @@ typedef struct {
   PyObject *exc;        /* a BaseException a callback raised past asyncio's handler: re-raised */
   char debug;
   PyObject *task_factory;
-  int closed, closing;
+  int closed, closing, running;
+  unsigned long thread_id;  /* the thread running the loop, while it runs */
+  int wake[2];              /* signals wake the loop: Python's handler writes wake[1] */
   struct scheduled *scheduled; /* handles aloop holds (see new_scheduled) */
   PyObject *weakrefs;
   PyObject *dict;
@@ -416,8 +421,7 @@ static PyObject *core_get_debug(LoopCore *self, PyObject *unused) {
 /* ---- running ----------------------------------------------------------------------------------- */
 
 /* One aloop_run: until stop(). Raises what a callback let through, or a signal's exception. */
-static PyObject *core_run(LoopCore *self, PyObject *unused) {
-  if (check_closed(self) < 0) return NULL;
+static PyObject *run_core(LoopCore *self) {
   aloop_set_wait_hooks(self->loop, release_gil, acquire_gil, self);
   int err = aloop_run(self->loop);
   aloop_set_wait_hooks(self->loop, NULL, NULL, NULL);
@@ -434,6 +438,116 @@ static PyObject *core_run(LoopCore *self, PyObject *unused) {
     return NULL;
   }
   Py_RETURN_NONE;
+}
+
+/* The wake-up socket is readable: a signal arrived (Python's C handler wrote its number). Drain
+ * it and let Python run the handlers now: SIGINT's raises KeyboardInterrupt, which leaves
+ * run_forever as asyncio's loop does. */
+static void on_wakeup(aloop_loop *loop, int fd, void *arg) {
+  LoopCore *self = arg;
+  char buf[256];
+  while (read(fd, buf, sizeof buf) > 0) {
+  }
+  if (PyErr_CheckSignals() < 0) keep_exception(self);
+}
+
+static int check_running(LoopCore *self, module_state *st) {
+  if (self->running) {
+    PyErr_SetString(PyExc_RuntimeError, "This event loop is already running");
+    return -1;
+  }
+  PyObject *other = PyObject_CallNoArgs(st->get_running_loop);
+  if (!other) return -1;
+  int busy = other != Py_None;
+  Py_DECREF(other);
+  if (busy) {
+    PyErr_SetString(PyExc_RuntimeError, "Cannot run the event loop while another loop is running");
+    return -1;
+  }
+  return 0;
+}
+
+static int call_method_quietly(PyObject *obj, const char *name, PyObject *arg) {
+  PyObject *r = PyObject_CallMethod(obj, name, "O", arg);
+  Py_XDECREF(r);
+  return r ? 0 : -1;
+}
+
+/* While the loop runs: the async generator hooks are the loop's (shutdown_asyncgens finds them),
+ * the running loop is this one, and on the main thread signals write to the wake-up socket. */
+static PyObject *enter_run(LoopCore *self, module_state *st, PyObject **old_wakeup) {
+  PyObject *old_hooks = PyObject_CallNoArgs(st->get_asyncgen_hooks);
+  if (!old_hooks) return NULL;
+  PyObject *first = PyObject_GetAttrString((PyObject *)self, "_asyncgen_firstiter_hook");
+  PyObject *fin = PyObject_GetAttrString((PyObject *)self, "_asyncgen_finalizer_hook");
+  PyObject *kw = first && fin ? Py_BuildValue("{sOsO}", "firstiter", first, "finalizer", fin) : NULL;
+  PyObject *empty = PyTuple_New(0);
+  PyObject *r = kw && empty ? PyObject_Call(st->set_asyncgen_hooks, empty, kw) : NULL;
+  Py_XDECREF(first);
+  Py_XDECREF(fin);
+  Py_XDECREF(kw);
+  Py_XDECREF(empty);
+  if (!r) {
+    Py_DECREF(old_hooks);
+    return NULL;
+  }
+  Py_DECREF(r);
+  *old_wakeup = PyObject_CallFunction(st->set_wakeup_fd, "i", self->wake[1]);
+  if (!*old_wakeup) PyErr_Clear(); /* not the main thread: no signals come here anyway */
+  r = PyObject_CallOneArg(st->set_running_loop, (PyObject *)self);
+  Py_XDECREF(r);
+  return old_hooks; /* the caller restores them even if setting the running loop failed */
+}
+
+static void leave_run(LoopCore *self, module_state *st, PyObject *old_hooks, PyObject *old_wakeup) {
+  PyObject *type, *value, *tb;
+  PyErr_Fetch(&type, &value, &tb); /* what run_forever raises: the steps below must not lose it */
+  PyObject *r = PyObject_CallOneArg(st->set_running_loop, Py_None);
+  Py_XDECREF(r);
+  if (!r) PyErr_WriteUnraisable((PyObject *)self);
+  if (call_method_quietly((PyObject *)self, "_set_coroutine_origin_tracking", Py_False) < 0)
+    PyErr_WriteUnraisable((PyObject *)self);
+  r = PyObject_CallObject(st->set_asyncgen_hooks, old_hooks);
+  Py_XDECREF(r);
+  if (!r) PyErr_WriteUnraisable((PyObject *)self);
+  if (old_wakeup) {
+    r = PyObject_CallOneArg(st->set_wakeup_fd, old_wakeup);
+    Py_XDECREF(r);
+    if (!r) PyErr_WriteUnraisable((PyObject *)self);
+  }
+  PyErr_Restore(type, value, tb);
+}
+
+static PyObject *core_run_forever(LoopCore *self, PyObject *unused) {
+  module_state *st = state_of((PyObject *)self);
+  if (!st || check_closed(self) < 0 || check_running(self, st) < 0) return NULL;
+  if (call_method_quietly((PyObject *)self, "_set_coroutine_origin_tracking",
+                          self->debug ? Py_True : Py_False) < 0)
+    return NULL;
+  self->running = 1;
+  self->thread_id = PyThread_get_thread_ident();
+  PyObject *old_wakeup = NULL;
+  PyObject *old_hooks = enter_run(self, st, &old_wakeup);
+  PyObject *result = old_hooks && !PyErr_Occurred() ? run_core(self) : NULL;
+  self->running = 0;
+  self->thread_id = 0;
+  if (old_hooks) leave_run(self, st, old_hooks, old_wakeup);
+  Py_XDECREF(old_hooks);
+  Py_XDECREF(old_wakeup);
+  return result;
+}
+
+static PyObject *core_is_running(LoopCore *self, PyObject *unused) {
+  return PyBool_FromLong(self->running);
+}
+
+static PyObject *core_is_closed(LoopCore *self, PyObject *unused) {
+  return PyBool_FromLong(self->closed);
+}
+
+static PyObject *core_get_thread_id(LoopCore *self, void *unused) {
+  if (!self->running) Py_RETURN_NONE;
+  return PyLong_FromUnsignedLong(self->thread_id);
 }
 
 static PyObject *core_stop(LoopCore *self, PyObject *unused) {
@@ -834,12 +948,19 @@ static PyObject *core_new(PyTypeObject *type, PyObject *args, PyObject *kwargs) 
   char why[256] = "";
   aloop_options opts = {.size = sizeof opts, .backend = backend, .error = why,
                         .error_size = sizeof why};
+  self->wake[0] = self->wake[1] = -1;
   self->loop = aloop_new(&opts);
   if (!self->loop) {
     int err = errno;
     PyErr_Format(err == ALOOP_EBACKEND || err == ALOOP_EUNAVAIL ? PyExc_ValueError : PyExc_OSError,
                  "aloop: cannot create a loop on %s: %s", backend ? backend : "the default driver",
                  why[0] ? why : aloop_strerror(-err));
+    Py_DECREF(self);
+    return NULL;
+  }
+  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, self->wake) < 0 ||
+      aloop_add_reader(self->loop, self->wake[0], on_wakeup, self) < 0) {
+    PyErr_SetFromErrno(PyExc_OSError);
     Py_DECREF(self);
     return NULL;
   }
@@ -879,9 +1000,13 @@ static void free_loop(LoopCore *self) {
   forget_watchers(self, self->readers, 0);
   forget_watchers(self, self->writers, 1);
   aloop_run_once(self->loop, 0); /* the handles still queued drop their references */
+  if (self->wake[0] >= 0) aloop_remove_reader(self->loop, self->wake[0]);
   if (aloop_free(self->loop) == 0) {
     self->loop = NULL;
     drop_scheduled(self);
+    for (int i = 0; i < 2; i++)
+      if (self->wake[i] >= 0) close(self->wake[i]);
+    self->wake[0] = self->wake[1] = -1;
   }
 }
 
@@ -963,7 +1088,9 @@ static PyMethodDef core_methods[] = {
     {"get_task_factory", (PyCFunction)core_get_task_factory, METH_NOARGS, NULL},
     {"get_debug", (PyCFunction)core_get_debug, METH_NOARGS, NULL},
     {"_timer_handle_cancelled", (PyCFunction)core_timer_handle_cancelled, METH_O, NULL},
-    {"_run", (PyCFunction)core_run, METH_NOARGS, "Run until stop(); the caller sets up."},
+    {"run_forever", (PyCFunction)core_run_forever, METH_NOARGS, "Run until stop() is called."},
+    {"is_running", (PyCFunction)core_is_running, METH_NOARGS, NULL},
+    {"is_closed", (PyCFunction)core_is_closed, METH_NOARGS, NULL},
     {"stop", (PyCFunction)core_stop, METH_NOARGS, NULL},
     {"_close", (PyCFunction)core_close, METH_NOARGS, "Free the aloop loop."},
     {"add_reader", (PyCFunction)(void (*)(void))core_add_reader, METH_FASTCALL, NULL},
@@ -987,6 +1114,7 @@ static PyMemberDef core_members[] = {
 
 static PyGetSetDef core_getset[] = {
     {"_closed", (getter)core_get_closed, NULL, NULL, NULL},
+    {"_thread_id", (getter)core_get_thread_id, NULL, NULL, NULL},
     {"backend", (getter)core_get_backend, NULL, "The aloop driver this loop runs on.", NULL},
     {NULL, NULL, NULL, NULL, NULL},
 };
@@ -1047,6 +1175,23 @@ static int module_exec(PyObject *m) {
   st->future_type = PyObject_GetAttrString(futures, "Future");
   Py_DECREF(futures);
   if (!st->task_type || !st->set_task_name || !st->future_type) return -1;
+  struct {
+    const char *module, *name;
+    PyObject **slot;
+  } wanted[] = {
+      {"asyncio.events", "_get_running_loop", &st->get_running_loop},
+      {"asyncio.events", "_set_running_loop", &st->set_running_loop},
+      {"sys", "get_asyncgen_hooks", &st->get_asyncgen_hooks},
+      {"sys", "set_asyncgen_hooks", &st->set_asyncgen_hooks},
+      {"signal", "set_wakeup_fd", &st->set_wakeup_fd},
+  };
+  for (size_t i = 0; i < sizeof wanted / sizeof wanted[0]; i++) {
+    PyObject *mod = PyImport_ImportModule(wanted[i].module);
+    if (!mod) return -1;
+    *wanted[i].slot = PyObject_GetAttrString(mod, wanted[i].name);
+    Py_DECREF(mod);
+    if (!*wanted[i].slot) return -1;
+  }
   st->core_type = (PyTypeObject *)PyType_FromModuleAndSpec(m, &core_spec, NULL);
   st->op_type = (PyTypeObject *)PyType_FromModuleAndSpec(m, &op_spec, NULL);
   if (!st->core_type || !st->op_type) return -1;
@@ -1061,6 +1206,11 @@ static int module_traverse(PyObject *m, visitproc visit, void *arg) {
   Py_VISIT(st->future_type);
   Py_VISIT(st->task_type);
   Py_VISIT(st->set_task_name);
+  Py_VISIT(st->get_running_loop);
+  Py_VISIT(st->set_running_loop);
+  Py_VISIT(st->get_asyncgen_hooks);
+  Py_VISIT(st->set_asyncgen_hooks);
+  Py_VISIT(st->set_wakeup_fd);
   Py_VISIT(st->core_type);
   Py_VISIT(st->op_type);
   return 0;
@@ -1073,6 +1223,11 @@ static int module_clear(PyObject *m) {
   Py_CLEAR(st->future_type);
   Py_CLEAR(st->task_type);
   Py_CLEAR(st->set_task_name);
+  Py_CLEAR(st->get_running_loop);
+  Py_CLEAR(st->set_running_loop);
+  Py_CLEAR(st->get_asyncgen_hooks);
+  Py_CLEAR(st->set_asyncgen_hooks);
+  Py_CLEAR(st->set_wakeup_fd);
   Py_CLEAR(st->core_type);
   Py_CLEAR(st->op_type);
   return 0;
