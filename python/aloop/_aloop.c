@@ -4,13 +4,14 @@
  * not a subclass of asyncio.base_events.BaseEventLoop: BaseEventLoop's iteration runs a selector,
  * and its create_connection/create_server/... end in transport factories that raise
  * NotImplementedError, which would put selector-shaped code and half-working methods on the loop.
- * What runs on every iteration lives here, on aloop: the ready queue and timers (aloop_call_soon,
- * aloop_call_at), the wait (aloop_run, with the interpreter lock given up while the driver sleeps),
- * readers and writers, calls from other threads, and the socket operations (aloop_sock_*: requests
- * io_uring completes in the kernel, never a selector). The rare paths (the exception handler API,
- * task factories, executors, async generator shutdown, run_until_complete) are BaseEventLoop's own
- * pure-Python functions bound onto Loop in __init__.py: they do no I/O of their own and run on top
- * of the methods defined here.
+ * What runs on every iteration, and the calls a program makes all the time, live here, on aloop:
+ * the ready queue and timers (aloop_call_soon, aloop_call_at), run_forever and run_until_complete
+ * (aloop_run, with the interpreter lock given up while the driver sleeps, and a wake-up socket for
+ * signals), readers and writers, calls from other threads, futures and tasks, and the socket
+ * operations (aloop_sock_*: requests io_uring completes in the kernel, never a selector). The rare
+ * paths (the exception handler API, executors, async generator shutdown, set_debug) are
+ * BaseEventLoop's own pure-Python functions bound onto Loop in __init__.py: they do no I/O of their
+ * own and run on the methods defined here, so their semantics and words are asyncio's exactly.
  *
  * Callbacks are asyncio.Handle / asyncio.TimerHandle objects, so cancel(), cancelled(), when(),
  * the contextvars context and the exception handler reports are asyncio's own. aloop owns one
@@ -46,6 +47,7 @@ typedef struct {
   PyObject *get_running_loop, *set_running_loop; /* asyncio.events' */
   PyObject *get_asyncgen_hooks, *set_asyncgen_hooks; /* sys's */
   PyObject *set_wakeup_fd; /* signal.set_wakeup_fd */
+  PyObject *isfuture, *ensure_future, *until_complete_cb; /* asyncio's, for run_until_complete */
   PyTypeObject *core_type;
   PyTypeObject *op_type;
 } module_state;
@@ -534,6 +536,75 @@ static PyObject *core_run_forever(LoopCore *self, PyObject *unused) {
   if (old_hooks) leave_run(self, st, old_hooks, old_wakeup);
   Py_XDECREF(old_hooks);
   Py_XDECREF(old_wakeup);
+  return result;
+}
+
+/* obj.name() as a truth value, or -1 with an exception. */
+static int call_bool(PyObject *obj, const char *name) {
+  PyObject *r = PyObject_CallMethod(obj, name, NULL);
+  int yes = r ? PyObject_IsTrue(r) : -1;
+  Py_XDECREF(r);
+  return yes;
+}
+
+/* After run_forever failed: a task made here that ended with an error has had its error looked
+ * at (the caller gets run_forever's), so asyncio's "exception was never retrieved" stays quiet. */
+static void mark_retrieved(PyObject *fut) {
+  PyObject *type, *value, *tb;
+  PyErr_Fetch(&type, &value, &tb);
+  if (call_bool(fut, "done") == 1 && call_bool(fut, "cancelled") == 0) {
+    PyObject *r = PyObject_CallMethod(fut, "exception", NULL);
+    Py_XDECREF(r);
+  }
+  PyErr_Clear();
+  PyErr_Restore(type, value, tb);
+}
+
+static PyObject *wrap_future(LoopCore *self, module_state *st, PyObject *future, int *new_task) {
+  PyObject *isf = PyObject_CallOneArg(st->isfuture, future);
+  int is_future = isf ? PyObject_IsTrue(isf) : -1;
+  Py_XDECREF(isf);
+  if (is_future < 0) return NULL;
+  *new_task = !is_future;
+  PyObject *args = PyTuple_Pack(1, future), *kw = Py_BuildValue("{sO}", "loop", self);
+  PyObject *fut = args && kw ? PyObject_Call(st->ensure_future, args, kw) : NULL;
+  Py_XDECREF(args);
+  Py_XDECREF(kw);
+  if (fut && *new_task && PyObject_SetAttrString(fut, "_log_destroy_pending", Py_False) < 0)
+    PyErr_Clear(); /* a task factory's task may not have it */
+  return fut;
+}
+
+/* As asyncio's: run until the future (or the task made of a coroutine) is done; an error if the
+ * loop was stopped first. */
+static PyObject *core_run_until_complete(LoopCore *self, PyObject *future) {
+  module_state *st = state_of((PyObject *)self);
+  if (!st || check_closed(self) < 0 || check_running(self, st) < 0) return NULL;
+  int new_task;
+  PyObject *fut = wrap_future(self, st, future, &new_task);
+  if (!fut) return NULL;
+  PyObject *r = PyObject_CallMethod(fut, "add_done_callback", "O", st->until_complete_cb);
+  if (r) {
+    Py_DECREF(r);
+    r = core_run_forever(self, NULL);
+    if (!r && new_task) mark_retrieved(fut);
+    PyObject *type, *value, *tb;
+    PyErr_Fetch(&type, &value, &tb);
+    PyObject *removed = PyObject_CallMethod(fut, "remove_done_callback", "O", st->until_complete_cb);
+    Py_XDECREF(removed);
+    if (type) PyErr_Restore(type, value, tb);
+    else if (!removed) Py_CLEAR(r);
+  }
+  PyObject *result = NULL;
+  if (r) {
+    Py_DECREF(r);
+    int done = call_bool(fut, "done");
+    if (done == 0)
+      PyErr_SetString(PyExc_RuntimeError, "Event loop stopped before Future completed.");
+    else if (done == 1)
+      result = PyObject_CallMethod(fut, "result", NULL);
+  }
+  Py_DECREF(fut);
   return result;
 }
 
@@ -1089,6 +1160,7 @@ static PyMethodDef core_methods[] = {
     {"get_debug", (PyCFunction)core_get_debug, METH_NOARGS, NULL},
     {"_timer_handle_cancelled", (PyCFunction)core_timer_handle_cancelled, METH_O, NULL},
     {"run_forever", (PyCFunction)core_run_forever, METH_NOARGS, "Run until stop() is called."},
+    {"run_until_complete", (PyCFunction)core_run_until_complete, METH_O, NULL},
     {"is_running", (PyCFunction)core_is_running, METH_NOARGS, NULL},
     {"is_closed", (PyCFunction)core_is_closed, METH_NOARGS, NULL},
     {"stop", (PyCFunction)core_stop, METH_NOARGS, NULL},
@@ -1184,6 +1256,9 @@ static int module_exec(PyObject *m) {
       {"sys", "get_asyncgen_hooks", &st->get_asyncgen_hooks},
       {"sys", "set_asyncgen_hooks", &st->set_asyncgen_hooks},
       {"signal", "set_wakeup_fd", &st->set_wakeup_fd},
+      {"asyncio.futures", "isfuture", &st->isfuture},
+      {"asyncio.tasks", "ensure_future", &st->ensure_future},
+      {"asyncio.base_events", "_run_until_complete_cb", &st->until_complete_cb},
   };
   for (size_t i = 0; i < sizeof wanted / sizeof wanted[0]; i++) {
     PyObject *mod = PyImport_ImportModule(wanted[i].module);
@@ -1211,6 +1286,9 @@ static int module_traverse(PyObject *m, visitproc visit, void *arg) {
   Py_VISIT(st->get_asyncgen_hooks);
   Py_VISIT(st->set_asyncgen_hooks);
   Py_VISIT(st->set_wakeup_fd);
+  Py_VISIT(st->isfuture);
+  Py_VISIT(st->ensure_future);
+  Py_VISIT(st->until_complete_cb);
   Py_VISIT(st->core_type);
   Py_VISIT(st->op_type);
   return 0;
@@ -1228,6 +1306,9 @@ static int module_clear(PyObject *m) {
   Py_CLEAR(st->get_asyncgen_hooks);
   Py_CLEAR(st->set_asyncgen_hooks);
   Py_CLEAR(st->set_wakeup_fd);
+  Py_CLEAR(st->isfuture);
+  Py_CLEAR(st->ensure_future);
+  Py_CLEAR(st->until_complete_cb);
   Py_CLEAR(st->core_type);
   Py_CLEAR(st->op_type);
   return 0;
