@@ -42,8 +42,7 @@ def backends():
 # The rare paths are asyncio's own pure-Python code: they do no I/O themselves and run on the
 # methods LoopCore implements on aloop (see the comment at the top of _aloop.c).
 _BORROWED = (
-    "set_exception_handler", "get_exception_handler", "default_exception_handler",
-    "call_exception_handler", "set_debug", "_set_coroutine_origin_tracking",
+    "default_exception_handler", "set_debug", "_set_coroutine_origin_tracking",
     "shutdown_asyncgens", "_asyncgen_firstiter_hook", "_asyncgen_finalizer_hook",
     "run_in_executor", "set_default_executor", "shutdown_default_executor",
     "_do_shutdown", "_check_default_executor", "_check_closed",
@@ -58,7 +57,6 @@ class Loop(_aloop.LoopCore, asyncio.AbstractEventLoop):
         # LoopCore.__new__ created the aloop loop on `backend`.
         self._timer_cancelled_count = 0
         self._default_executor = None
-        self._exception_handler = None
         self._current_handle = None
         self._coroutine_origin_tracking_enabled = False
         self._coroutine_origin_tracking_saved_depth = None

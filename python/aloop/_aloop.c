@@ -7,9 +7,10 @@
  * What runs on every iteration, and the calls a program makes all the time, live here, on aloop:
  * the ready queue and timers (aloop_call_soon, aloop_call_at), run_forever and run_until_complete
  * (aloop_run, with the interpreter lock given up while the driver sleeps, and a wake-up socket for
- * signals), readers and writers, calls from other threads, futures and tasks, and the socket
- * operations (aloop_sock_*: requests io_uring completes in the kernel, never a selector). The rare
- * paths (the exception handler API, executors, async generator shutdown, set_debug) are
+ * signals), readers and writers, calls from other threads, futures and tasks, the exception
+ * handler, and the socket operations (aloop_sock_*: requests io_uring completes in the kernel,
+ * never a selector). The rare paths (default_exception_handler's formatting and logging,
+ * executors, async generator shutdown, set_debug) are
  * BaseEventLoop's own pure-Python functions bound onto Loop in __init__.py: they do no I/O of their
  * own and run on the methods defined here, so their semantics and words are asyncio's exactly.
  *
@@ -48,6 +49,7 @@ typedef struct {
   PyObject *get_asyncgen_hooks, *set_asyncgen_hooks; /* sys's */
   PyObject *set_wakeup_fd; /* signal.set_wakeup_fd */
   PyObject *isfuture, *ensure_future, *until_complete_cb; /* asyncio's, for run_until_complete */
+  PyObject *logger; /* logging.getLogger("asyncio"), as asyncio's own reports */
   PyTypeObject *core_type;
   PyTypeObject *op_type;
 } module_state;
@@ -62,6 +64,7 @@ typedef struct {
   PyObject *exc;        /* a BaseException a callback raised past asyncio's handler: re-raised */
   char debug;
   PyObject *task_factory;
+  PyObject *exception_handler;
   int closed, closing, running;
   unsigned long thread_id;  /* the thread running the loop, while it runs */
   int wake[2];              /* signals wake the loop: Python's handler writes wake[1] */
@@ -418,6 +421,85 @@ static PyObject *core_get_task_factory(LoopCore *self, PyObject *unused) {
 
 static PyObject *core_get_debug(LoopCore *self, PyObject *unused) {
   return PyBool_FromLong(self->debug);
+}
+
+/* ---- the exception handler -------------------------------------------------------------------- */
+
+static PyObject *core_set_exception_handler(LoopCore *self, PyObject *handler) {
+  if (handler != Py_None && !PyCallable_Check(handler)) {
+    PyErr_Format(PyExc_TypeError, "A callable object or None is expected, got %R", handler);
+    return NULL;
+  }
+  Py_INCREF(handler);
+  Py_XSETREF(self->exception_handler, handler);
+  Py_RETURN_NONE;
+}
+
+static PyObject *core_get_exception_handler(LoopCore *self, PyObject *unused) {
+  PyObject *h = self->exception_handler ? self->exception_handler : Py_None;
+  Py_INCREF(h);
+  return h;
+}
+
+/* A handler's own failure: SystemExit and KeyboardInterrupt go on up (0 returned with the error
+ * set); anything else is taken (1). */
+static int handler_failed_quietly(void) {
+  if (PyErr_ExceptionMatches(PyExc_SystemExit) || PyErr_ExceptionMatches(PyExc_KeyboardInterrupt))
+    return 0;
+  return 1;
+}
+
+/* Log `message` on asyncio's logger with the exception being handled, and clear it. */
+static PyObject *log_current_error(module_state *st, const char *message) {
+  PyObject *type, *value, *tb;
+  PyErr_Fetch(&type, &value, &tb);
+  PyErr_NormalizeException(&type, &value, &tb);
+  if (tb && value) PyException_SetTraceback(value, tb);
+  PyObject *args = Py_BuildValue("(s)", message);
+  PyObject *kw = value ? Py_BuildValue("{sO}", "exc_info", value) : NULL;
+  PyObject *error = PyObject_GetAttrString(st->logger, "error");
+  PyObject *r = args && kw && error ? PyObject_Call(error, args, kw) : NULL;
+  Py_XDECREF(args);
+  Py_XDECREF(kw);
+  Py_XDECREF(error);
+  Py_XDECREF(type);
+  Py_XDECREF(value);
+  Py_XDECREF(tb);
+  return r;
+}
+
+static PyObject *call_default_handler(LoopCore *self, module_state *st, PyObject *context,
+                                      const char *if_it_fails) {
+  PyObject *r = PyObject_CallMethod((PyObject *)self, "default_exception_handler", "O", context);
+  if (r || !handler_failed_quietly()) return r;
+  return log_current_error(st, if_it_fails);
+}
+
+/* As asyncio's: the handler set (or the default one) hears the context; its own failure is
+ * reported through the default handler, and a failure there is logged. */
+static PyObject *core_call_exception_handler(LoopCore *self, PyObject *context) {
+  module_state *st = state_of((PyObject *)self);
+  if (!st) return NULL;
+  PyObject *handler = self->exception_handler;
+  if (!handler || handler == Py_None)
+    return call_default_handler(self, st, context, "Exception in default exception handler");
+  PyObject *r = PyObject_CallFunctionObjArgs(handler, self, context, NULL);
+  if (r || !handler_failed_quietly()) return r;
+  PyObject *type, *value, *tb;
+  PyErr_Fetch(&type, &value, &tb);
+  PyErr_NormalizeException(&type, &value, &tb);
+  if (tb && value) PyException_SetTraceback(value, tb);
+  PyObject *report = Py_BuildValue("{sssOsO}", "message", "Unhandled error in exception handler",
+                                   "exception", value ? value : Py_None, "context", context);
+  Py_XDECREF(type);
+  Py_XDECREF(value);
+  Py_XDECREF(tb);
+  if (!report) return NULL;
+  r = call_default_handler(self, st, report,
+                           "Exception in default exception handler while handling an unexpected "
+                           "error in custom exception handler");
+  Py_DECREF(report);
+  return r;
 }
 
 /* ---- running ----------------------------------------------------------------------------------- */
@@ -1096,6 +1178,7 @@ static int core_traverse(LoopCore *self, visitproc visit, void *arg) {
   Py_VISIT(self->ops);
   Py_VISIT(self->exc);
   Py_VISIT(self->task_factory);
+  Py_VISIT(self->exception_handler);
   Py_VISIT(self->dict);
   return 0;
 }
@@ -1105,6 +1188,7 @@ static int core_clear(LoopCore *self) {
   Py_CLEAR(self->writers);
   Py_CLEAR(self->exc);
   Py_CLEAR(self->task_factory);
+  Py_CLEAR(self->exception_handler);
   Py_CLEAR(self->dict);
   return 0;
 }
@@ -1158,6 +1242,9 @@ static PyMethodDef core_methods[] = {
     {"set_task_factory", (PyCFunction)core_set_task_factory, METH_O, NULL},
     {"get_task_factory", (PyCFunction)core_get_task_factory, METH_NOARGS, NULL},
     {"get_debug", (PyCFunction)core_get_debug, METH_NOARGS, NULL},
+    {"set_exception_handler", (PyCFunction)core_set_exception_handler, METH_O, NULL},
+    {"get_exception_handler", (PyCFunction)core_get_exception_handler, METH_NOARGS, NULL},
+    {"call_exception_handler", (PyCFunction)core_call_exception_handler, METH_O, NULL},
     {"_timer_handle_cancelled", (PyCFunction)core_timer_handle_cancelled, METH_O, NULL},
     {"run_forever", (PyCFunction)core_run_forever, METH_NOARGS, "Run until stop() is called."},
     {"run_until_complete", (PyCFunction)core_run_until_complete, METH_O, NULL},
@@ -1259,6 +1346,7 @@ static int module_exec(PyObject *m) {
       {"asyncio.futures", "isfuture", &st->isfuture},
       {"asyncio.tasks", "ensure_future", &st->ensure_future},
       {"asyncio.base_events", "_run_until_complete_cb", &st->until_complete_cb},
+      {"asyncio.log", "logger", &st->logger},
   };
   for (size_t i = 0; i < sizeof wanted / sizeof wanted[0]; i++) {
     PyObject *mod = PyImport_ImportModule(wanted[i].module);
@@ -1289,6 +1377,7 @@ static int module_traverse(PyObject *m, visitproc visit, void *arg) {
   Py_VISIT(st->isfuture);
   Py_VISIT(st->ensure_future);
   Py_VISIT(st->until_complete_cb);
+  Py_VISIT(st->logger);
   Py_VISIT(st->core_type);
   Py_VISIT(st->op_type);
   return 0;
@@ -1309,6 +1398,7 @@ static int module_clear(PyObject *m) {
   Py_CLEAR(st->isfuture);
   Py_CLEAR(st->ensure_future);
   Py_CLEAR(st->until_complete_cb);
+  Py_CLEAR(st->logger);
   Py_CLEAR(st->core_type);
   Py_CLEAR(st->op_type);
   return 0;

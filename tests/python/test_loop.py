@@ -278,6 +278,18 @@ def test_the_default_exception_handler_logs(loop, caplog):
     assert "OSError" in caplog.text
 
 
+def test_a_failing_exception_handler_is_reported_by_the_default_one(loop, caplog):
+    def bad_handler(lp, ctx):
+        raise RuntimeError("handler broke")
+
+    loop.set_exception_handler(bad_handler)
+    with caplog.at_level(logging.ERROR, logger="asyncio"):
+        loop.call_exception_handler({"message": "first"})
+    assert "Unhandled error in exception handler" in caplog.text
+    assert "handler broke" in caplog.text
+    loop.set_exception_handler(None)
+
+
 @pytest.mark.uvloop_differs("runs the rest of the round first")
 def test_a_keyboard_interrupt_in_a_callback_leaves_run_forever(loop):
     def interrupt():
