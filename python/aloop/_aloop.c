@@ -213,6 +213,15 @@ static int check_callback(LoopCore *self, PyObject *cb, const char *method) {
   return r ? 0 : -1;
 }
 
+/* In debug mode asyncio also refuses a non-thread-safe call from a thread other than the one
+ * running the loop. */
+static int check_thread(LoopCore *self) {
+  if (!self->debug) return 0;
+  PyObject *r = PyObject_CallMethod((PyObject *)self, "_check_thread", NULL);
+  Py_XDECREF(r);
+  return r ? 0 : -1;
+}
+
 /* Split (callback, *args) and the context= keyword of a FASTCALL|KEYWORDS call. */
 static int split_call(PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames, Py_ssize_t skip,
                       const char *method, PyObject **cb, PyObject **cargs, PyObject **context) {
@@ -245,7 +254,7 @@ static int split_call(PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames
 static PyObject *schedule_soon(LoopCore *self, PyObject *const *args, Py_ssize_t nargs,
                                PyObject *kwnames, const char *method, int threadsafe) {
   PyObject *cb, *cargs, *context;
-  if (check_closed(self) < 0) return NULL;
+  if (check_closed(self) < 0 || (!threadsafe && check_thread(self) < 0)) return NULL;
   if (split_call(args, nargs, kwnames, 0, method, &cb, &cargs, &context) < 0) return NULL;
   if (check_callback(self, cb, method) < 0) {
     Py_DECREF(cargs);
@@ -314,7 +323,7 @@ static PyObject *schedule_at(LoopCore *self, double when, PyObject *cb, PyObject
 static PyObject *schedule_timer(LoopCore *self, PyObject *const *args, Py_ssize_t nargs,
                                 PyObject *kwnames, const char *method, int relative) {
   PyObject *cb, *cargs, *context;
-  if (check_closed(self) < 0) return NULL;
+  if (check_closed(self) < 0 || check_thread(self) < 0) return NULL;
   if (nargs < 1) {
     PyErr_Format(PyExc_TypeError, "%s() missing required argument '%s'", method,
                  relative ? "delay" : "when");

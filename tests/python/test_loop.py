@@ -318,6 +318,26 @@ def test_debug_mode_can_be_switched(loop):
     assert not loop.get_debug()
 
 
+def test_debug_mode_refuses_call_soon_from_another_thread(loop):
+    loop.set_debug(True)
+    errors = []
+
+    async def main():
+        def other():
+            try:
+                loop.call_soon(print)
+            except RuntimeError as e:
+                errors.append(str(e))
+
+        t = threading.Thread(target=other)
+        t.start()
+        await loop.run_in_executor(None, t.join)
+
+    run(loop, main())
+    loop.set_debug(False)
+    assert len(errors) == 1 and "thread" in errors[0]
+
+
 @pytest.mark.uvloop_differs("remove_writer returns None")
 def test_readers_and_writers_on_a_socketpair(loop):
     a, b = socket.socketpair()
