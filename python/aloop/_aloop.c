@@ -732,27 +732,30 @@ static int fd_of(PyObject *obj) {
   return fd;
 }
 
-static void on_io(LoopCore *self, PyObject *table, int fd) {
+/* A watcher whose handle was cancelled is removed, as asyncio's selector loop does: its fd would
+ * otherwise be reported ready on every iteration with nothing to run. */
+static void on_io(LoopCore *self, int fd, int write) {
   if (self->closing || self->exc) return; /* the fd stays ready: it is reported again */
+  PyObject *table = write ? self->writers : self->readers;
   PyObject *key = PyLong_FromLong(fd);
   PyObject *h = key ? PyDict_GetItemWithError(table, key) : NULL;
-  Py_XDECREF(key);
-  if (!h) {
-    if (PyErr_Occurred()) keep_exception(self);
-    return;
+  Py_XINCREF(h);
+  int cancelled = h ? handle_cancelled(h) : -1;
+  if (cancelled == 1) {
+    if (PyDict_DelItem(table, key) < 0) cancelled = -1;
+    if (write) aloop_remove_writer(self->loop, fd);
+    else aloop_remove_reader(self->loop, fd);
+  } else if (cancelled == 0) {
+    run_handle(self, h);
   }
-  Py_INCREF(h);
-  run_handle(self, h);
-  Py_DECREF(h);
+  if (cancelled < 0 && PyErr_Occurred()) keep_exception(self);
+  Py_XDECREF(h);
+  Py_XDECREF(key);
 }
 
-static void on_readable(aloop_loop *loop, int fd, void *arg) {
-  on_io(arg, ((LoopCore *)arg)->readers, fd);
-}
+static void on_readable(aloop_loop *loop, int fd, void *arg) { on_io(arg, fd, 0); }
 
-static void on_writable(aloop_loop *loop, int fd, void *arg) {
-  on_io(arg, ((LoopCore *)arg)->writers, fd);
-}
+static void on_writable(aloop_loop *loop, int fd, void *arg) { on_io(arg, fd, 1); }
 
 static PyObject *set_error(int err) {
   if (-err < ALOOP_EBASE) {
