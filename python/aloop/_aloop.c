@@ -479,7 +479,9 @@ static PyObject *log_current_error(module_state *st, const char *message) {
 
 static PyObject *call_default_handler(LoopCore *self, module_state *st, PyObject *context,
                                       const char *if_it_fails) {
-  PyObject *r = PyObject_CallMethod((PyObject *)self, "default_exception_handler", "O", context);
+  PyObject *name = PyUnicode_FromString("default_exception_handler");
+  PyObject *r = name ? PyObject_CallMethodOneArg((PyObject *)self, name, context) : NULL;
+  Py_XDECREF(name);
   if (r || !handler_failed_quietly()) return r;
   return log_current_error(st, if_it_fails);
 }
