@@ -44,7 +44,7 @@ def backends():
 _BORROWED = (
     "default_exception_handler", "set_debug", "_set_coroutine_origin_tracking",
     "shutdown_asyncgens", "_asyncgen_firstiter_hook", "_asyncgen_finalizer_hook",
-    "run_in_executor", "set_default_executor", "shutdown_default_executor",
+    "shutdown_default_executor",
     "_do_shutdown", "_check_default_executor", "_check_closed",
     "_check_running", "_check_callback", "_check_thread",
 )

@@ -8,9 +8,9 @@
  * the ready queue and timers (aloop_call_soon, aloop_call_at), run_forever and run_until_complete
  * (aloop_run, with the interpreter lock given up while the driver sleeps, and a wake-up socket for
  * signals), readers and writers, calls from other threads, futures and tasks, the exception
- * handler, and the socket operations (aloop_sock_*: requests io_uring completes in the kernel,
- * never a selector). The rare paths (default_exception_handler's formatting and logging,
- * executors, async generator shutdown, set_debug) are
+ * handler, run_in_executor, and the socket operations (aloop_sock_*: requests io_uring completes
+ * in the kernel, never a selector). The rare paths (default_exception_handler's formatting and
+ * logging, shutdown_default_executor, async generator shutdown, set_debug) are
  * BaseEventLoop's own pure-Python functions bound onto Loop in __init__.py: they do no I/O of their
  * own and run on the methods defined here, so their semantics and words are asyncio's exactly.
  *
@@ -50,6 +50,7 @@ typedef struct {
   PyObject *set_wakeup_fd; /* signal.set_wakeup_fd */
   PyObject *isfuture, *ensure_future, *until_complete_cb; /* asyncio's, for run_until_complete */
   PyObject *logger; /* logging.getLogger("asyncio"), as asyncio's own reports */
+  PyObject *thread_pool, *wrap_future; /* concurrent.futures.ThreadPoolExecutor, asyncio's */
   PyTypeObject *core_type;
   PyTypeObject *op_type;
 } module_state;
@@ -430,6 +431,68 @@ static PyObject *core_get_task_factory(LoopCore *self, PyObject *unused) {
 
 static PyObject *core_get_debug(LoopCore *self, PyObject *unused) {
   return PyBool_FromLong(self->debug);
+}
+
+/* ---- the executor ------------------------------------------------------------------------------ */
+
+/* The default executor, made on first use (a ThreadPoolExecutor, as asyncio's); refused once
+ * shutdown_default_executor was called. Lives in _default_executor, which shutdown_default_executor
+ * and close use too. */
+static PyObject *default_executor(LoopCore *self, module_state *st) {
+  PyObject *ex = PyObject_GetAttrString((PyObject *)self, "_default_executor");
+  if (!ex) return NULL;
+  PyObject *r = PyObject_CallMethod((PyObject *)self, "_check_default_executor", NULL);
+  if (!r) {
+    Py_DECREF(ex);
+    return NULL;
+  }
+  Py_DECREF(r);
+  if (ex != Py_None) return ex;
+  Py_DECREF(ex);
+  PyObject *args = PyTuple_New(0), *kw = Py_BuildValue("{ss}", "thread_name_prefix", "asyncio");
+  ex = args && kw ? PyObject_Call(st->thread_pool, args, kw) : NULL;
+  Py_XDECREF(args);
+  Py_XDECREF(kw);
+  if (ex && PyObject_SetAttrString((PyObject *)self, "_default_executor", ex) < 0) Py_CLEAR(ex);
+  return ex;
+}
+
+/* run_in_executor(executor, func, *args): func(*args) on the executor (None: the default one),
+ * its concurrent future wrapped in an asyncio future of this loop. */
+static PyObject *core_run_in_executor(LoopCore *self, PyObject *const *args, Py_ssize_t nargs) {
+  if (nargs < 2) {
+    PyErr_SetString(PyExc_TypeError, "run_in_executor() takes at least 2 arguments");
+    return NULL;
+  }
+  module_state *st = state_of((PyObject *)self);
+  if (!st || check_closed(self) < 0 || check_callback(self, args[1], "run_in_executor") < 0)
+    return NULL;
+  PyObject *ex = args[0] == Py_None ? default_executor(self, st) : (Py_INCREF(args[0]), args[0]);
+  if (!ex) return NULL;
+  PyObject *submit = PyObject_GetAttrString(ex, "submit");
+  Py_DECREF(ex);
+  PyObject *cf = submit ? PyObject_Vectorcall(submit, args + 1, (size_t)(nargs - 1), NULL) : NULL;
+  Py_XDECREF(submit);
+  if (!cf) return NULL;
+  PyObject *wargs = PyTuple_Pack(1, cf), *kw = Py_BuildValue("{sO}", "loop", self);
+  PyObject *fut = wargs && kw ? PyObject_Call(st->wrap_future, wargs, kw) : NULL;
+  Py_XDECREF(wargs);
+  Py_XDECREF(kw);
+  Py_DECREF(cf);
+  return fut;
+}
+
+static PyObject *core_set_default_executor(LoopCore *self, PyObject *executor) {
+  module_state *st = state_of((PyObject *)self);
+  if (!st) return NULL;
+  int ok = PyObject_IsInstance(executor, st->thread_pool);
+  if (ok < 0) return NULL;
+  if (!ok) {
+    PyErr_SetString(PyExc_TypeError, "executor must be ThreadPoolExecutor");
+    return NULL;
+  }
+  if (PyObject_SetAttrString((PyObject *)self, "_default_executor", executor) < 0) return NULL;
+  Py_RETURN_NONE;
 }
 
 /* ---- the exception handler -------------------------------------------------------------------- */
@@ -1256,6 +1319,8 @@ static PyMethodDef core_methods[] = {
     {"set_task_factory", (PyCFunction)core_set_task_factory, METH_O, NULL},
     {"get_task_factory", (PyCFunction)core_get_task_factory, METH_NOARGS, NULL},
     {"get_debug", (PyCFunction)core_get_debug, METH_NOARGS, NULL},
+    {"run_in_executor", (PyCFunction)(void (*)(void))core_run_in_executor, METH_FASTCALL, NULL},
+    {"set_default_executor", (PyCFunction)core_set_default_executor, METH_O, NULL},
     {"set_exception_handler", (PyCFunction)core_set_exception_handler, METH_O, NULL},
     {"get_exception_handler", (PyCFunction)core_get_exception_handler, METH_NOARGS, NULL},
     {"call_exception_handler", (PyCFunction)core_call_exception_handler, METH_O, NULL},
@@ -1361,6 +1426,8 @@ static int module_exec(PyObject *m) {
       {"asyncio.tasks", "ensure_future", &st->ensure_future},
       {"asyncio.base_events", "_run_until_complete_cb", &st->until_complete_cb},
       {"asyncio.log", "logger", &st->logger},
+      {"concurrent.futures", "ThreadPoolExecutor", &st->thread_pool},
+      {"asyncio.futures", "wrap_future", &st->wrap_future},
   };
   for (size_t i = 0; i < sizeof wanted / sizeof wanted[0]; i++) {
     PyObject *mod = PyImport_ImportModule(wanted[i].module);
@@ -1392,6 +1459,8 @@ static int module_traverse(PyObject *m, visitproc visit, void *arg) {
   Py_VISIT(st->ensure_future);
   Py_VISIT(st->until_complete_cb);
   Py_VISIT(st->logger);
+  Py_VISIT(st->thread_pool);
+  Py_VISIT(st->wrap_future);
   Py_VISIT(st->core_type);
   Py_VISIT(st->op_type);
   return 0;
@@ -1413,6 +1482,8 @@ static int module_clear(PyObject *m) {
   Py_CLEAR(st->ensure_future);
   Py_CLEAR(st->until_complete_cb);
   Py_CLEAR(st->logger);
+  Py_CLEAR(st->thread_pool);
+  Py_CLEAR(st->wrap_future);
   Py_CLEAR(st->core_type);
   Py_CLEAR(st->op_type);
   return 0;

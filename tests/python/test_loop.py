@@ -390,9 +390,16 @@ def test_run_in_executor_and_a_default_executor(loop):
     loop.set_default_executor(ex)
     name = run(loop, loop.run_in_executor(None, lambda: threading.current_thread().name))
     assert name != threading.current_thread().name
+    assert run(loop, loop.run_in_executor(ex, pow, 2, 10)) == 1024
     loop.run_until_complete(loop.shutdown_default_executor())
-    with pytest.raises(RuntimeError):
+    with pytest.raises(RuntimeError, match="Executor shutdown has been called"):
         loop.run_in_executor(None, sum, [1])
+
+
+@pytest.mark.uvloop_differs("takes any executor")
+def test_only_a_thread_pool_can_be_the_default_executor(loop):
+    with pytest.raises(TypeError, match="executor must be ThreadPoolExecutor"):
+        loop.set_default_executor(object())
 
 
 def test_shutdown_asyncgens_finalizes_unfinished_generators(loop):
