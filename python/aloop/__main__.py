@@ -1,6 +1,7 @@
 """python3 -m aloop [--backend B] script.py ARGS... | -m module ARGS...: run an asyncio program on
 aloop's loop (the policy is installed first, so asyncio.run and friends make aloop loops)."""
 
+import os
 import runpy
 import sys
 
@@ -56,10 +57,12 @@ def parse(argv):
 def main():
     backend, is_module, target, args = parse(sys.argv[1:])
     from . import Loop, install, backends
-    if backend is not None:
+    chosen = backend if backend is not None else os.environ.get("ALOOP_BACKEND") or None
+    if chosen is not None:
         names = [b[0] for b in backends()]
-        if backend not in names and backend != "auto":
-            fail(f"unknown driver {backend!r} (compiled here: {', '.join(names)})")
+        origin = "--backend" if backend is not None else "ALOOP_BACKEND"
+        if chosen not in names and chosen != "auto":
+            fail(f"unknown driver {chosen!r} in {origin} (compiled here: {', '.join(names)})")
         try:
             Loop(backend).close()
         except (ValueError, OSError) as e:
@@ -69,7 +72,7 @@ def main():
     if is_module:
         runpy.run_module(target, run_name="__main__", alter_sys=True)
     else:
-        sys.path.insert(0, __import__("os").path.dirname(__import__("os").path.abspath(target)))
+        sys.path.insert(0, os.path.dirname(os.path.abspath(target)))
         runpy.run_path(target, run_name="__main__")
 
 

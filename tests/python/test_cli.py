@@ -79,6 +79,12 @@ def test_aloop_backend_is_honoured(script):
     assert r.stdout.split()[1] == backend
 
 
+def test_an_unknown_driver_in_aloop_backend_exits_2(script):
+    r = python("-m", "aloop", str(script(PROGRAM)), env={**os.environ, "ALOOP_BACKEND": "nosuch"})
+    assert r.returncode == 2
+    assert "unknown driver 'nosuch' in ALOOP_BACKEND" in r.stderr
+
+
 def test_list_backends_names_every_compiled_driver():
     r = python("-m", "aloop", "--list-backends")
     assert r.returncode == 0, r.stderr
