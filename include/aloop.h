@@ -155,6 +155,14 @@ ALOOP_API int aloop_run_once(aloop_loop *loop, int64_t timeout_ns);
 /* Make aloop_run() return once the current iteration's callbacks have run. */
 ALOOP_API void aloop_stop(aloop_loop *loop);
 
+/* Hooks for a host that runs aloop under a lock of its own (Python's interpreter lock): before(arg)
+ * is called right before the driver's poll whenever that poll may block (its timeout is not 0),
+ * after(arg) right after it returns, on the loop's thread, so the host can let other threads run
+ * while aloop sleeps. A poll that does not wait (ready callbacks, aloop_run_once(loop, 0)) calls
+ * neither. The hooks must not call into the loop. Both NULL (or either) removes them. */
+ALOOP_API void aloop_set_wait_hooks(aloop_loop *loop, void (*before)(void *arg),
+                                    void (*after)(void *arg), void *arg);
+
 /* ---- Embedding in another program's loop ------------------------------------------------------- */
 
 /* A program that already runs a loop (a GUI toolkit's, another library's) hosts aloop with these

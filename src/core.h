@@ -146,6 +146,10 @@ struct aloop_loop {
   aloop_handle report_timer;  /* delivers the summaries due; internal, not in aloop_get_stats */
   bool report_timer_armed;
   bool poll_failed; /* the driver's wait failed for good: said once (loop.c) */
+  /* aloop_set_wait_hooks: run around a poll that may block (loop.c) */
+  void (*wait_before)(void *arg);
+  void (*wait_after)(void *arg);
+  void *wait_arg;
 };
 
 /* handle.c */

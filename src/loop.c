@@ -43,6 +43,26 @@ static int64_t poll_timeout(aloop_loop *loop, int64_t max_wait) {
   return timeout;
 }
 
+/* The driver's poll, with the host's wait hooks around it when it may block. A host that holds a
+ * lock while aloop's callbacks run (Python's interpreter lock) must let go of it while aloop sleeps,
+ * or its other threads stop for as long as the loop waits; a poll that cannot block (timeout 0)
+ * returns at once, so the hooks would only cost a lock round trip there. */
+static int poll_driver(aloop_loop *loop, int64_t timeout) {
+  bool hooked = timeout != 0 && loop->wait_before;
+  if (hooked) loop->wait_before(loop->wait_arg);
+  int err = loop->drv->poll(loop, loop->drv_state, timeout);
+  if (hooked) loop->wait_after(loop->wait_arg);
+  return err;
+}
+
+void aloop_set_wait_hooks(aloop_loop *loop, void (*before)(void *arg), void (*after)(void *arg),
+                          void *arg) {
+  bool both = before && after; /* one without the other could leave a lock taken or lost */
+  loop->wait_before = both ? before : NULL;
+  loop->wait_after = both ? after : NULL;
+  loop->wait_arg = both ? arg : NULL;
+}
+
 /* One iteration: the number of callbacks run, or the driver's poll error. A driver returns an
  * error only when waiting cannot work now or later (transient conditions it absorbs), so the
  * loop stops instead of spinning on it; the driver may already have said why in words, else it
@@ -51,7 +71,7 @@ static int iterate(aloop_loop *loop, int64_t max_wait) {
   loop->iterations++;
   aloop__fds_apply_changes(loop);
   uint64_t errors = loop->errors;
-  int err = loop->drv->poll(loop, loop->drv_state, poll_timeout(loop, max_wait));
+  int err = poll_driver(loop, poll_timeout(loop, max_wait));
   if (err < 0) {
     if (loop->errors == errors && !loop->poll_failed)
       aloop__report(loop, err, -1, loop->drv->name, "waiting for events failed; the loop stops");

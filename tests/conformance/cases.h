@@ -29,7 +29,8 @@
   X(process)                 \
   X(tls)                     \
   X(file)                    \
-  X(sendfile)
+  X(sendfile)                \
+  X(wait_hooks)
 
 #define DECLARE_CASE(name) TCase *conformance_##name(void);
 CONFORMANCE_CASES(DECLARE_CASE)

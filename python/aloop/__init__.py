@@ -1,0 +1,200 @@
+"""aloop's asyncio event loop: asyncio on aloop's drivers (io_uring, libev, select).
+
+    import aloop
+    aloop.run(main())                 # as asyncio.run(main()), on an aloop loop
+    aloop.install()                   # every new event loop is an aloop loop
+    python3 -m aloop script.py        # an unchanged asyncio program on aloop
+
+backend=None means the C library's default: $ALOOP_BACKEND, else the first driver that works
+(io_uring, libev, select).
+
+What a Loop has so far: time, call_soon, call_later, call_at, call_soon_threadsafe, run_forever,
+run_until_complete, stop, close, is_closed, is_running, create_future, create_task,
+set_task_factory/get_task_factory, add_reader/remove_reader/add_writer/remove_writer, the exception
+handler API, get_debug/set_debug, shutdown_asyncgens, shutdown_default_executor, run_in_executor,
+set_default_executor, and sock_recv, sock_recv_into, sock_sendall, sock_accept, sock_connect.
+
+Not there yet: getaddrinfo, getnameinfo, create_connection, create_server,
+create_unix_connection, create_unix_server, connect_accepted_socket, create_datagram_endpoint,
+connect_read_pipe, connect_write_pipe, subprocess_exec, subprocess_shell, start_tls, sendfile,
+sock_sendfile, sock_recvfrom, sock_recvfrom_into, sock_sendto, add_signal_handler,
+remove_signal_handler. AbstractEventLoop's stubs for them (which raise NotImplementedError) are
+hidden: on a Loop they do not exist (AttributeError, hasattr() is False), so code that checks for
+a method sees the truth.
+"""
+
+import asyncio
+import socket
+import ssl
+import weakref
+from asyncio import base_events
+
+from . import _aloop
+
+__all__ = ("Loop", "EventLoopPolicy", "new_event_loop", "install", "run", "backends")
+
+
+def backends():
+    """The compiled drivers in auto's order, as (name, available, reason) tuples."""
+    return _aloop.backends()
+
+
+# The rare paths are asyncio's own pure-Python code: they do no I/O themselves and run on the
+# methods LoopCore implements on aloop (see the comment at the top of _aloop.c).
+_BORROWED = (
+    "default_exception_handler", "set_debug", "_set_coroutine_origin_tracking",
+    "shutdown_asyncgens", "_asyncgen_firstiter_hook", "_asyncgen_finalizer_hook",
+    "shutdown_default_executor",
+    "_do_shutdown", "_check_default_executor", "_check_closed",
+    "_check_running", "_check_callback", "_check_thread",
+)
+
+
+class Loop(_aloop.LoopCore, asyncio.AbstractEventLoop):
+    """An asyncio event loop on aloop."""
+
+    def __init__(self, backend=None):
+        # LoopCore.__new__ created the aloop loop on `backend`.
+        self._timer_cancelled_count = 0
+        self._default_executor = None
+        self._current_handle = None
+        self._coroutine_origin_tracking_enabled = False
+        self._coroutine_origin_tracking_saved_depth = None
+        self._asyncgens = weakref.WeakSet()
+        self._asyncgens_shutdown_called = False
+        self._executor_shutdown_called = False
+        self.slow_callback_duration = 0.1
+        self._debug = False
+        self.set_debug(asyncio.coroutines._is_debug_mode())
+
+    def __repr__(self):
+        return (f"<{self.__class__.__name__} backend={self.backend} running={self.is_running()} "
+                f"closed={self.is_closed()} debug={self.get_debug()}>")
+
+    def close(self):
+        """Close the loop: pending callbacks are dropped, the default executor shut down."""
+        if self.is_running():
+            raise RuntimeError("Cannot close a running event loop")
+        if self.is_closed():
+            return
+        self._close()
+        executor = self._default_executor
+        if executor is not None:
+            self._default_executor = None
+            executor.shutdown(wait=False)
+
+    def _check_sock(self, sock):
+        if isinstance(sock, ssl.SSLSocket):
+            raise TypeError("Socket cannot be of type SSLSocket")
+        if sock.gettimeout() != 0:
+            raise ValueError("the socket must be non-blocking")
+
+    async def sock_recv(self, sock, n):
+        """Receive up to n bytes from sock (non-blocking)."""
+        self._check_sock(sock)
+        fut = self.create_future()
+        self._sock_recv(sock.fileno(), n, fut)
+        return await fut
+
+    async def sock_recv_into(self, sock, buf):
+        """Receive into buf; returns the number of bytes received."""
+        self._check_sock(sock)
+        fut = self.create_future()
+        self._sock_recv_into(sock.fileno(), buf, fut)
+        return await fut
+
+    async def sock_sendall(self, sock, data):
+        """Send every byte of data."""
+        self._check_sock(sock)
+        fut = self.create_future()
+        self._sock_sendall(sock.fileno(), data, fut)
+        return await fut
+
+    async def sock_accept(self, sock):
+        """Accept a connection: (socket, address), the socket non-blocking."""
+        self._check_sock(sock)
+        fut = self.create_future()
+        self._sock_accept(sock.fileno(), fut)
+        fd, address = await fut
+        conn = socket.socket(sock.family, sock.type & ~socket.SOCK_NONBLOCK, sock.proto, fileno=fd)
+        conn.setblocking(False)
+        return conn, address
+
+    async def sock_connect(self, sock, address):
+        """Connect sock to address (resolved on the executor if it is not numeric)."""
+        self._check_sock(sock)
+        if sock.family in (socket.AF_INET, socket.AF_INET6):
+            address = await self._resolve(sock, address)
+        fut = self.create_future()
+        self._sock_connect(sock.fileno(), sock.family, address, fut)
+        return await fut
+
+    async def _resolve(self, sock, address):
+        host, port = address[:2]
+        try:
+            infos = socket.getaddrinfo(host, port, sock.family, sock.type, sock.proto,
+                                       socket.AI_NUMERICHOST | socket.AI_NUMERICSERV)
+        except (socket.gaierror, UnicodeError, TypeError):
+            infos = await self.run_in_executor(None, socket.getaddrinfo, host, port,
+                                               sock.family, sock.type, sock.proto)
+        if not infos:
+            raise OSError(f"getaddrinfo({host!r}) returned empty list")
+        return infos[0][4]
+
+
+# What AbstractEventLoop declares and this loop does not do yet (see the docstring above).
+_NOT_YET = (
+    "getaddrinfo", "getnameinfo", "create_connection", "create_server", "create_unix_connection",
+    "create_unix_server", "connect_accepted_socket", "create_datagram_endpoint",
+    "connect_read_pipe", "connect_write_pipe", "subprocess_exec", "subprocess_shell", "start_tls",
+    "sendfile", "sock_sendfile", "sock_recvfrom", "sock_recvfrom_into", "sock_sendto",
+    "add_signal_handler", "remove_signal_handler",
+)
+
+
+class _NotYet:
+    """Hides an inherited AbstractEventLoop stub: the attribute does not exist on a Loop."""
+
+    def __set_name__(self, owner, name):
+        self.name = name
+
+    def __get__(self, obj, owner=None):
+        raise AttributeError(f"aloop's Loop has no {self.name}() yet")
+
+
+for _name in _NOT_YET:
+    _descriptor = _NotYet()
+    setattr(Loop, _name, _descriptor)
+    _descriptor.__set_name__(Loop, _name)
+del _descriptor
+
+for _name in _BORROWED:
+    setattr(Loop, _name, getattr(base_events.BaseEventLoop, _name))
+del _name
+
+
+def new_event_loop(backend=None):
+    """A new aloop loop on `backend` (None: $ALOOP_BACKEND, else auto)."""
+    return Loop(backend)
+
+
+class EventLoopPolicy(asyncio.DefaultEventLoopPolicy):
+    """asyncio's default policy, whose new loops are aloop loops."""
+
+    def __init__(self, backend=None):
+        super().__init__()
+        self._backend = backend
+
+    def new_event_loop(self):
+        return Loop(self._backend)
+
+
+def install(backend=None):
+    """Make aloop the event loop policy: asyncio.run, new_event_loop... give aloop loops."""
+    asyncio.set_event_loop_policy(EventLoopPolicy(backend))
+
+
+def run(main, *, backend=None, debug=None):
+    """Run the coroutine main on a new aloop loop and close it, as asyncio.run does."""
+    with asyncio.Runner(debug=debug, loop_factory=lambda: Loop(backend)) as runner:
+        return runner.run(main)
