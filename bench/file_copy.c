@@ -26,6 +26,7 @@
 #include <unistd.h>
 
 #include "aloop.h"
+#include "random_file.h"
 
 enum { MAX_REPEATS = 15, MAX_THREADS = 64 };
 
@@ -58,16 +59,6 @@ static double now_s(void) {
 
 /* ---- the source and the check ----------------------------------------------------------------- */
 
-static uint64_t mix(uint64_t h, const void *buf, size_t n) {
-  const unsigned char *p = buf;
-  for (size_t i = 0; i + 8 <= n; i += 8) {
-    uint64_t w;
-    memcpy(&w, p + i, 8);
-    h = (h ^ w) * UINT64_C(0x100000001b3);
-  }
-  return h;
-}
-
 static int checksum(const char *path, uint64_t *out) {
   enum { BLOCK = 1 << 20 };
   char *block = malloc(BLOCK);
@@ -77,36 +68,15 @@ static int checksum(const char *path, uint64_t *out) {
     if (fd >= 0) close(fd);
     return -1;
   }
-  uint64_t h = 0xcbf29ce484222325u;
+  uint64_t h = RANDOM_FILE_SEED;
   ssize_t n;
-  while ((n = read(fd, block, BLOCK)) > 0) h = mix(h, block, (size_t)n);
+  while ((n = read(fd, block, BLOCK)) > 0) h = random_file_mix(h, block, (size_t)n);
   close(fd);
   free(block);
   *out = h;
   return n < 0 ? -1 : 0;
 }
 
-static int make_source(void) {
-  enum { BLOCK = 1 << 20 };
-  uint64_t *block = malloc(BLOCK), x = 0x9e3779b97f4a7c15u;
-  int fd = open(cfg.src, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-  int rc = block && fd >= 0 ? 0 : -1;
-  for (int64_t done = 0; rc == 0 && done < cfg.size; done += BLOCK) {
-    for (size_t i = 0; i < BLOCK / 8; i++) { /* xorshift64 */
-      x ^= x << 13;
-      x ^= x >> 7;
-      x ^= x << 17;
-      block[i] = x;
-    }
-    size_t n = cfg.size - done < BLOCK ? (size_t)(cfg.size - done) : BLOCK;
-    if (write(fd, block, n) != (ssize_t)n) rc = -1;
-  }
-  /* On disk before any run: its writeback would otherwise slow down whichever runs first. */
-  if (rc == 0 && fdatasync(fd) < 0) rc = -1;
-  if (fd >= 0) close(fd);
-  free(block);
-  return rc;
-}
 
 /* ---- aloop: depth tasks over one loop ----------------------------------------------------------- */
 
@@ -379,7 +349,7 @@ int main(int argc, char **argv) {
   snprintf(cfg.src, sizeof cfg.src, "%s/src", dir);
   snprintf(cfg.dst, sizeof cfg.dst, "%s/dst", dir);
   uint64_t expected = 0;
-  if (make_source() < 0 || checksum(cfg.src, &expected) < 0) {
+  if (write_random_file(cfg.src, cfg.size, &expected) < 0) {
     fprintf(stderr, "aloop-file-copy: cannot write %s: %s\n", cfg.src, strerror(errno));
     rc = 1;
   } else {

@@ -30,8 +30,9 @@
 #include <unistd.h>
 
 #include "aloop.h"
+#include "random_file.h"
 
-enum { MAX_REPEATS = 15, BLOCK = 1 << 20 };
+enum { MAX_REPEATS = 15 };
 
 static struct {
   int64_t size;
@@ -53,41 +54,6 @@ static double now_s(void) {
   return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-/* FNV-1a over 8-byte words, carried across calls; whole transfers only, so a short tail of fewer
- * than 8 bytes is mixed byte by byte. */
-static uint64_t mix(uint64_t h, const unsigned char *p, size_t n) {
-  size_t i = 0;
-  for (; i + 8 <= n; i += 8) {
-    uint64_t w;
-    memcpy(&w, p + i, 8);
-    h = (h ^ w) * UINT64_C(0x100000001b3);
-  }
-  for (; i < n; i++) h = (h ^ p[i]) * UINT64_C(0x100000001b3);
-  return h;
-}
-
-static int make_file(void) {
-  uint64_t *block = malloc(BLOCK), x = 0x9e3779b97f4a7c15u, h = 0xcbf29ce484222325u;
-  int fd = open(cfg.path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-  int rc = block && fd >= 0 ? 0 : -1;
-  for (int64_t done = 0; rc == 0 && done < cfg.size; done += BLOCK) {
-    for (size_t i = 0; i < BLOCK / 8; i++) { /* xorshift64 */
-      x ^= x << 13;
-      x ^= x >> 7;
-      x ^= x << 17;
-      block[i] = x;
-    }
-    size_t n = cfg.size - done < BLOCK ? (size_t)(cfg.size - done) : BLOCK;
-    if (write(fd, block, n) != (ssize_t)n) rc = -1;
-    h = mix(h, (unsigned char *)block, n); /* n is a multiple of 8 but for the last block */
-  }
-  if (rc == 0 && fdatasync(fd) < 0) rc = -1; /* on disk first: no writeback during the runs */
-  if (fd >= 0) close(fd);
-  free(block);
-  cfg.checksum = h;
-  return rc;
-}
-
 /* ---- the client: reads everything, checks it ---------------------------------------------------- */
 
 struct client {
@@ -105,7 +71,7 @@ static void *client_main(void *arg) {
   setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &patience, sizeof patience);
   struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)c->port),
                           .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-  c->h = 0xcbf29ce484222325u;
+  c->h = RANDOM_FILE_SEED;
   if (connect(fd, (struct sockaddr *)&a, sizeof a) < 0) {
     c->got = -errno;
     close(fd);
@@ -117,16 +83,16 @@ static void *client_main(void *arg) {
     size_t at = 0;
     while (c->ncarry && c->ncarry < 8 && at < (size_t)n) c->carry[c->ncarry++] = buf[at++];
     if (c->ncarry == 8) {
-      c->h = mix(c->h, c->carry, 8);
+      c->h = random_file_mix(c->h, c->carry, 8);
       c->ncarry = 0;
     }
     size_t whole = ((size_t)n - at) / 8 * 8;
-    c->h = mix(c->h, buf + at, whole);
+    c->h = random_file_mix(c->h, buf + at, whole);
     at += whole;
     while (at < (size_t)n) c->carry[c->ncarry++] = buf[at++];
     c->got += n;
   }
-  c->h = mix(c->h, c->carry, c->ncarry);
+  c->h = random_file_mix(c->h, c->carry, c->ncarry);
   if (n < 0) c->got = -errno;
   close(fd);
   return NULL;
@@ -253,7 +219,7 @@ int main(int argc, char **argv) {
     }
   }
   snprintf(cfg.path, sizeof cfg.path, "%s/aloop-sendfile-bench-%d", cfg.dir, (int)getpid());
-  if (make_file() < 0) {
+  if (write_random_file(cfg.path, cfg.size, &cfg.checksum) < 0) {
     fprintf(stderr, "aloop-sendfile-bench: cannot write %s: %s\n", cfg.path, strerror(errno));
     unlink(cfg.path);
     return 1;

@@ -123,6 +123,22 @@ START_TEST(test_a_small_file_copy_run_checks_every_case) {
 }
 END_TEST
 
+/* The sendfile benchmark: a small real run, every transfer checksummed by its client. */
+START_TEST(test_a_small_sendfile_run_checks_every_transfer) {
+  static char out[8192];
+  int rc = capture("./bench/aloop-sendfile-bench --size 2 --repeats 1 2>&1", out, sizeof out);
+  ck_assert_msg(rc == 0, "aloop-sendfile-bench failed (%d):\n%s", rc, out);
+  static const char *const rows[] = {"| aloop io_uring (splice pair) |", "| aloop select (sendfile(2)) |",
+                                     "| aloop libev (copy) |", "| sendfile(2) loop, no event loop |"};
+  for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++)
+    ck_assert_msg(strstr(out, rows[i]), "the table lacks %s:\n%s", rows[i], out);
+  /* A driver this kernel refuses leaves its rows empty ("-"), unless every driver must run. */
+  ck_assert_msg(!getenv("ALOOP_REQUIRE_ALL_DRIVERS") || !strstr(out, "| - |"),
+                "a case did not run:\n%s", out);
+  ck_assert_int_eq(capture("./bench/aloop-sendfile-bench --repeats 0 2>/dev/null", out, sizeof out), 2);
+}
+END_TEST
+
 int main(void) {
   Suite *suite = suite_create("bench");
   TCase *tc = tcase_create("runner");
@@ -133,6 +149,7 @@ int main(void) {
   tcase_add_test(tc, test_the_charfinder_plan_names_every_server_and_case);
   tcase_add_test(tc, test_a_short_charfinder_run_has_no_errors);
   tcase_add_test(tc, test_a_small_file_copy_run_checks_every_case);
+  tcase_add_test(tc, test_a_small_sendfile_run_checks_every_transfer);
   suite_add_tcase(suite, tc);
   return run_suite(suite);
 }
