@@ -30,7 +30,8 @@ struct aloop__driver {
   int (*watch)(aloop_loop *loop, void *state, int fd, void *fd_priv, unsigned old_ev,
                unsigned new_ev);
   /* Wait once for readiness, at most timeout_ns (-1: until something happens), reporting ready fds
-   * with aloop__fd_event(). Returns 0 or a negative errno (EINTR is not an error: return 0). */
+   * with aloop__fd_event(). Returns 0 or a negative errno (EINTR is not an error: return 0). The
+   * system call that waits goes between aloop__wait_begin and aloop__wait_end, and nothing else. */
   int (*poll)(aloop_loop *loop, void *state, int64_t timeout_ns);
   /* Optional: a word for the kernel mechanism in use (libev: "epoll"), or NULL. */
   const char *(*detail)(aloop_loop *loop, void *state);
@@ -61,6 +62,11 @@ struct aloop__driver {
 void aloop__decline_op_kinds(aloop_loop *loop, uint32_t kinds);
 /* Readiness in: fd is ready for `revents`. Cheap; callbacks run after poll returns. */
 void aloop__fd_event(aloop_loop *loop, int fd, unsigned revents);
+/* Around the system call that may block in poll (aloop_set_wait_hooks: the host lets go of its
+ * lock in between, so no callback may run there): began = aloop__wait_begin(loop, timeout_ns);
+ * <the wait>; aloop__wait_end(loop, began). Nothing happens for a timeout of 0. */
+bool aloop__wait_begin(aloop_loop *loop, int64_t timeout_ns);
+void aloop__wait_end(aloop_loop *loop, bool began);
 /* fd is no longer valid (closed while watched): the core reports it and drops its watchers. */
 void aloop__fd_invalid(aloop_loop *loop, int fd, int err);
 /* The per-fd bytes the core keeps for the driver (fd_priv_size of them), or NULL if fd is unknown. */

@@ -749,6 +749,7 @@ static int uring_poll(aloop_loop *loop, void *state, int64_t timeout_ns) {
   flush_backlog(s);
   if (s->nbacklog) timeout_ns = 0; /* more to submit: do not sleep on the kernel */
   struct io_uring_cqe *cqe = NULL;
+  bool began = aloop__wait_begin(loop, timeout_ns); /* the completions below run callbacks */
   if (timeout_ns < 0) {
     err = io_uring_submit_and_wait(&s->ring, 1);
   } else if (timeout_ns == 0) {
@@ -758,6 +759,7 @@ static int uring_poll(aloop_loop *loop, void *state, int64_t timeout_ns) {
                                    .tv_nsec = timeout_ns % 1000000000};
     err = io_uring_submit_and_wait_timeout(&s->ring, &cqe, 1, &ts, NULL);
   }
+  aloop__wait_end(loop, began);
   /* EBUSY: the CQ overflowed and the kernel wants it reaped first (g); EBADR: it had to drop
    * completions (out of memory): reported, the loop goes on with what it has. */
   if (err == -EBADR) aloop__report(loop, err, -1, "io_uring", "the kernel dropped completions");

@@ -98,7 +98,6 @@ static int libev_watch(aloop_loop *loop, void *state, int fd, void *fd_priv, uns
 }
 
 static int libev_poll(aloop_loop *loop, void *state, int64_t timeout_ns) {
-  (void)loop;
   struct libev_state *s = state;
   if (timeout_ns == 0) {
     ev_run(s->ev, EVRUN_NOWAIT);
@@ -109,7 +108,11 @@ static int libev_poll(aloop_loop *loop, void *state, int64_t timeout_ns) {
     ev_timer_set(&s->deadline, (ev_tstamp)timeout_ns / 1e9, 0.);
     ev_timer_start(s->ev, &s->deadline);
   }
+  /* Inside ev_run the watchers' callbacks only note events (callbacks run after poll): the
+   * whole run is the wait. */
+  bool began = aloop__wait_begin(loop, timeout_ns);
   ev_run(s->ev, EVRUN_ONCE);
+  aloop__wait_end(loop, began);
   ev_timer_stop(s->ev, &s->deadline);
   return 0;
 }

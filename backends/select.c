@@ -87,7 +87,10 @@ static int select_poll(aloop_loop *loop, void *state, int64_t timeout_ns) {
     tv.tv_usec = (suseconds_t)(us % 1000000);
     tvp = &tv;
   }
-  int n = select(s->maxfd + 1, &rd, &wr, NULL, tvp);
+  bool began = aloop__wait_begin(loop, timeout_ns);
+  int n = select(s->maxfd + 1, &rd, &wr, NULL, tvp), err = errno;
+  aloop__wait_end(loop, began);
+  errno = err;
   if (n < 0) {
     if (errno == EINTR) return 0;
     if (errno == EBADF) {

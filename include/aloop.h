@@ -156,10 +156,12 @@ ALOOP_API int aloop_run_once(aloop_loop *loop, int64_t timeout_ns);
 ALOOP_API void aloop_stop(aloop_loop *loop);
 
 /* Hooks for a host that runs aloop under a lock of its own (Python's interpreter lock): before(arg)
- * is called right before the driver's poll whenever that poll may block (its timeout is not 0),
- * after(arg) right after it returns, on the loop's thread, so the host can let other threads run
- * while aloop sleeps. A poll that does not wait (ready callbacks, aloop_run_once(loop, 0)) calls
- * neither. The hooks must not call into the loop. Both NULL (or either) removes them. */
+ * is called right before the driver's wait (the system call that sleeps) whenever it may block
+ * (its timeout is not 0), after(arg) right after it returns, on the loop's thread, so the host can
+ * let other threads run while aloop sleeps. No callback of the loop's runs in between (io_uring's
+ * completions, which call protocols, come after). A poll that does not wait (ready callbacks,
+ * aloop_run_once(loop, 0)) calls neither. The hooks must not call into the loop. Both NULL (or
+ * either) removes them. */
 ALOOP_API void aloop_set_wait_hooks(aloop_loop *loop, void (*before)(void *arg),
                                     void (*after)(void *arg), void *arg);
 

@@ -43,16 +43,19 @@ static int64_t poll_timeout(aloop_loop *loop, int64_t max_wait) {
   return timeout;
 }
 
-/* The driver's poll, with the host's wait hooks around it when it may block. A host that holds a
- * lock while aloop's callbacks run (Python's interpreter lock) must let go of it while aloop sleeps,
- * or its other threads stop for as long as the loop waits; a poll that cannot block (timeout 0)
- * returns at once, so the hooks would only cost a lock round trip there. */
-static int poll_driver(aloop_loop *loop, int64_t timeout) {
-  bool hooked = timeout != 0 && loop->wait_before;
-  if (hooked) loop->wait_before(loop->wait_arg);
-  int err = loop->drv->poll(loop, loop->drv_state, timeout);
-  if (hooked) loop->wait_after(loop->wait_arg);
-  return err;
+/* The host's wait hooks (aloop_set_wait_hooks), for the drivers: around the one system call of a
+ * poll that may block (timeout not 0), and nothing else. A host that holds a lock while aloop's
+ * callbacks run (Python's interpreter lock) must let go of it while aloop sleeps, or its other
+ * threads stop for as long as the loop waits; but a driver's poll also runs callbacks (io_uring
+ * completes operations, which call protocols, inside it), and those need the lock. */
+bool aloop__wait_begin(aloop_loop *loop, int64_t timeout_ns) {
+  if (timeout_ns == 0 || !loop->wait_before) return false;
+  loop->wait_before(loop->wait_arg);
+  return true;
+}
+
+void aloop__wait_end(aloop_loop *loop, bool began) {
+  if (began) loop->wait_after(loop->wait_arg);
 }
 
 void aloop_set_wait_hooks(aloop_loop *loop, void (*before)(void *arg), void (*after)(void *arg),
@@ -71,7 +74,7 @@ static int iterate(aloop_loop *loop, int64_t max_wait) {
   loop->iterations++;
   aloop__fds_apply_changes(loop);
   uint64_t errors = loop->errors;
-  int err = poll_driver(loop, poll_timeout(loop, max_wait));
+  int err = loop->drv->poll(loop, loop->drv_state, poll_timeout(loop, max_wait));
   if (err < 0) {
     if (loop->errors == errors && !loop->poll_failed)
       aloop__report(loop, err, -1, loop->drv->name, "waiting for events failed; the loop stops");
