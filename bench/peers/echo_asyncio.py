@@ -40,8 +40,11 @@ def parse_args():
         description="asyncio echo server (reference peer for aloop's echo benchmark)")
     p.add_argument("--mode", choices=("sock", "protocol", "streams"), default="protocol",
                    help="asyncio style to serve with (default: protocol)")
-    p.add_argument("--loop", choices=("asyncio", "uvloop"), default="asyncio",
-                   help="event loop implementation (default: asyncio)")
+    p.add_argument("--loop", choices=("asyncio", "uvloop", "aloop"), default="asyncio",
+                   help="event loop implementation (default: asyncio); aloop: aloop's asyncio "
+                        "loop (PYTHONPATH=BUILD/python), on --backend")
+    p.add_argument("--backend", default=None,
+                   help="with --loop aloop: the driver (default: $ALOOP_BACKEND, else auto)")
     p.add_argument("--tls-cert", metavar="FILE",
                    help="serve TLS with this certificate chain (PEM; with --tls-key)")
     p.add_argument("--tls-key", metavar="FILE", help="the certificate's private key (PEM)")
@@ -65,8 +68,11 @@ def server_context(cert, key):
 
 async def serve_sock(host, port, tls=None):
     loop = asyncio.get_running_loop()
-    family, _, _, _, addr = (await loop.getaddrinfo(
-        host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE))[0]
+    resolve = getattr(loop, "getaddrinfo", None)  # a loop without it yet: the blocking call
+    infos = (await resolve(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+             if resolve else socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
+                                                flags=socket.AI_PASSIVE))
+    family, _, _, _, addr = infos[0]
     lsock = socket.create_server(addr, family=family, backlog=BACKLOG)
     lsock.setblocking(False)
     tasks = set()
@@ -190,7 +196,10 @@ async def main(args, name):
     loop = asyncio.get_running_loop()
     stopping = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stopping.set)
+        if hasattr(loop, "add_signal_handler"):
+            loop.add_signal_handler(sig, stopping.set)
+        else:  # a loop without it yet: the signal module's handler, run between callbacks
+            signal.signal(sig, lambda *_: loop.call_soon_threadsafe(stopping.set))
     try:
         tls = server_context(args.tls_cert, args.tls_key) if args.tls_cert else None
     except (OSError, ssl.SSLError) as e:
@@ -220,6 +229,14 @@ def run():
                   "install it with: apt-get install python3-uvloop", file=sys.stderr, flush=True)
             return 3
         asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    elif args.loop == "aloop":
+        try:
+            import aloop
+        except ImportError as e:
+            print(f"{name}: aloop's Python module is not importable ({e}); set PYTHONPATH to "
+                  "BUILD/python", file=sys.stderr, flush=True)
+            return 3
+        return aloop.run(main(args, name), backend=args.backend)
     return asyncio.run(main(args, name))
 
 
