@@ -12,9 +12,10 @@ What a Loop has so far: time, call_soon, call_later, call_at, call_soon_threadsa
 run_until_complete, stop, close, is_closed, is_running, create_future, create_task,
 set_task_factory/get_task_factory, add_reader/remove_reader/add_writer/remove_writer, the exception
 handler API, get_debug/set_debug, shutdown_asyncgens, shutdown_default_executor, run_in_executor,
-set_default_executor, and sock_recv, sock_recv_into, sock_sendall, sock_accept, sock_connect.
+set_default_executor, getaddrinfo, getnameinfo, and sock_recv, sock_recv_into, sock_sendall,
+sock_accept, sock_connect.
 
-Not there yet: getaddrinfo, getnameinfo, create_connection, create_server,
+Not there yet: create_connection, create_server,
 create_unix_connection, create_unix_server, connect_accepted_socket, create_datagram_endpoint,
 connect_read_pipe, connect_write_pipe, subprocess_exec, subprocess_shell, start_tls, sendfile,
 sock_sendfile, sock_recvfrom, sock_recvfrom_into, sock_sendto, add_signal_handler,
@@ -129,6 +130,15 @@ class Loop(_aloop.LoopCore, asyncio.AbstractEventLoop):
         self._sock_connect(sock.fileno(), sock.family, address, fut)
         return await fut
 
+    async def getaddrinfo(self, host, port, *, family=0, type=0, proto=0, flags=0):
+        """socket.getaddrinfo on the default executor, as asyncio's."""
+        return await self.run_in_executor(None, socket.getaddrinfo, host, port, family, type,
+                                          proto, flags)
+
+    async def getnameinfo(self, sockaddr, flags=0):
+        """socket.getnameinfo on the default executor, as asyncio's."""
+        return await self.run_in_executor(None, socket.getnameinfo, sockaddr, flags)
+
     async def _resolve(self, sock, address):
         host, port = address[:2]
         try:
@@ -144,7 +154,7 @@ class Loop(_aloop.LoopCore, asyncio.AbstractEventLoop):
 
 # What AbstractEventLoop declares and this loop does not do yet (see the docstring above).
 _NOT_YET = (
-    "getaddrinfo", "getnameinfo", "create_connection", "create_server", "create_unix_connection",
+    "create_connection", "create_server", "create_unix_connection",
     "create_unix_server", "connect_accepted_socket", "create_datagram_endpoint",
     "connect_read_pipe", "connect_write_pipe", "subprocess_exec", "subprocess_shell", "start_tls",
     "sendfile", "sock_sendfile", "sock_recvfrom", "sock_recvfrom_into", "sock_sendto",
