@@ -75,7 +75,8 @@ typedef struct {
 } LoopCore;
 
 /* One socket operation in flight: the aloop future, the asyncio future it completes, the buffer
- * it reads into or writes from. Called with the asyncio future (a done callback), it cancels the
+ * it reads into or writes from, and the sender's address for a recvfrom (here because it must stay
+ * put until the driver is done, as the buffer). Called with the asyncio future (a done callback), it cancels the
  * aloop operation if the asyncio future was cancelled. */
 typedef struct {
   PyObject_HEAD
@@ -85,9 +86,10 @@ typedef struct {
   Py_buffer buf;
   int has_buf;
   int kind;
+  aloop_sockaddr from;
 } Op;
 
-enum op_kind { OP_RECV, OP_RECV_INTO, OP_SENDALL, OP_ACCEPT, OP_CONNECT };
+enum op_kind { OP_RECV, OP_RECV_INTO, OP_SENDALL, OP_ACCEPT, OP_CONNECT, OP_RECVFROM, OP_SENDTO };
 
 static struct PyModuleDef aloop_module;
 
@@ -931,7 +933,12 @@ static PyObject *op_result(Op *op, int64_t n) {
   case OP_RECV:
     return PyBytes_FromStringAndSize(aloop_future_data(op->af), (Py_ssize_t)n);
   case OP_RECV_INTO:
+  case OP_SENDTO:
     return PyLong_FromLongLong(n);
+  case OP_RECVFROM: {
+    PyObject *addr = address_of(&op->from);
+    return addr ? Py_BuildValue("(LN)", (long long)n, addr) : NULL;
+  }
   case OP_ACCEPT: {
     PyObject *addr = address_of(aloop_future_data(op->af));
     return addr ? Py_BuildValue("(LN)", (long long)n, addr) : NULL;
@@ -1026,6 +1033,7 @@ static Op *new_op(LoopCore *self, PyObject *fut, int kind) {
   op->af = NULL;
   op->has_buf = 0;
   op->kind = kind;
+  memset(&op->from, 0, sizeof op->from);
   PyObject_GC_Track(op);
   return op;
 }
@@ -1065,19 +1073,38 @@ static PyObject *core_sock_recv(LoopCore *self, PyObject *args) {
   return op ? start_op(self, op, aloop_sock_recv(self->loop, fd, (size_t)n)) : NULL;
 }
 
-static PyObject *with_buffer(LoopCore *self, PyObject *args, int kind) {
-  int fd;
-  PyObject *data, *fut;
-  if (!PyArg_ParseTuple(args, "iOO", &fd, &data, &fut)) return NULL;
+/* A writable buffer taken as the socket module takes it (`format` is "w*:method"), so a read-only
+ * object is refused with socket's TypeError and words. */
+static int writable_buffer(PyObject *data, Py_buffer *buf, const char *format) {
+  PyObject *t = PyTuple_Pack(1, data);
+  int ok = t && PyArg_ParseTuple(t, format, buf);
+  Py_XDECREF(t);
+  return ok ? 0 : -1;
+}
+
+/* An operation that lends data's buffer to the driver (writable if the operation reads into it)
+ * until it is done: the op holds the buffer, so the object cannot be resized meanwhile. */
+static Op *buffer_op(LoopCore *self, PyObject *data, PyObject *fut, int kind) {
   if (check_closed(self) < 0) return NULL;
   Op *op = new_op(self, fut, kind);
   if (!op) return NULL;
-  int flags = kind == OP_RECV_INTO ? PyBUF_WRITABLE | PyBUF_C_CONTIGUOUS : PyBUF_C_CONTIGUOUS;
-  if (PyObject_GetBuffer(data, &op->buf, flags) < 0) {
+  int err = kind == OP_RECV_INTO  ? writable_buffer(data, &op->buf, "w*:recv_into")
+            : kind == OP_RECVFROM ? writable_buffer(data, &op->buf, "w*:recvfrom_into")
+                                  : PyObject_GetBuffer(data, &op->buf, PyBUF_C_CONTIGUOUS);
+  if (err < 0) {
     Py_DECREF(op);
     return NULL;
   }
   op->has_buf = 1;
+  return op;
+}
+
+static PyObject *with_buffer(LoopCore *self, PyObject *args, int kind) {
+  int fd;
+  PyObject *data, *fut;
+  if (!PyArg_ParseTuple(args, "iOO", &fd, &data, &fut)) return NULL;
+  Op *op = buffer_op(self, data, fut, kind);
+  if (!op) return NULL;
   size_t len = (size_t)op->buf.len;
   aloop_future *af = kind == OP_RECV_INTO ? aloop_sock_recv_into(self->loop, fd, op->buf.buf, len)
                                           : aloop_sock_sendall(self->loop, fd, op->buf.buf, len);
@@ -1090,6 +1117,27 @@ static PyObject *core_sock_recv_into(LoopCore *self, PyObject *args) {
 
 static PyObject *core_sock_sendall(LoopCore *self, PyObject *args) {
   return with_buffer(self, args, OP_SENDALL);
+}
+
+/* _sock_recvfrom_into(fd, buf, nbytes, fut): one datagram into the first nbytes of buf (0: all
+ * of it), checked as socket.recvfrom_into checks them; the future gets (length, sender). */
+static PyObject *core_sock_recvfrom_into(LoopCore *self, PyObject *args) {
+  int fd;
+  Py_ssize_t nbytes;
+  PyObject *data, *fut;
+  if (!PyArg_ParseTuple(args, "iOnO:_sock_recvfrom_into", &fd, &data, &nbytes, &fut)) return NULL;
+  if (nbytes < 0)
+    return PyErr_Format(PyExc_ValueError, "negative buffersize in recvfrom_into");
+  Op *op = buffer_op(self, data, fut, OP_RECVFROM);
+  if (!op) return NULL;
+  if (nbytes == 0) nbytes = op->buf.len;
+  if (nbytes > op->buf.len) {
+    Py_DECREF(op);
+    return PyErr_Format(PyExc_ValueError, "nbytes is greater than the length of the buffer");
+  }
+  op->from.len = sizeof op->from.addr;
+  return start_op(self, op,
+                  aloop_sock_recvfrom(self->loop, fd, op->buf.buf, (size_t)nbytes, &op->from));
 }
 
 static PyObject *core_sock_accept(LoopCore *self, PyObject *args) {
@@ -1157,6 +1205,22 @@ static PyObject *core_sock_connect(LoopCore *self, PyObject *args) {
   if (parse_address(family, address, &ss, &len) < 0) return NULL;
   Op *op = new_op(self, fut, OP_CONNECT);
   return op ? start_op(self, op, aloop_sock_connect(self->loop, fd, (struct sockaddr *)&ss, len))
+            : NULL;
+}
+
+/* _sock_sendto(fd, family, data, address, fut): one datagram to a numeric address; the future
+ * gets the number of bytes sent. */
+static PyObject *core_sock_sendto(LoopCore *self, PyObject *args) {
+  int fd, family;
+  PyObject *data, *address, *fut;
+  if (!PyArg_ParseTuple(args, "iiOOO:_sock_sendto", &fd, &family, &data, &address, &fut))
+    return NULL;
+  if (check_closed(self) < 0) return NULL;
+  aloop_sockaddr to;
+  if (parse_address(family, address, &to.addr, &to.len) < 0) return NULL;
+  Op *op = buffer_op(self, data, fut, OP_SENDTO);
+  return op ? start_op(self, op, aloop_sock_sendto(self->loop, fd, op->buf.buf,
+                                                   (size_t)op->buf.len, &to))
             : NULL;
 }
 
@@ -1340,6 +1404,8 @@ static PyMethodDef core_methods[] = {
     {"_sock_sendall", (PyCFunction)core_sock_sendall, METH_VARARGS, NULL},
     {"_sock_accept", (PyCFunction)core_sock_accept, METH_VARARGS, NULL},
     {"_sock_connect", (PyCFunction)core_sock_connect, METH_VARARGS, NULL},
+    {"_sock_recvfrom_into", (PyCFunction)core_sock_recvfrom_into, METH_VARARGS, NULL},
+    {"_sock_sendto", (PyCFunction)core_sock_sendto, METH_VARARGS, NULL},
     {NULL, NULL, 0, NULL},
 };
 
