@@ -89,7 +89,8 @@ typedef struct {
   aloop_sockaddr from;
 } Op;
 
-enum op_kind { OP_RECV, OP_RECV_INTO, OP_SENDALL, OP_ACCEPT, OP_CONNECT, OP_RECVFROM, OP_SENDTO };
+enum op_kind { OP_RECV, OP_RECV_INTO, OP_SENDALL, OP_ACCEPT, OP_CONNECT, OP_RECVFROM, OP_SENDTO,
+               OP_SENDFILE };
 
 static struct PyModuleDef aloop_module;
 
@@ -934,6 +935,7 @@ static PyObject *op_result(Op *op, int64_t n) {
     return PyBytes_FromStringAndSize(aloop_future_data(op->af), (Py_ssize_t)n);
   case OP_RECV_INTO:
   case OP_SENDTO:
+  case OP_SENDFILE:
     return PyLong_FromLongLong(n);
   case OP_RECVFROM: {
     PyObject *addr = address_of(&op->from);
@@ -1224,6 +1226,22 @@ static PyObject *core_sock_sendto(LoopCore *self, PyObject *args) {
             : NULL;
 }
 
+/* _sock_sendfile(sock, fd, offset, count, fut): count bytes (0: up to the end) of the regular file
+ * fd from offset to the stream socket; the future gets the number sent. Neither fd is ours. */
+static PyObject *core_sock_sendfile(LoopCore *self, PyObject *args) {
+  int sock, fd;
+  long long offset;
+  unsigned long long count;
+  PyObject *fut;
+  if (!PyArg_ParseTuple(args, "iiLKO:_sock_sendfile", &sock, &fd, &offset, &count, &fut))
+    return NULL;
+  if (check_closed(self) < 0) return NULL;
+  Op *op = new_op(self, fut, OP_SENDFILE);
+  return op ? start_op(self, op, aloop_sock_sendfile(self->loop, sock, fd, (off_t)offset,
+                                                     (size_t)count))
+            : NULL;
+}
+
 /* ---- lifetime --------------------------------------------------------------------------------------- */
 
 static PyObject *core_new(PyTypeObject *type, PyObject *args, PyObject *kwargs) {
@@ -1406,6 +1424,7 @@ static PyMethodDef core_methods[] = {
     {"_sock_connect", (PyCFunction)core_sock_connect, METH_VARARGS, NULL},
     {"_sock_recvfrom_into", (PyCFunction)core_sock_recvfrom_into, METH_VARARGS, NULL},
     {"_sock_sendto", (PyCFunction)core_sock_sendto, METH_VARARGS, NULL},
+    {"_sock_sendfile", (PyCFunction)core_sock_sendfile, METH_VARARGS, NULL},
     {NULL, NULL, 0, NULL},
 };
 
