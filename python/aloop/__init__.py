@@ -13,23 +13,28 @@ run_until_complete, stop, close, is_closed, is_running, create_future, create_ta
 set_task_factory/get_task_factory, add_reader/remove_reader/add_writer/remove_writer, the exception
 handler API, get_debug/set_debug, shutdown_asyncgens, shutdown_default_executor, run_in_executor,
 set_default_executor, getaddrinfo, getnameinfo, and sock_recv, sock_recv_into, sock_sendall,
-sock_accept, sock_connect, sock_recvfrom, sock_recvfrom_into, sock_sendto, sock_sendfile.
+sock_accept, sock_connect, sock_recvfrom, sock_recvfrom_into, sock_sendto, sock_sendfile,
+add_signal_handler, remove_signal_handler.
 
 Not there yet: create_connection, create_server, create_unix_connection, create_unix_server,
 connect_accepted_socket, create_datagram_endpoint, connect_read_pipe, connect_write_pipe,
-subprocess_exec, subprocess_shell, start_tls, sendfile, add_signal_handler, remove_signal_handler.
+subprocess_exec, subprocess_shell, start_tls, sendfile.
 AbstractEventLoop's stubs for them (which raise NotImplementedError) are hidden: on a Loop they do
 not exist (AttributeError, hasattr() is False), so code that checks for a method sees the truth.
 """
 
 import asyncio
+import errno
 import io
 import os
+import signal
 import socket
 import stat
 import ssl
+import sys
 import weakref
 from asyncio import base_events
+from asyncio.log import logger
 
 from . import _aloop
 
@@ -68,6 +73,7 @@ class Loop(_aloop.LoopCore, asyncio.AbstractEventLoop):
         self._executor_shutdown_called = False
         self.slow_callback_duration = 0.1
         self._debug = False
+        self._signal_handlers = {}  # signal number -> Handle (see add_signal_handler)
         self.set_debug(asyncio.coroutines._is_debug_mode())
 
     def __repr__(self):
@@ -80,11 +86,82 @@ class Loop(_aloop.LoopCore, asyncio.AbstractEventLoop):
             raise RuntimeError("Cannot close a running event loop")
         if self.is_closed():
             return
+        if sys.is_finalizing():
+            self._signal_handlers.clear()  # the signal module may be gone already
+        for sig in list(self._signal_handlers):
+            self.remove_signal_handler(sig)
         self._close()
         executor = self._default_executor
         if executor is not None:
             self._default_executor = None
             executor.shutdown(wait=False)
+
+    # Signal handlers: Python's own signal module catches the signal (a handler that does nothing)
+    # and its C handler writes the number to the wake-up fd, which is this loop's wake-up socket
+    # (the one that makes Ctrl-C wake a sleeping loop); the loop reads the number there and queues
+    # the handler's Handle. So signal.getsignal() and Python's SIGINT handling stay right, as with
+    # asyncio, which aloop's C signal handlers (installed behind Python's back) would not keep.
+
+    def add_signal_handler(self, sig, callback, *args):
+        """Run callback(*args) in the loop whenever signal sig arrives (main thread only)."""
+        if asyncio.iscoroutine(callback) or asyncio.iscoroutinefunction(callback):
+            raise TypeError("coroutines cannot be used with add_signal_handler()")
+        self._check_signal(sig)
+        self._check_closed()
+        try:
+            signal.set_wakeup_fd(self._wakeup_fd)  # only the main thread may: ValueError
+        except (ValueError, OSError) as exc:
+            raise RuntimeError(str(exc))
+        self._signal_handlers[sig] = asyncio.Handle(callback, args, self, None)
+        try:
+            signal.signal(sig, _signal_caught)
+            signal.siginterrupt(sig, False)  # system calls restart rather than fail with EINTR
+        except OSError as exc:
+            del self._signal_handlers[sig]
+            self._release_wakeup_fd()
+            if exc.errno == errno.EINVAL:
+                raise RuntimeError(f"sig {sig:d} cannot be caught")
+            raise
+
+    def remove_signal_handler(self, sig):
+        """Remove sig's handler (the signal's default comes back): True, or False if none."""
+        self._check_signal(sig)
+        if self._signal_handlers.pop(sig, None) is None:
+            return False
+        try:
+            signal.signal(sig, signal.default_int_handler if sig == signal.SIGINT
+                          else signal.SIG_DFL)
+        except OSError as exc:
+            if exc.errno == errno.EINVAL:
+                raise RuntimeError(f"sig {sig:d} cannot be caught")
+            raise
+        self._release_wakeup_fd()
+        return True
+
+    def _check_signal(self, sig):
+        if not isinstance(sig, int):
+            raise TypeError(f"sig must be an int, not {sig!r}")
+        if sig not in signal.valid_signals():
+            raise ValueError(f"invalid signal number {sig}")
+
+    def _release_wakeup_fd(self):
+        # While the loop runs, the wake-up socket stays for Ctrl-C; run_forever lets it go after.
+        if self._signal_handlers or self.is_running():
+            return
+        try:
+            signal.set_wakeup_fd(-1)
+        except (ValueError, OSError) as exc:
+            logger.info("set_wakeup_fd(-1) failed: %s", exc)
+
+    def _handle_signal(self, sig):
+        # Called by the loop for each signal number read from the wake-up socket.
+        handle = self._signal_handlers.get(sig)
+        if handle is None:
+            return
+        if handle.cancelled():
+            self.remove_signal_handler(sig)
+        else:
+            self._call_handle_soon(handle)
 
     def _check_sock(self, sock):
         if isinstance(sock, ssl.SSLSocket):
@@ -207,13 +284,16 @@ class Loop(_aloop.LoopCore, asyncio.AbstractEventLoop):
         return infos[0][4]
 
 
+def _signal_caught(signum, frame):
+    """Python's handler for a signal a loop handles: the loop hears of it on its wake-up socket."""
+
+
 # What AbstractEventLoop declares and this loop does not do yet (see the docstring above).
 _NOT_YET = (
     "create_connection", "create_server", "create_unix_connection",
     "create_unix_server", "connect_accepted_socket", "create_datagram_endpoint",
     "connect_read_pipe", "connect_write_pipe", "subprocess_exec", "subprocess_shell", "start_tls",
     "sendfile",
-    "add_signal_handler", "remove_signal_handler",
 )
 
 

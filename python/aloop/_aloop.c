@@ -255,6 +255,27 @@ static int split_call(PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames
 
 /* ---- scheduling ------------------------------------------------------------------------------------ */
 
+/* Queue the handle h to run soon: 0, or -1 with an exception. */
+static int schedule_handle(LoopCore *self, PyObject *h, int threadsafe) {
+  scheduled *s = new_scheduled(self, h);
+  if (!s) return -1;
+  int err = threadsafe ? aloop_call_soon_threadsafe(self->loop, on_scheduled, s)
+                       : aloop_call_soon(self->loop, on_scheduled, s, NULL);
+  if (err < 0) {
+    free_scheduled(s);
+    PyErr_NoMemory();
+    return -1;
+  }
+  return 0;
+}
+
+/* _call_handle_soon(handle): queue an existing Handle (a signal handler's, which runs again on
+ * every delivery, as asyncio's). */
+static PyObject *core_call_handle_soon(LoopCore *self, PyObject *handle) {
+  if (check_closed(self) < 0 || schedule_handle(self, handle, 0) < 0) return NULL;
+  Py_RETURN_NONE;
+}
+
 static PyObject *schedule_soon(LoopCore *self, PyObject *const *args, Py_ssize_t nargs,
                                PyObject *kwnames, const char *method, int threadsafe) {
   PyObject *cb, *cargs, *context;
@@ -268,18 +289,7 @@ static PyObject *schedule_soon(LoopCore *self, PyObject *const *args, Py_ssize_t
   PyObject *h = st ? PyObject_CallFunction(st->handle_type, "OOOO", cb, cargs, self, context) : NULL;
   Py_DECREF(cargs);
   if (!h) return NULL;
-  scheduled *s = new_scheduled(self, h);
-  int err = s ? 0 : -ENOMEM;
-  if (s) {
-    err = threadsafe ? aloop_call_soon_threadsafe(self->loop, on_scheduled, s)
-                     : aloop_call_soon(self->loop, on_scheduled, s, NULL);
-    if (err < 0) free_scheduled(s);
-  }
-  if (err < 0) {
-    if (s) PyErr_NoMemory();
-    Py_DECREF(h);
-    return NULL;
-  }
+  if (schedule_handle(self, h, threadsafe) < 0) Py_CLEAR(h);
   return h;
 }
 
@@ -601,15 +611,46 @@ static PyObject *run_core(LoopCore *self) {
   Py_RETURN_NONE;
 }
 
+/* Whether add_signal_handler has handlers in place (the dict __init__.py keeps): while it has,
+ * the wake-up socket stays Python's wake-up fd between runs too, so no delivery is lost. */
+static int has_signal_handlers(LoopCore *self) {
+  PyObject *handlers = PyObject_GetAttrString((PyObject *)self, "_signal_handlers");
+  Py_ssize_t n = handlers ? PyObject_Size(handlers) : -1;
+  Py_XDECREF(handlers);
+  if (n < 0) PyErr_Clear(); /* a subclass that skipped __init__ has none */
+  return n > 0;
+}
+
+/* Each byte is a signal's number: the handlers add_signal_handler set run as asyncio's do. */
+static void dispatch_signals(LoopCore *self, const unsigned char *sigs, ssize_t n) {
+  for (ssize_t i = 0; i < n && has_signal_handlers(self); i++) {
+    PyObject *r = PyObject_CallMethod((PyObject *)self, "_handle_signal", "i", (int)sigs[i]);
+    Py_XDECREF(r);
+    if (!r) keep_exception(self);
+  }
+}
+
 /* The wake-up socket is readable: a signal arrived (Python's C handler wrote its number). Drain
- * it and let Python run the handlers now: SIGINT's raises KeyboardInterrupt, which leaves
- * run_forever as asyncio's loop does. */
+ * it, queue the handlers of add_signal_handler, and let Python run its own handlers now: SIGINT's
+ * raises KeyboardInterrupt, which leaves run_forever as asyncio's loop does. */
 static void on_wakeup(aloop_loop *loop, int fd, void *arg) {
   LoopCore *self = arg;
-  char buf[256];
-  while (read(fd, buf, sizeof buf) > 0) {
-  }
+  unsigned char buf[256];
+  ssize_t n;
+  while ((n = read(fd, buf, sizeof buf)) > 0) dispatch_signals(self, buf, n);
   if (PyErr_CheckSignals() < 0) keep_exception(self);
+}
+
+/* After a run: Python's wake-up fd as it was before, unless signal handlers still need ours (and
+ * never ours once they are gone: the socket dies with the loop). */
+static void restore_wakeup(LoopCore *self, module_state *st, PyObject *old_wakeup) {
+  if (has_signal_handlers(self)) return;
+  long old = PyLong_AsLong(old_wakeup);
+  if (old == -1 && PyErr_Occurred()) PyErr_Clear();
+  PyObject *r = old == self->wake[1] ? PyObject_CallFunction(st->set_wakeup_fd, "i", -1)
+                                     : PyObject_CallOneArg(st->set_wakeup_fd, old_wakeup);
+  Py_XDECREF(r);
+  if (!r) PyErr_WriteUnraisable((PyObject *)self);
 }
 
 static int check_running(LoopCore *self, module_state *st) {
@@ -671,11 +712,7 @@ static void leave_run(LoopCore *self, module_state *st, PyObject *old_hooks, PyO
   r = PyObject_CallObject(st->set_asyncgen_hooks, old_hooks);
   Py_XDECREF(r);
   if (!r) PyErr_WriteUnraisable((PyObject *)self);
-  if (old_wakeup) {
-    r = PyObject_CallOneArg(st->set_wakeup_fd, old_wakeup);
-    Py_XDECREF(r);
-    if (!r) PyErr_WriteUnraisable((PyObject *)self);
-  }
+  if (old_wakeup) restore_wakeup(self, st, old_wakeup);
   PyErr_Restore(type, value, tb);
 }
 
@@ -1367,6 +1404,10 @@ static PyObject *core_get_closed(LoopCore *self, void *unused) {
   return PyBool_FromLong(self->closed);
 }
 
+static PyObject *core_get_wakeup_fd(LoopCore *self, void *unused) {
+  return PyLong_FromLong(self->wake[1]);
+}
+
 static PyObject *core_get_backend(LoopCore *self, void *unused) {
   if (!self->loop) Py_RETURN_NONE;
   return PyUnicode_FromString(aloop_backend_name(self->loop));
@@ -1406,6 +1447,7 @@ static PyMethodDef core_methods[] = {
     {"set_exception_handler", (PyCFunction)core_set_exception_handler, METH_O, NULL},
     {"get_exception_handler", (PyCFunction)core_get_exception_handler, METH_NOARGS, NULL},
     {"call_exception_handler", (PyCFunction)core_call_exception_handler, METH_O, NULL},
+    {"_call_handle_soon", (PyCFunction)core_call_handle_soon, METH_O, NULL},
     {"_timer_handle_cancelled", (PyCFunction)core_timer_handle_cancelled, METH_O, NULL},
     {"run_forever", (PyCFunction)core_run_forever, METH_NOARGS, "Run until stop() is called."},
     {"run_until_complete", (PyCFunction)core_run_until_complete, METH_O, NULL},
@@ -1438,6 +1480,7 @@ static PyMemberDef core_members[] = {
 static PyGetSetDef core_getset[] = {
     {"_closed", (getter)core_get_closed, NULL, NULL, NULL},
     {"_thread_id", (getter)core_get_thread_id, NULL, NULL, NULL},
+    {"_wakeup_fd", (getter)core_get_wakeup_fd, NULL, "The socket signals write to.", NULL},
     {"backend", (getter)core_get_backend, NULL, "The aloop driver this loop runs on.", NULL},
     {NULL, NULL, NULL, NULL, NULL},
 };
