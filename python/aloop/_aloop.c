@@ -75,7 +75,8 @@ typedef struct {
 } LoopCore;
 
 /* One socket operation in flight: the aloop future, the asyncio future it completes, the buffer
- * it reads into or writes from. Called with the asyncio future (a done callback), it cancels the
+ * it reads into or writes from, and the sender's address for a recvfrom (here because it must stay
+ * put until the driver is done, as the buffer). Called with the asyncio future (a done callback), it cancels the
  * aloop operation if the asyncio future was cancelled. */
 typedef struct {
   PyObject_HEAD
@@ -85,9 +86,11 @@ typedef struct {
   Py_buffer buf;
   int has_buf;
   int kind;
+  aloop_sockaddr from;
 } Op;
 
-enum op_kind { OP_RECV, OP_RECV_INTO, OP_SENDALL, OP_ACCEPT, OP_CONNECT };
+enum op_kind { OP_RECV, OP_RECV_INTO, OP_SENDALL, OP_ACCEPT, OP_CONNECT, OP_RECVFROM, OP_SENDTO,
+               OP_SENDFILE };
 
 static struct PyModuleDef aloop_module;
 
@@ -252,6 +255,27 @@ static int split_call(PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames
 
 /* ---- scheduling ------------------------------------------------------------------------------------ */
 
+/* Queue the handle h to run soon: 0, or -1 with an exception. */
+static int schedule_handle(LoopCore *self, PyObject *h, int threadsafe) {
+  scheduled *s = new_scheduled(self, h);
+  if (!s) return -1;
+  int err = threadsafe ? aloop_call_soon_threadsafe(self->loop, on_scheduled, s)
+                       : aloop_call_soon(self->loop, on_scheduled, s, NULL);
+  if (err < 0) {
+    free_scheduled(s);
+    PyErr_NoMemory();
+    return -1;
+  }
+  return 0;
+}
+
+/* _call_handle_soon(handle): queue an existing Handle (a signal handler's, which runs again on
+ * every delivery, as asyncio's). */
+static PyObject *core_call_handle_soon(LoopCore *self, PyObject *handle) {
+  if (check_closed(self) < 0 || schedule_handle(self, handle, 0) < 0) return NULL;
+  Py_RETURN_NONE;
+}
+
 static PyObject *schedule_soon(LoopCore *self, PyObject *const *args, Py_ssize_t nargs,
                                PyObject *kwnames, const char *method, int threadsafe) {
   PyObject *cb, *cargs, *context;
@@ -265,18 +289,7 @@ static PyObject *schedule_soon(LoopCore *self, PyObject *const *args, Py_ssize_t
   PyObject *h = st ? PyObject_CallFunction(st->handle_type, "OOOO", cb, cargs, self, context) : NULL;
   Py_DECREF(cargs);
   if (!h) return NULL;
-  scheduled *s = new_scheduled(self, h);
-  int err = s ? 0 : -ENOMEM;
-  if (s) {
-    err = threadsafe ? aloop_call_soon_threadsafe(self->loop, on_scheduled, s)
-                     : aloop_call_soon(self->loop, on_scheduled, s, NULL);
-    if (err < 0) free_scheduled(s);
-  }
-  if (err < 0) {
-    if (s) PyErr_NoMemory();
-    Py_DECREF(h);
-    return NULL;
-  }
+  if (schedule_handle(self, h, threadsafe) < 0) Py_CLEAR(h);
   return h;
 }
 
@@ -598,15 +611,46 @@ static PyObject *run_core(LoopCore *self) {
   Py_RETURN_NONE;
 }
 
+/* Whether add_signal_handler has handlers in place (the dict __init__.py keeps): while it has,
+ * the wake-up socket stays Python's wake-up fd between runs too, so no delivery is lost. */
+static int has_signal_handlers(LoopCore *self) {
+  PyObject *handlers = PyObject_GetAttrString((PyObject *)self, "_signal_handlers");
+  Py_ssize_t n = handlers ? PyObject_Size(handlers) : -1;
+  Py_XDECREF(handlers);
+  if (n < 0) PyErr_Clear(); /* a subclass that skipped __init__ has none */
+  return n > 0;
+}
+
+/* Each byte is a signal's number: the handlers add_signal_handler set run as asyncio's do. */
+static void dispatch_signals(LoopCore *self, const unsigned char *sigs, ssize_t n) {
+  for (ssize_t i = 0; i < n && has_signal_handlers(self); i++) {
+    PyObject *r = PyObject_CallMethod((PyObject *)self, "_handle_signal", "i", (int)sigs[i]);
+    Py_XDECREF(r);
+    if (!r) keep_exception(self);
+  }
+}
+
 /* The wake-up socket is readable: a signal arrived (Python's C handler wrote its number). Drain
- * it and let Python run the handlers now: SIGINT's raises KeyboardInterrupt, which leaves
- * run_forever as asyncio's loop does. */
+ * it, queue the handlers of add_signal_handler, and let Python run its own handlers now: SIGINT's
+ * raises KeyboardInterrupt, which leaves run_forever as asyncio's loop does. */
 static void on_wakeup(aloop_loop *loop, int fd, void *arg) {
   LoopCore *self = arg;
-  char buf[256];
-  while (read(fd, buf, sizeof buf) > 0) {
-  }
+  unsigned char buf[256];
+  ssize_t n;
+  while ((n = read(fd, buf, sizeof buf)) > 0) dispatch_signals(self, buf, n);
   if (PyErr_CheckSignals() < 0) keep_exception(self);
+}
+
+/* After a run: Python's wake-up fd as it was before, unless signal handlers still need ours (and
+ * never ours once they are gone: the socket dies with the loop). */
+static void restore_wakeup(LoopCore *self, module_state *st, PyObject *old_wakeup) {
+  if (has_signal_handlers(self)) return;
+  long old = PyLong_AsLong(old_wakeup);
+  if (old == -1 && PyErr_Occurred()) PyErr_Clear();
+  PyObject *r = old == self->wake[1] ? PyObject_CallFunction(st->set_wakeup_fd, "i", -1)
+                                     : PyObject_CallOneArg(st->set_wakeup_fd, old_wakeup);
+  Py_XDECREF(r);
+  if (!r) PyErr_WriteUnraisable((PyObject *)self);
 }
 
 static int check_running(LoopCore *self, module_state *st) {
@@ -668,11 +712,7 @@ static void leave_run(LoopCore *self, module_state *st, PyObject *old_hooks, PyO
   r = PyObject_CallObject(st->set_asyncgen_hooks, old_hooks);
   Py_XDECREF(r);
   if (!r) PyErr_WriteUnraisable((PyObject *)self);
-  if (old_wakeup) {
-    r = PyObject_CallOneArg(st->set_wakeup_fd, old_wakeup);
-    Py_XDECREF(r);
-    if (!r) PyErr_WriteUnraisable((PyObject *)self);
-  }
+  if (old_wakeup) restore_wakeup(self, st, old_wakeup);
   PyErr_Restore(type, value, tb);
 }
 
@@ -931,7 +971,13 @@ static PyObject *op_result(Op *op, int64_t n) {
   case OP_RECV:
     return PyBytes_FromStringAndSize(aloop_future_data(op->af), (Py_ssize_t)n);
   case OP_RECV_INTO:
+  case OP_SENDTO:
+  case OP_SENDFILE:
     return PyLong_FromLongLong(n);
+  case OP_RECVFROM: {
+    PyObject *addr = address_of(&op->from);
+    return addr ? Py_BuildValue("(LN)", (long long)n, addr) : NULL;
+  }
   case OP_ACCEPT: {
     PyObject *addr = address_of(aloop_future_data(op->af));
     return addr ? Py_BuildValue("(LN)", (long long)n, addr) : NULL;
@@ -1026,6 +1072,7 @@ static Op *new_op(LoopCore *self, PyObject *fut, int kind) {
   op->af = NULL;
   op->has_buf = 0;
   op->kind = kind;
+  memset(&op->from, 0, sizeof op->from);
   PyObject_GC_Track(op);
   return op;
 }
@@ -1065,19 +1112,38 @@ static PyObject *core_sock_recv(LoopCore *self, PyObject *args) {
   return op ? start_op(self, op, aloop_sock_recv(self->loop, fd, (size_t)n)) : NULL;
 }
 
-static PyObject *with_buffer(LoopCore *self, PyObject *args, int kind) {
-  int fd;
-  PyObject *data, *fut;
-  if (!PyArg_ParseTuple(args, "iOO", &fd, &data, &fut)) return NULL;
+/* A writable buffer taken as the socket module takes it (`format` is "w*:method"), so a read-only
+ * object is refused with socket's TypeError and words. */
+static int writable_buffer(PyObject *data, Py_buffer *buf, const char *format) {
+  PyObject *t = PyTuple_Pack(1, data);
+  int ok = t && PyArg_ParseTuple(t, format, buf);
+  Py_XDECREF(t);
+  return ok ? 0 : -1;
+}
+
+/* An operation that lends data's buffer to the driver (writable if the operation reads into it)
+ * until it is done: the op holds the buffer, so the object cannot be resized meanwhile. */
+static Op *buffer_op(LoopCore *self, PyObject *data, PyObject *fut, int kind) {
   if (check_closed(self) < 0) return NULL;
   Op *op = new_op(self, fut, kind);
   if (!op) return NULL;
-  int flags = kind == OP_RECV_INTO ? PyBUF_WRITABLE | PyBUF_C_CONTIGUOUS : PyBUF_C_CONTIGUOUS;
-  if (PyObject_GetBuffer(data, &op->buf, flags) < 0) {
+  int err = kind == OP_RECV_INTO  ? writable_buffer(data, &op->buf, "w*:recv_into")
+            : kind == OP_RECVFROM ? writable_buffer(data, &op->buf, "w*:recvfrom_into")
+                                  : PyObject_GetBuffer(data, &op->buf, PyBUF_C_CONTIGUOUS);
+  if (err < 0) {
     Py_DECREF(op);
     return NULL;
   }
   op->has_buf = 1;
+  return op;
+}
+
+static PyObject *with_buffer(LoopCore *self, PyObject *args, int kind) {
+  int fd;
+  PyObject *data, *fut;
+  if (!PyArg_ParseTuple(args, "iOO", &fd, &data, &fut)) return NULL;
+  Op *op = buffer_op(self, data, fut, kind);
+  if (!op) return NULL;
   size_t len = (size_t)op->buf.len;
   aloop_future *af = kind == OP_RECV_INTO ? aloop_sock_recv_into(self->loop, fd, op->buf.buf, len)
                                           : aloop_sock_sendall(self->loop, fd, op->buf.buf, len);
@@ -1090,6 +1156,27 @@ static PyObject *core_sock_recv_into(LoopCore *self, PyObject *args) {
 
 static PyObject *core_sock_sendall(LoopCore *self, PyObject *args) {
   return with_buffer(self, args, OP_SENDALL);
+}
+
+/* _sock_recvfrom_into(fd, buf, nbytes, fut): one datagram into the first nbytes of buf (0: all
+ * of it), checked as socket.recvfrom_into checks them; the future gets (length, sender). */
+static PyObject *core_sock_recvfrom_into(LoopCore *self, PyObject *args) {
+  int fd;
+  Py_ssize_t nbytes;
+  PyObject *data, *fut;
+  if (!PyArg_ParseTuple(args, "iOnO:_sock_recvfrom_into", &fd, &data, &nbytes, &fut)) return NULL;
+  if (nbytes < 0)
+    return PyErr_Format(PyExc_ValueError, "negative buffersize in recvfrom_into");
+  Op *op = buffer_op(self, data, fut, OP_RECVFROM);
+  if (!op) return NULL;
+  if (nbytes == 0) nbytes = op->buf.len;
+  if (nbytes > op->buf.len) {
+    Py_DECREF(op);
+    return PyErr_Format(PyExc_ValueError, "nbytes is greater than the length of the buffer");
+  }
+  op->from.len = sizeof op->from.addr;
+  return start_op(self, op,
+                  aloop_sock_recvfrom(self->loop, fd, op->buf.buf, (size_t)nbytes, &op->from));
 }
 
 static PyObject *core_sock_accept(LoopCore *self, PyObject *args) {
@@ -1157,6 +1244,38 @@ static PyObject *core_sock_connect(LoopCore *self, PyObject *args) {
   if (parse_address(family, address, &ss, &len) < 0) return NULL;
   Op *op = new_op(self, fut, OP_CONNECT);
   return op ? start_op(self, op, aloop_sock_connect(self->loop, fd, (struct sockaddr *)&ss, len))
+            : NULL;
+}
+
+/* _sock_sendto(fd, family, data, address, fut): one datagram to a numeric address; the future
+ * gets the number of bytes sent. */
+static PyObject *core_sock_sendto(LoopCore *self, PyObject *args) {
+  int fd, family;
+  PyObject *data, *address, *fut;
+  if (!PyArg_ParseTuple(args, "iiOOO:_sock_sendto", &fd, &family, &data, &address, &fut))
+    return NULL;
+  if (check_closed(self) < 0) return NULL;
+  aloop_sockaddr to;
+  if (parse_address(family, address, &to.addr, &to.len) < 0) return NULL;
+  Op *op = buffer_op(self, data, fut, OP_SENDTO);
+  return op ? start_op(self, op, aloop_sock_sendto(self->loop, fd, op->buf.buf,
+                                                   (size_t)op->buf.len, &to))
+            : NULL;
+}
+
+/* _sock_sendfile(sock, fd, offset, count, fut): count bytes (0: up to the end) of the regular file
+ * fd from offset to the stream socket; the future gets the number sent. Neither fd is ours. */
+static PyObject *core_sock_sendfile(LoopCore *self, PyObject *args) {
+  int sock, fd;
+  long long offset;
+  unsigned long long count;
+  PyObject *fut;
+  if (!PyArg_ParseTuple(args, "iiLKO:_sock_sendfile", &sock, &fd, &offset, &count, &fut))
+    return NULL;
+  if (check_closed(self) < 0) return NULL;
+  Op *op = new_op(self, fut, OP_SENDFILE);
+  return op ? start_op(self, op, aloop_sock_sendfile(self->loop, sock, fd, (off_t)offset,
+                                                     (size_t)count))
             : NULL;
 }
 
@@ -1285,6 +1404,10 @@ static PyObject *core_get_closed(LoopCore *self, void *unused) {
   return PyBool_FromLong(self->closed);
 }
 
+static PyObject *core_get_wakeup_fd(LoopCore *self, void *unused) {
+  return PyLong_FromLong(self->wake[1]);
+}
+
 static PyObject *core_get_backend(LoopCore *self, void *unused) {
   if (!self->loop) Py_RETURN_NONE;
   return PyUnicode_FromString(aloop_backend_name(self->loop));
@@ -1324,6 +1447,7 @@ static PyMethodDef core_methods[] = {
     {"set_exception_handler", (PyCFunction)core_set_exception_handler, METH_O, NULL},
     {"get_exception_handler", (PyCFunction)core_get_exception_handler, METH_NOARGS, NULL},
     {"call_exception_handler", (PyCFunction)core_call_exception_handler, METH_O, NULL},
+    {"_call_handle_soon", (PyCFunction)core_call_handle_soon, METH_O, NULL},
     {"_timer_handle_cancelled", (PyCFunction)core_timer_handle_cancelled, METH_O, NULL},
     {"run_forever", (PyCFunction)core_run_forever, METH_NOARGS, "Run until stop() is called."},
     {"run_until_complete", (PyCFunction)core_run_until_complete, METH_O, NULL},
@@ -1340,6 +1464,9 @@ static PyMethodDef core_methods[] = {
     {"_sock_sendall", (PyCFunction)core_sock_sendall, METH_VARARGS, NULL},
     {"_sock_accept", (PyCFunction)core_sock_accept, METH_VARARGS, NULL},
     {"_sock_connect", (PyCFunction)core_sock_connect, METH_VARARGS, NULL},
+    {"_sock_recvfrom_into", (PyCFunction)core_sock_recvfrom_into, METH_VARARGS, NULL},
+    {"_sock_sendto", (PyCFunction)core_sock_sendto, METH_VARARGS, NULL},
+    {"_sock_sendfile", (PyCFunction)core_sock_sendfile, METH_VARARGS, NULL},
     {NULL, NULL, 0, NULL},
 };
 
@@ -1353,6 +1480,7 @@ static PyMemberDef core_members[] = {
 static PyGetSetDef core_getset[] = {
     {"_closed", (getter)core_get_closed, NULL, NULL, NULL},
     {"_thread_id", (getter)core_get_thread_id, NULL, NULL, NULL},
+    {"_wakeup_fd", (getter)core_get_wakeup_fd, NULL, "The socket signals write to.", NULL},
     {"backend", (getter)core_get_backend, NULL, "The aloop driver this loop runs on.", NULL},
     {NULL, NULL, NULL, NULL, NULL},
 };
