@@ -994,10 +994,8 @@ static unsigned char *buffer_of(struct buf_ring *r, uint32_t flags, unsigned *bi
  * submit it again, unless it is being cancelled. */
 static void resubmit(aloop_loop *loop, struct uring_state *s, struct aloop__op *op,
                      int (*submit)(struct uring_state *, struct aloop__op *)) {
-  if (op->state == OP_CANCELLING)
-    op_finished(loop, s, op, -ECANCELED);
-  else if (submit(s, op) < 0)
-    op_finished(loop, s, op, -ENOMEM);
+  int err = op->state == OP_CANCELLING ? -ECANCELED : submit(s, op);
+  if (err < 0) op_finished(loop, s, op, err == -ECANCELED ? err : -ENOMEM);
 }
 
 /* ---- stream reads (trap j) -------------------------------------------------------------------- */
@@ -1022,8 +1020,9 @@ static bool rearm_reads(aloop_loop *loop, struct uring_state *s) {
   bool ended = false;
   while (s->nreads) { /* from the back: asking a consumer for its room may cancel listed reads */
     struct aloop__op *op = s->reads[--s->nreads];
-    if (submit_stream(s, op) < 0) {
-      op_finished(loop, s, op, -ENOMEM);
+    int err = submit_stream(s, op);
+    if (err < 0) {
+      op_finished(loop, s, op, err == -ECANCELED ? err : -ENOMEM);
       ended = true;
     }
   }
@@ -1051,9 +1050,12 @@ static void cancel_deferred_reads_of(aloop_loop *loop, struct uring_state *s, in
 
 static int submit_stream(struct uring_state *s, struct aloop__op *op) {
   if (!buf_ring_ready(s, &s->stream_bufs)) return -EOPNOTSUPP;
+  /* The room first: the consumer may cancel the read there (or another request may take the
+   * next SQE and, with the SQ full, submit the queue), and no SQE of ours may be half made then. */
+  if (op->room) op->len = op->room(op);
+  if (op->state == OP_CANCELLING) return -ECANCELED;
   struct io_uring_sqe *sqe = get_sqe(s);
   if (!sqe) return -ENOMEM;
-  if (op->room) op->len = op->room(op);
   if (op->file) /* a pipe: one read(2) per chunk, into a provided buffer all the same */
     io_uring_prep_read(sqe, op->fd, NULL,
                        op->len && op->len < RECV_BUF_SIZE ? (unsigned)op->len : RECV_BUF_SIZE,
