@@ -93,3 +93,15 @@ def no_fd_left_open():
 def run(loop, coro, timeout=TIMEOUT):
     """Run coro on loop, bounded in time."""
     return loop.run_until_complete(asyncio.wait_for(coro, timeout))
+
+
+async def cancel_while_pending(awaitable):
+    """Start awaitable, check that it waits (nothing can have arrived for it), cancel it, and see
+    it end cancelled; then give the loop a turn to let the cancelled operation go."""
+    pending = asyncio.ensure_future(awaitable)
+    await asyncio.sleep(0.02)
+    assert not pending.done()
+    pending.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await pending
+    await asyncio.sleep(0.01)

@@ -1,12 +1,11 @@
 """sock_recvfrom, sock_recvfrom_into and sock_sendto over UDP on 127.0.0.1 (and ::1 where it
 works), on every loop (see conftest.py). Sockets are non-blocking, as asyncio requires."""
 
-import asyncio
 import socket
 
 import pytest
 
-from conftest import run
+from conftest import cancel_while_pending, run
 
 pytestmark = pytest.mark.uvloop_differs("no sock_recvfrom, sock_recvfrom_into, sock_sendto: "
                                         "NotImplementedError")
@@ -98,13 +97,7 @@ def test_cancelling_a_pending_recvfrom_leaves_the_socket_usable(loop):
     a, b = udp(), udp()
 
     async def main():
-        pending = asyncio.ensure_future(loop.sock_recvfrom(b, 100))
-        await asyncio.sleep(0.02)
-        assert not pending.done()
-        pending.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await pending
-        await asyncio.sleep(0.01)
+        await cancel_while_pending(loop.sock_recvfrom(b, 100))
         await loop.sock_sendto(a, b"after", b.getsockname())
         return await loop.sock_recvfrom(b, 100)
 
