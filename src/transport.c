@@ -175,6 +175,11 @@ void aloop_transport_close(aloop_transport *t) {
 
 bool aloop_transport_is_closing(const aloop_transport *t) { return t->closing; }
 
+void aloop_transport_set_protocol(aloop_transport *t, const aloop_protocol *proto, void *ctx) {
+  t->proto = proto;
+  t->ctx = ctx;
+}
+
 int aloop__transport_hold(aloop_transport *t, const void *data, size_t n) {
   unsigned char *held = realloc(t->held, t->held_len + n);
   if (!held) return -ENOMEM;

@@ -100,6 +100,11 @@ ALOOP_API void aloop_transport_abort(aloop_transport *t);
  * connection; connection_lost gets err (< 0). Every other connection carries on. */
 ALOOP_API void aloop_transport_fail(aloop_transport *t, int err, const char *fmt, ...)
     ALOOP_PRINTF(3, 4);
+/* Hand the connection to another protocol (asyncio's set_protocol, as start_tls does): every
+ * callback from now on goes to proto with ctx, a plain or a buffered one alike; bytes already
+ * read are not lost, since reads land in the transport's own buffer first. */
+ALOOP_API void aloop_transport_set_protocol(aloop_transport *t, const aloop_protocol *proto,
+                                            void *ctx);
 ALOOP_API void aloop_transport_pause_reading(aloop_transport *t);
 ALOOP_API void aloop_transport_resume_reading(aloop_transport *t);
 ALOOP_API bool aloop_transport_is_closing(const aloop_transport *t);

@@ -8,32 +8,29 @@
 backend=None means the C library's default: $ALOOP_BACKEND, else the first driver that works
 (io_uring, libev, select).
 
-What a Loop has so far: time, call_soon, call_later, call_at, call_soon_threadsafe, run_forever,
-run_until_complete, stop, close, is_closed, is_running, create_future, create_task,
-set_task_factory/get_task_factory, add_reader/remove_reader/add_writer/remove_writer, the exception
-handler API, get_debug/set_debug, shutdown_asyncgens, shutdown_default_executor, run_in_executor,
-set_default_executor, getaddrinfo, getnameinfo, and sock_recv, sock_recv_into, sock_sendall,
-sock_accept, sock_connect, sock_recvfrom, sock_recvfrom_into, sock_sendto, sock_sendfile,
-add_signal_handler, remove_signal_handler.
-
-Not there yet: create_connection, create_server, create_unix_connection, create_unix_server,
-connect_accepted_socket, create_datagram_endpoint, connect_read_pipe, connect_write_pipe,
-subprocess_exec, subprocess_shell, start_tls, sendfile.
-AbstractEventLoop's stubs for them (which raise NotImplementedError) are hidden: on a Loop they do
-not exist (AttributeError, hasattr() is False), so code that checks for a method sees the truth.
+Every method of asyncio.AbstractEventLoop is there. The hot paths are aloop's, in C: the
+iteration, handles and timers, readers and writers, the sock_* methods (aloop operations: requests
+io_uring completes in the kernel) and stream transports (aloop transports calling the protocol's
+methods, BufferedProtocol straight into get_buffer; TLS is asyncio's own SSL protocol over them).
+The orchestration around them (create_connection's address resolution and happy eyeballs,
+create_server's sockets, Server objects, start_tls, datagram endpoints, pipes and child processes)
+is asyncio's own pure-Python code, bound onto Loop and running on these methods, so its semantics
+and messages are asyncio's exactly. Child processes are watched through a pidfd (no SIGCHLD
+handler, no thread) where the kernel has pidfds.
 """
 
 import asyncio
 import errno
 import io
 import os
+import selectors
 import signal
 import socket
 import stat
 import ssl
 import sys
 import weakref
-from asyncio import base_events
+from asyncio import base_events, constants, events, selector_events, trsock, unix_events
 from asyncio.log import logger
 
 from . import _aloop
@@ -55,6 +52,24 @@ _BORROWED = (
     "_do_shutdown", "_check_default_executor", "_check_closed",
     "_check_running", "_check_callback", "_check_thread",
     "_check_sendfile_params", "_sock_sendfile_fallback",
+    # connections, servers, datagrams, pipes, child processes, TLS and sendfile on transports
+    "create_connection", "_connect_sock", "_ensure_resolved", "_getaddrinfo_debug",
+    "_create_connection_transport", "create_server", "_create_server_getaddrinfo",
+    "connect_accepted_socket", "create_datagram_endpoint", "connect_read_pipe",
+    "connect_write_pipe", "subprocess_exec", "subprocess_shell", "_log_subprocess", "start_tls",
+    "sendfile",
+)
+# ... and from the selector loop: the accept loop, and transports aloop has no C form of yet
+# for Python (datagrams; TLS is asyncio's SSL protocol over aloop's own transport), which run on
+# add_reader/add_writer.
+_BORROWED_SELECTOR = (
+    "_start_serving", "_accept_connection", "_accept_connection2", "_stop_serving",
+    "_make_ssl_transport", "_make_datagram_transport",
+)
+# ... and from the Unix loop: Unix sockets and pipes.
+_BORROWED_UNIX = (
+    "create_unix_connection", "create_unix_server", "_make_read_pipe_transport",
+    "_make_write_pipe_transport", "_child_watcher_callback",
 )
 
 
@@ -74,6 +89,8 @@ class Loop(_aloop.LoopCore, asyncio.AbstractEventLoop):
         self.slow_callback_duration = 0.1
         self._debug = False
         self._signal_handlers = {}  # signal number -> Handle (see add_signal_handler)
+        self._transports = weakref.WeakValueDictionary()  # asyncio's selector transports' table
+        self._child_pidfds = {}  # pid -> pidfd, for the children being watched
         self.set_debug(asyncio.coroutines._is_debug_mode())
 
     def __repr__(self):
@@ -90,6 +107,9 @@ class Loop(_aloop.LoopCore, asyncio.AbstractEventLoop):
             self._signal_handlers.clear()  # the signal module may be gone already
         for sig in list(self._signal_handlers):
             self.remove_signal_handler(sig)
+        for pidfd in self._child_pidfds.values():
+            os.close(pidfd)
+        self._child_pidfds.clear()
         self._close()
         executor = self._default_executor
         if executor is not None:
@@ -271,6 +291,133 @@ class Loop(_aloop.LoopCore, asyncio.AbstractEventLoop):
             file.seek(offset + sent)  # as asyncio: the position is after what was sent
         return sent
 
+    # Stream transports: aloop's, in C (_aloop.Transport).
+
+    def _make_socket_transport(self, sock, protocol, waiter=None, *, extra=None, server=None):
+        extra = dict(extra) if extra else {}
+        extra["socket"] = trsock.TransportSocket(sock)
+        try:
+            extra["sockname"] = sock.getsockname()
+        except OSError:
+            extra["sockname"] = None
+        if "peername" not in extra:
+            try:
+                extra["peername"] = sock.getpeername()
+            except OSError:
+                extra["peername"] = None
+        base_events._set_nodelay(sock)
+        return self._socket_transport(sock, protocol, extra, server, waiter)
+
+    async def _sendfile_native(self, transp, file, offset, count):
+        """aloop_transport_sendfile for a regular file on one of aloop's transports."""
+        if not isinstance(transp, _aloop.Transport):
+            raise asyncio.SendfileNotAvailableError("not an aloop transport")
+        try:
+            fd = file.fileno()
+            regular = stat.S_ISREG(os.fstat(fd).st_mode)
+        except (AttributeError, io.UnsupportedOperation, OSError):
+            regular = False
+        if not regular:
+            raise asyncio.SendfileNotAvailableError("not a regular file")
+        fut = self.create_future()
+        transp._sendfile(fd, offset, count or 0, fut)
+        sent = await fut
+        if sent > 0:
+            file.seek(offset + sent)
+        return sent
+
+    async def _sendfile_fallback(self, transp, file, offset, count):
+        """asyncio's read-and-write fallback; on aloop's transports with the same protocol swap
+        asyncio uses (which insists on asyncio's own transport classes)."""
+        if not isinstance(transp, _aloop.Transport):
+            return await base_events.BaseEventLoop._sendfile_fallback(self, transp, file, offset,
+                                                                      count)
+        if offset:
+            file.seek(offset)
+        blocksize = min(count, 16384) if count else 16384
+        buf = bytearray(blocksize)
+        total_sent = 0
+        proto = _SendfileFallbackProtocol(transp)
+        try:
+            while True:
+                if count:
+                    blocksize = min(count - total_sent, blocksize)
+                    if blocksize <= 0:
+                        return total_sent
+                view = memoryview(buf)[:blocksize]
+                read = await self.run_in_executor(None, file.readinto, view)
+                if not read:
+                    return total_sent
+                await proto.drain()
+                transp.write(view[:read])
+                total_sent += read
+        finally:
+            if total_sent > 0 and hasattr(file, "seek"):
+                file.seek(offset + total_sent)
+            await proto.restore()
+
+    # What asyncio's selector transports (datagrams, pipes) and accept loop call on their loop.
+
+    def _add_reader(self, fd, callback, *args):
+        self.add_reader(fd, callback, *args)
+
+    def _remove_reader(self, fd):
+        return self.remove_reader(fd)
+
+    def _add_writer(self, fd, callback, *args):
+        self.add_writer(fd, callback, *args)
+
+    def _remove_writer(self, fd):
+        return self.remove_writer(fd)
+
+    @property
+    def _selector(self):
+        return _Watched(self)
+
+    # Child processes: asyncio's transport, its exit seen through a pidfd.
+
+    async def _make_subprocess_transport(self, protocol, args, shell, stdin, stdout, stderr,
+                                         bufsize, extra=None, **kwargs):
+        if not _use_pidfd():
+            return await unix_events._UnixSelectorEventLoop._make_subprocess_transport(
+                self, protocol, args, shell, stdin, stdout, stderr, bufsize, extra=extra,
+                **kwargs)
+        waiter = self.create_future()
+        transp = unix_events._UnixSubprocessTransport(self, protocol, args, shell, stdin, stdout,
+                                                      stderr, bufsize, waiter=waiter, extra=extra,
+                                                      **kwargs)
+        self._watch_child(transp.get_pid(), transp)
+        try:
+            await waiter
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException:
+            transp.close()
+            await transp._wait()
+            raise
+        return transp
+
+    def _watch_child(self, pid, transp):
+        pidfd = os.pidfd_open(pid)
+        self._child_pidfds[pid] = pidfd
+        self.add_reader(pidfd, self._child_exited, pid, transp)
+
+    def _child_exited(self, pid, transp):
+        self.remove_reader(self._child_pidfds[pid])
+        os.close(self._child_pidfds.pop(pid))
+        try:
+            _, status = os.waitpid(pid, 0)  # it has exited: this does not wait
+        except ChildProcessError:
+            # Reaped by someone else (Popen.poll in close(), or the application): Popen may know.
+            code = transp._proc.returncode if transp._proc is not None else None
+            if code is None:
+                logger.warning("child process pid %d was reaped elsewhere; its returncode is "
+                               "reported as 255", pid)
+                code = 255
+        else:
+            code = os.waitstatus_to_exitcode(status)
+        transp._process_exited(code)
+
     async def _resolve(self, sock, address):
         host, port = address[:2]
         try:
@@ -284,38 +431,55 @@ class Loop(_aloop.LoopCore, asyncio.AbstractEventLoop):
         return infos[0][4]
 
 
+class _Watched:
+    """What asyncio's transports' __repr__ asks of a loop's selector: what an fd is watched for."""
+
+    def __init__(self, loop):
+        self._loop = loop
+
+    def get_key(self, fd):
+        events = ((selectors.EVENT_READ if fd in self._loop._readers else 0)
+                  | (selectors.EVENT_WRITE if fd in self._loop._writers else 0))
+        if not events:
+            raise KeyError(fd)
+        return selectors.SelectorKey(fd, fd, events, None)
+
+
+class _SendfileFallbackProtocol(base_events._SendfileFallbackProtocol):
+    """asyncio's, for aloop's transports (its own checks for asyncio's transport classes)."""
+
+    def __init__(self, transp):
+        self._transport = transp
+        self._proto = transp.get_protocol()
+        self._should_resume_reading = transp.is_reading()
+        self._should_resume_writing = transp._protocol_paused
+        transp.pause_reading()
+        transp.set_protocol(self)
+        self._write_ready_fut = (transp._loop.create_future() if self._should_resume_writing
+                                 else None)
+
+
+def _use_pidfd():
+    """Whether children are watched through pidfds: where the kernel has them, unless
+    ALOOP_PIDFD=0 asks for asyncio's child watcher (the fallback, so that it is tested)."""
+    return hasattr(os, "pidfd_open") and os.environ.get("ALOOP_PIDFD") != "0"
+
+
 def _signal_caught(signum, frame):
     """Python's handler for a signal a loop handles: the loop hears of it on its wake-up socket."""
 
 
-# What AbstractEventLoop declares and this loop does not do yet (see the docstring above).
-_NOT_YET = (
-    "create_connection", "create_server", "create_unix_connection",
-    "create_unix_server", "connect_accepted_socket", "create_datagram_endpoint",
-    "connect_read_pipe", "connect_write_pipe", "subprocess_exec", "subprocess_shell", "start_tls",
-    "sendfile",
-)
-
-
-class _NotYet:
-    """Hides an inherited AbstractEventLoop stub: the attribute does not exist on a Loop."""
-
-    def __set_name__(self, owner, name):
-        self.name = name
-
-    def __get__(self, obj, owner=None):
-        raise AttributeError(f"aloop's Loop has no {self.name}() yet")
-
-
-for _name in _NOT_YET:
-    _descriptor = _NotYet()
-    setattr(Loop, _name, _descriptor)
-    _descriptor.__set_name__(Loop, _name)
-del _descriptor
-
 for _name in _BORROWED:
     setattr(Loop, _name, getattr(base_events.BaseEventLoop, _name))
+for _name in _BORROWED_SELECTOR:
+    setattr(Loop, _name, getattr(selector_events.BaseSelectorEventLoop, _name))
+for _name in _BORROWED_UNIX:
+    setattr(Loop, _name, getattr(unix_events._UnixSelectorEventLoop, _name))
 del _name
+
+# asyncio's start_tls and sendfile look for these on a transport.
+_aloop.Transport._start_tls_compatible = True
+_aloop.Transport._sendfile_compatible = constants._SendfileMode.TRY_NATIVE
 
 
 def new_event_loop(backend=None):

@@ -26,6 +26,7 @@
 #include <aloop.h>
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <netinet/in.h>
 #include <string.h>
@@ -51,8 +52,13 @@ typedef struct {
   PyObject *isfuture, *ensure_future, *until_complete_cb; /* asyncio's, for run_until_complete */
   PyObject *logger; /* logging.getLogger("asyncio"), as asyncio's own reports */
   PyObject *thread_pool, *wrap_future; /* concurrent.futures.ThreadPoolExecutor, asyncio's */
+  PyObject *buffered_protocol_type; /* asyncio.BufferedProtocol */
+  /* the protocol methods transports call, interned once */
+  PyObject *str_connection_made, *str_data_received, *str_eof_received, *str_connection_lost,
+      *str_pause_writing, *str_resume_writing, *str_get_buffer, *str_buffer_updated;
   PyTypeObject *core_type;
   PyTypeObject *op_type;
+  PyTypeObject *transport_type;
 } module_state;
 
 typedef struct {
@@ -62,6 +68,7 @@ typedef struct {
   PyObject *readers;    /* fd -> Handle */
   PyObject *writers;
   PyObject *ops;        /* socket operations in flight (Op objects) */
+  PyObject *transports; /* Transports aloop still has (until their connection_lost) */
   PyObject *exc;        /* a BaseException a callback raised past asyncio's handler: re-raised */
   char debug;
   PyObject *task_factory;
@@ -1279,6 +1286,587 @@ static PyObject *core_sock_sendfile(LoopCore *self, PyObject *args) {
             : NULL;
 }
 
+/* ---- stream transports --------------------------------------------------------------------------
+ * asyncio's socket transport over an aloop_transport: aloop reads (in the kernel on io_uring),
+ * queues what cannot be sent at once and keeps the flow-control marks; this calls the protocol's
+ * methods with asyncio's semantics and words. aloop owns a duplicate of the socket's fd, so the
+ * Python socket (get_extra_info('socket')) stays usable; it is closed after connection_lost, as
+ * asyncio closes its own. aloop holds a reference to the Transport from its creation until
+ * connection_lost has run, and the loop's set of transports another (so close() can end them). */
+
+typedef struct {
+  PyObject_HEAD
+  LoopCore *core;
+  module_state *st;
+  aloop_transport *t; /* NULL once connection_lost has run */
+  PyObject *protocol, *extra, *sock, *server, *waiter;
+  PyObject *lost_exc; /* why a protocol method made it abort: connection_lost's argument */
+  Py_buffer rbuf;     /* a BufferedProtocol's last buffer, held while a read may land in it */
+  char has_rbuf, buffered, made, closing, eof_written, paused, protocol_paused;
+  Py_ssize_t high, low; /* as set_write_buffer_limits was given them */
+  int writes_after_loss;
+  PyObject *weakrefs;
+} Transport;
+
+/* asyncio's LOG_THRESHOLD_FOR_CONNLOST_WRITES: writes to a lost connection are dropped, and
+ * after this many each one is logged. */
+enum { WRITES_AFTER_LOSS_LOGGED = 5 };
+
+static const aloop_protocol plain_protocol, buffered_protocol;
+
+static void release_rbuf(Transport *self) {
+  if (self->has_rbuf) PyBuffer_Release(&self->rbuf);
+  self->has_rbuf = 0;
+}
+
+/* An OSError for a negative errno (its subclass: ConnectionResetError for -ECONNRESET...). */
+static PyObject *error_from(int err) {
+  if (-err < ALOOP_EBASE) return PyObject_CallFunction(PyExc_OSError, "is", -err, strerror(-err));
+  return PyObject_CallFunction(PyExc_OSError, "s", aloop_strerror(err));
+}
+
+/* The exception handler hears of `exc` with asyncio's context for a transport. */
+static void report_to_handler(Transport *self, const char *message, PyObject *exc) {
+  PyObject *context = Py_BuildValue("{sssOsOsO}", "message", message, "exception", exc,
+                                    "transport", self, "protocol", self->protocol);
+  PyObject *r = context ? core_call_exception_handler(self->core, context) : NULL;
+  Py_XDECREF(context);
+  if (r) {
+    Py_DECREF(r);
+  } else if (PyErr_ExceptionMatches(PyExc_SystemExit) ||
+             PyErr_ExceptionMatches(PyExc_KeyboardInterrupt)) {
+    keep_exception(self->core);
+  } else {
+    PyErr_WriteUnraisable((PyObject *)self);
+  }
+}
+
+/* A protocol method raised. SystemExit and KeyboardInterrupt stop the loop and come out of
+ * run_forever, as on asyncio's loop. Anything else goes to the exception handler (an OSError
+ * only in debug mode, as asyncio's _fatal_error does); when `fatal`, it becomes connection_lost's
+ * argument and the caller aborts the connection. */
+static void protocol_failed(Transport *self, const char *message, int fatal) {
+  if (PyErr_ExceptionMatches(PyExc_SystemExit) || PyErr_ExceptionMatches(PyExc_KeyboardInterrupt)) {
+    keep_exception(self->core);
+    return;
+  }
+  PyObject *type, *value, *tb;
+  PyErr_Fetch(&type, &value, &tb);
+  PyErr_NormalizeException(&type, &value, &tb);
+  if (tb && value) PyException_SetTraceback(value, tb);
+  Py_XDECREF(type);
+  Py_XDECREF(tb);
+  if (!value) return;
+  if (!fatal || !PyErr_GivenExceptionMatches(value, PyExc_OSError) || self->core->debug)
+    report_to_handler(self, message, value);
+  if (fatal && !self->lost_exc) {
+    self->lost_exc = value;
+    return;
+  }
+  Py_DECREF(value);
+}
+
+static PyObject *call_protocol(Transport *self, PyObject *name, PyObject *arg) {
+  return arg ? PyObject_CallMethodOneArg(self->protocol, name, arg)
+             : PyObject_CallMethodNoArgs(self->protocol, name);
+}
+
+static void abort_after_failure(Transport *self, const char *message) {
+  protocol_failed(self, message, 1);
+  if (self->t) aloop_transport_abort(self->t);
+}
+
+static void set_waiter(Transport *self, PyObject *exc) {
+  PyObject *waiter = self->waiter;
+  if (!waiter) return;
+  self->waiter = NULL;
+  PyObject *c = PyObject_CallMethod(waiter, "cancelled", NULL);
+  int cancelled = c ? PyObject_IsTrue(c) : -1;
+  Py_XDECREF(c);
+  PyObject *r = NULL;
+  if (cancelled == 0)
+    r = exc ? PyObject_CallMethod(waiter, "set_exception", "O", exc)
+            : PyObject_CallMethod(waiter, "set_result", "O", Py_None);
+  if (cancelled < 0 || (cancelled == 0 && !r)) PyErr_WriteUnraisable(waiter);
+  Py_XDECREF(r);
+  Py_DECREF(waiter);
+}
+
+static void tr_made(aloop_transport *t, void *ctx) {
+  Transport *self = ctx;
+  if (self->core->closing) return;
+  self->made = 1;
+  PyObject *r = call_protocol(self, self->st->str_connection_made, (PyObject *)self);
+  if (!r) protocol_failed(self, "Exception in callback protocol.connection_made()", 0);
+  Py_XDECREF(r);
+  set_waiter(self, NULL);
+}
+
+static void tr_data(aloop_transport *t, const void *data, size_t n, void *ctx) {
+  Transport *self = ctx;
+  if (self->core->closing) return;
+  PyObject *bytes = PyBytes_FromStringAndSize(data, (Py_ssize_t)n);
+  PyObject *r = bytes ? call_protocol(self, self->st->str_data_received, bytes) : NULL;
+  Py_XDECREF(bytes);
+  if (!r) abort_after_failure(self, "Fatal error: protocol.data_received() call failed.");
+  Py_XDECREF(r);
+}
+
+static bool tr_eof(aloop_transport *t, void *ctx) {
+  Transport *self = ctx;
+  if (self->core->closing) return false;
+  PyObject *r = call_protocol(self, self->st->str_eof_received, NULL);
+  if (!r) {
+    abort_after_failure(self, "Fatal error: protocol.eof_received() call failed.");
+    return true; /* aborting already */
+  }
+  int keep_open = PyObject_IsTrue(r);
+  Py_DECREF(r);
+  if (keep_open < 0) {
+    abort_after_failure(self, "Fatal error: protocol.eof_received() call failed.");
+    return true;
+  }
+  if (!keep_open) self->closing = 1; /* aloop closes it */
+  return keep_open;
+}
+
+static void tr_lost(aloop_transport *t, int err, void *ctx) {
+  Transport *self = ctx;
+  self->t = NULL;
+  self->closing = 1;
+  release_rbuf(self);
+  PyObject *exc = self->lost_exc;
+  self->lost_exc = NULL;
+  if (!exc) exc = err < 0 ? error_from(err) : Py_NewRef(Py_None);
+  if (!exc) PyErr_WriteUnraisable((PyObject *)self);
+  if (exc && !self->core->closing) {
+    if (self->made) {
+      PyObject *r = call_protocol(self, self->st->str_connection_lost, exc);
+      if (!r) protocol_failed(self, "Exception in callback protocol.connection_lost()", 0);
+      Py_XDECREF(r);
+    } else {
+      set_waiter(self, exc != Py_None ? exc : NULL);
+    }
+  }
+  Py_XDECREF(exc);
+  if (self->sock != Py_None) {
+    PyObject *r = PyObject_CallMethod(self->sock, "close", NULL);
+    if (!r) PyErr_WriteUnraisable(self->sock);
+    Py_XDECREF(r);
+  }
+  if (self->server != Py_None) {
+    PyObject *r = PyObject_CallMethod(self->server, "_detach", NULL);
+    if (!r) PyErr_WriteUnraisable(self->server);
+    Py_XDECREF(r);
+  }
+  Py_SETREF(self->sock, Py_NewRef(Py_None));
+  Py_SETREF(self->server, Py_NewRef(Py_None));
+  Py_CLEAR(self->waiter);
+  if (PySet_Discard(self->core->transports, (PyObject *)self) < 0)
+    PyErr_WriteUnraisable((PyObject *)self);
+  Py_DECREF(self); /* aloop's */
+}
+
+static void flow_changed(Transport *self, int paused) {
+  self->protocol_paused = (char)paused;
+  if (self->core->closing) return;
+  PyObject *r = call_protocol(self, paused ? self->st->str_pause_writing
+                                           : self->st->str_resume_writing, NULL);
+  if (!r)
+    protocol_failed(self, paused ? "protocol.pause_writing() failed"
+                                 : "protocol.resume_writing() failed", 0);
+  Py_XDECREF(r);
+}
+
+static void tr_pause(aloop_transport *t, void *ctx) { flow_changed(ctx, 1); }
+static void tr_resume(aloop_transport *t, void *ctx) { flow_changed(ctx, 0); }
+
+/* BufferedProtocol: the protocol's buffer is held (exported) until the bytes are in it, so it
+ * cannot be resized under the copy. A failure fails the connection (aloop: -ENOBUFS) with the
+ * exception as connection_lost's argument. */
+static void *tr_get_buffer(aloop_transport *t, size_t sizehint, size_t *n, void *ctx) {
+  Transport *self = ctx;
+  release_rbuf(self);
+  if (self->core->closing) return NULL;
+  PyObject *hint = PyLong_FromSize_t(sizehint);
+  PyObject *buf = hint ? call_protocol(self, self->st->str_get_buffer, hint) : NULL;
+  Py_XDECREF(hint);
+  if (buf && PyObject_GetBuffer(buf, &self->rbuf, PyBUF_WRITABLE) == 0) {
+    self->has_rbuf = 1;
+    if (self->rbuf.len == 0) {
+      release_rbuf(self);
+      PyErr_SetString(PyExc_RuntimeError, "get_buffer() returned an empty buffer");
+    }
+  }
+  Py_XDECREF(buf);
+  if (!self->has_rbuf) {
+    protocol_failed(self, "Fatal error: protocol.get_buffer() call failed.", 1);
+    return NULL;
+  }
+  *n = (size_t)self->rbuf.len;
+  return self->rbuf.buf;
+}
+
+static void tr_buffer_updated(aloop_transport *t, size_t n, void *ctx) {
+  Transport *self = ctx;
+  release_rbuf(self); /* before the call: the protocol may resize its buffer there */
+  if (self->core->closing) return;
+  PyObject *count = PyLong_FromSize_t(n);
+  PyObject *r = count ? call_protocol(self, self->st->str_buffer_updated, count) : NULL;
+  Py_XDECREF(count);
+  if (!r) abort_after_failure(self, "Fatal error: protocol.buffer_updated() call failed.");
+  Py_XDECREF(r);
+}
+
+static const aloop_protocol plain_protocol = {
+    .connection_made = tr_made, .data_received = tr_data, .eof_received = tr_eof,
+    .connection_lost = tr_lost, .pause_writing = tr_pause, .resume_writing = tr_resume};
+static const aloop_protocol buffered_protocol = {
+    .connection_made = tr_made, .eof_received = tr_eof, .connection_lost = tr_lost,
+    .pause_writing = tr_pause, .resume_writing = tr_resume, .get_buffer = tr_get_buffer,
+    .buffer_updated = tr_buffer_updated};
+
+static int take_protocol(Transport *self, PyObject *protocol) {
+  int buffered = PyObject_IsInstance(protocol, self->st->buffered_protocol_type);
+  if (buffered < 0) return -1;
+  Py_INCREF(protocol);
+  Py_XSETREF(self->protocol, protocol);
+  self->buffered = (char)buffered;
+  if (self->t)
+    aloop_transport_set_protocol(self->t, buffered ? &buffered_protocol : &plain_protocol, self);
+  return 0;
+}
+
+/* _socket_transport(sock, protocol, extra, server, waiter): a Transport over the connected,
+ * non-blocking stream socket sock (kept; aloop works on a duplicate of its fd). connection_made
+ * runs on the next iteration, then waiter (a future, or None) gets None. */
+static PyObject *core_socket_transport(LoopCore *self, PyObject *args) {
+  PyObject *sock, *protocol, *extra, *server, *waiter;
+  if (!PyArg_ParseTuple(args, "OOO!OO:_socket_transport", &sock, &protocol, &PyDict_Type, &extra,
+                        &server, &waiter))
+    return NULL;
+  if (check_closed(self) < 0) return NULL;
+  module_state *st = state_of((PyObject *)self);
+  int fd = st ? fd_of(sock) : -1;
+  if (fd < 0) return NULL;
+  Transport *tr = PyObject_GC_New(Transport, st->transport_type);
+  if (!tr) return NULL;
+  tr->core = (LoopCore *)Py_NewRef(self);
+  tr->st = st;
+  tr->t = NULL;
+  tr->protocol = NULL;
+  tr->extra = Py_NewRef(extra);
+  tr->sock = Py_NewRef(sock);
+  tr->server = Py_NewRef(server);
+  tr->waiter = waiter == Py_None ? NULL : Py_NewRef(waiter);
+  tr->lost_exc = NULL;
+  tr->has_rbuf = tr->made = tr->closing = tr->eof_written = tr->paused = 0;
+  tr->protocol_paused = 0;
+  tr->high = ALOOP_WRITE_HIGH_DEFAULT;
+  tr->low = ALOOP_WRITE_HIGH_DEFAULT / 4;
+  tr->writes_after_loss = 0;
+  tr->weakrefs = NULL;
+  PyObject_GC_Track(tr);
+  if (take_protocol(tr, protocol) < 0) {
+    Py_DECREF(tr);
+    return NULL;
+  }
+  int dup = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+  if (dup < 0) {
+    Py_DECREF(tr);
+    return PyErr_SetFromErrno(PyExc_OSError);
+  }
+  tr->t = aloop_transport_new(self->loop, dup, tr->buffered ? &buffered_protocol : &plain_protocol,
+                              tr);
+  if (!tr->t) {
+    Py_DECREF(tr);
+    return PyErr_SetFromErrno(PyExc_OSError);
+  }
+  Py_INCREF(tr); /* aloop's, until connection_lost (which follows an abort too) */
+  PyObject *attached = NULL;
+  if (PySet_Add(self->transports, (PyObject *)tr) < 0 ||
+      (server != Py_None && !(attached = PyObject_CallMethod(server, "_attach", NULL)))) {
+    Py_SETREF(tr->server, Py_NewRef(Py_None)); /* not attached: no _detach */
+    aloop_transport_abort(tr->t);
+    Py_DECREF(tr);
+    return NULL;
+  }
+  Py_XDECREF(attached);
+  return (PyObject *)tr;
+}
+
+static PyObject *tr_write(Transport *self, PyObject *data) {
+  if (!PyBytes_Check(data) && !PyByteArray_Check(data) && !PyMemoryView_Check(data))
+    return PyErr_Format(PyExc_TypeError, "data argument must be a bytes-like object, not '%.200s'",
+                        Py_TYPE(data)->tp_name);
+  if (self->eof_written) {
+    PyErr_SetString(PyExc_RuntimeError, "Cannot call write() after write_eof()");
+    return NULL;
+  }
+  Py_buffer view;
+  if (PyObject_GetBuffer(data, &view, PyBUF_SIMPLE) < 0) return NULL;
+  int err = 0;
+  if (view.len && self->t && !aloop_transport_is_closing(self->t))
+    err = aloop_transport_write(self->t, view.buf, (size_t)view.len);
+  else if (view.len)
+    err = -EPIPE;
+  PyBuffer_Release(&view);
+  if (err == -EBUSY) {
+    PyErr_SetString(PyExc_RuntimeError, "unable to write; sendfile is in progress");
+    return NULL;
+  }
+  if (err == -ENOMEM) return PyErr_NoMemory();
+  if (err == -EPIPE && ++self->writes_after_loss > WRITES_AFTER_LOSS_LOGGED) {
+    PyObject *r = PyObject_CallMethod(self->st->logger, "warning", "s",
+                                      "socket.send() raised exception.");
+    if (!r) return NULL;
+    Py_DECREF(r);
+  }
+  Py_RETURN_NONE;
+}
+
+static PyObject *tr_writelines(Transport *self, PyObject *list) {
+  PyObject *it = PyObject_GetIter(list), *item;
+  if (!it) return NULL;
+  while ((item = PyIter_Next(it))) {
+    PyObject *r = tr_write(self, item);
+    Py_DECREF(item);
+    if (!r) break;
+    Py_DECREF(r);
+  }
+  Py_DECREF(it);
+  if (PyErr_Occurred()) return NULL;
+  Py_RETURN_NONE;
+}
+
+static PyObject *tr_write_eof(Transport *self, PyObject *unused) {
+  if (self->closing || self->eof_written || !self->t) Py_RETURN_NONE;
+  self->eof_written = 1;
+  int err = aloop_transport_write_eof(self->t);
+  if (err == -EBUSY) {
+    self->eof_written = 0;
+    PyErr_SetString(PyExc_RuntimeError, "unable to write; sendfile is in progress");
+    return NULL;
+  }
+  Py_RETURN_NONE;
+}
+
+static PyObject *tr_can_write_eof(Transport *self, PyObject *unused) { Py_RETURN_TRUE; }
+
+static PyObject *tr_close(Transport *self, PyObject *unused) {
+  if (self->closing || !self->t) Py_RETURN_NONE;
+  self->closing = 1;
+  aloop_transport_close(self->t);
+  Py_RETURN_NONE;
+}
+
+static PyObject *tr_abort(Transport *self, PyObject *unused) {
+  self->closing = 1;
+  if (self->t) aloop_transport_abort(self->t);
+  Py_RETURN_NONE;
+}
+
+static PyObject *tr_is_closing(Transport *self, PyObject *unused) {
+  return PyBool_FromLong(self->closing || !self->t);
+}
+
+static PyObject *tr_is_reading(Transport *self, PyObject *unused) {
+  return PyBool_FromLong(!self->closing && self->t && !self->paused);
+}
+
+static PyObject *tr_pause_reading(Transport *self, PyObject *unused) {
+  if (self->closing || !self->t || self->paused) Py_RETURN_NONE;
+  self->paused = 1;
+  aloop_transport_pause_reading(self->t);
+  Py_RETURN_NONE;
+}
+
+static PyObject *tr_resume_reading(Transport *self, PyObject *unused) {
+  if (self->closing || !self->t || !self->paused) Py_RETURN_NONE;
+  self->paused = 0;
+  aloop_transport_resume_reading(self->t);
+  Py_RETURN_NONE;
+}
+
+/* asyncio's rules: high defaults to 64 KiB (4 * low when only low is given), low to high // 4.
+ * aloop pauses above high and resumes at or below low, as asyncio; its high of 0 means "the
+ * default", so asyncio's 0 (pause as soon as anything is queued) is given as 1. */
+static PyObject *tr_set_write_buffer_limits(Transport *self, PyObject *args, PyObject *kwargs) {
+  static char *kwlist[] = {"high", "low", NULL};
+  PyObject *high_obj = Py_None, *low_obj = Py_None;
+  if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|OO:set_write_buffer_limits", kwlist, &high_obj,
+                                   &low_obj))
+    return NULL;
+  Py_ssize_t high = -1, low = -1;
+  if (high_obj != Py_None && (high = PyLong_AsSsize_t(high_obj)) == -1 && PyErr_Occurred())
+    return NULL;
+  if (low_obj != Py_None && (low = PyLong_AsSsize_t(low_obj)) == -1 && PyErr_Occurred())
+    return NULL;
+  if (high_obj == Py_None) high = low_obj == Py_None ? ALOOP_WRITE_HIGH_DEFAULT : 4 * low;
+  if (low_obj == Py_None) low = high / 4;
+  if (!(high >= low && low >= 0))
+    return PyErr_Format(PyExc_ValueError, "high (%zd) must be >= low (%zd) must be >= 0", high,
+                        low);
+  self->high = high;
+  self->low = low;
+  if (self->t)
+    aloop_transport_set_write_buffer_limits(self->t, high ? (size_t)high : 1, (size_t)low);
+  Py_RETURN_NONE;
+}
+
+static PyObject *tr_get_write_buffer_limits(Transport *self, PyObject *unused) {
+  return Py_BuildValue("(nn)", self->low, self->high);
+}
+
+static PyObject *tr_get_write_buffer_size(Transport *self, PyObject *unused) {
+  return PyLong_FromSize_t(self->t ? aloop_transport_get_write_buffer_size(self->t) : 0);
+}
+
+static PyObject *tr_get_extra_info(Transport *self, PyObject *args, PyObject *kwargs) {
+  static char *kwlist[] = {"name", "default", NULL};
+  PyObject *name, *dflt = Py_None;
+  if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O|O:get_extra_info", kwlist, &name, &dflt))
+    return NULL;
+  PyObject *v = PyDict_GetItemWithError(self->extra, name);
+  if (!v && PyErr_Occurred()) return NULL;
+  return Py_NewRef(v ? v : dflt);
+}
+
+static PyObject *tr_set_protocol(Transport *self, PyObject *protocol) {
+  if (take_protocol(self, protocol) < 0) return NULL;
+  Py_RETURN_NONE;
+}
+
+static PyObject *tr_get_protocol(Transport *self, PyObject *unused) {
+  return Py_NewRef(self->protocol ? self->protocol : Py_None);
+}
+
+/* _sendfile(fd, offset, count, fut): aloop_transport_sendfile; fut gets the number sent. */
+static PyObject *tr_sendfile(Transport *self, PyObject *args) {
+  int fd;
+  long long offset;
+  unsigned long long count;
+  PyObject *fut;
+  if (!PyArg_ParseTuple(args, "iLKO:_sendfile", &fd, &offset, &count, &fut)) return NULL;
+  if (!self->t) {
+    PyErr_SetString(PyExc_RuntimeError, "Transport is closing");
+    return NULL;
+  }
+  Op *op = new_op(self->core, fut, OP_SENDFILE);
+  return op ? start_op(self->core, op, aloop_transport_sendfile(self->t, fd, (off_t)offset,
+                                                                (size_t)count))
+            : NULL;
+}
+
+static PyObject *tr_repr(Transport *self) {
+  const char *state = !self->t ? "closed" : self->closing ? "closing" : "open";
+  int fd = self->t ? aloop_transport_fd(self->t) : -1;
+  return PyUnicode_FromFormat("<aloop Transport %s fd=%d read=%s write=<bufsize=%zu>>", state, fd,
+                              self->paused ? "paused" : "reading",
+                              self->t ? aloop_transport_get_write_buffer_size(self->t) : 0);
+}
+
+static PyObject *tr_get_protocol_paused(Transport *self, void *unused) {
+  return PyBool_FromLong(self->protocol_paused);
+}
+
+static PyObject *tr_get_loop(Transport *self, void *unused) {
+  return Py_NewRef(self->t ? (PyObject *)self->core : Py_None);
+}
+
+static int tr_traverse(Transport *self, visitproc visit, void *arg) {
+  Py_VISIT(Py_TYPE(self));
+  Py_VISIT(self->core);
+  Py_VISIT(self->protocol);
+  Py_VISIT(self->extra);
+  Py_VISIT(self->sock);
+  Py_VISIT(self->server);
+  Py_VISIT(self->waiter);
+  Py_VISIT(self->lost_exc);
+  return 0;
+}
+
+static int tr_clear(Transport *self) {
+  Py_CLEAR(self->protocol);
+  Py_CLEAR(self->extra);
+  Py_CLEAR(self->sock);
+  Py_CLEAR(self->server);
+  Py_CLEAR(self->waiter);
+  Py_CLEAR(self->lost_exc);
+  return 0;
+}
+
+static void tr_dealloc(Transport *self) {
+  PyObject_GC_UnTrack(self);
+  if (self->weakrefs) PyObject_ClearWeakRefs((PyObject *)self);
+  release_rbuf(self);
+  tr_clear(self);
+  Py_CLEAR(self->core);
+  PyTypeObject *tp = Py_TYPE(self);
+  tp->tp_free(self);
+  Py_DECREF(tp);
+}
+
+static PyMethodDef tr_methods[] = {
+    {"write", (PyCFunction)tr_write, METH_O, NULL},
+    {"writelines", (PyCFunction)tr_writelines, METH_O, NULL},
+    {"write_eof", (PyCFunction)tr_write_eof, METH_NOARGS, NULL},
+    {"can_write_eof", (PyCFunction)tr_can_write_eof, METH_NOARGS, NULL},
+    {"close", (PyCFunction)tr_close, METH_NOARGS, NULL},
+    {"abort", (PyCFunction)tr_abort, METH_NOARGS, NULL},
+    {"is_closing", (PyCFunction)tr_is_closing, METH_NOARGS, NULL},
+    {"is_reading", (PyCFunction)tr_is_reading, METH_NOARGS, NULL},
+    {"pause_reading", (PyCFunction)tr_pause_reading, METH_NOARGS, NULL},
+    {"resume_reading", (PyCFunction)tr_resume_reading, METH_NOARGS, NULL},
+    {"set_write_buffer_limits", (PyCFunction)(void (*)(void))tr_set_write_buffer_limits,
+     METH_VARARGS | METH_KEYWORDS, NULL},
+    {"get_write_buffer_limits", (PyCFunction)tr_get_write_buffer_limits, METH_NOARGS, NULL},
+    {"get_write_buffer_size", (PyCFunction)tr_get_write_buffer_size, METH_NOARGS, NULL},
+    {"get_extra_info", (PyCFunction)(void (*)(void))tr_get_extra_info,
+     METH_VARARGS | METH_KEYWORDS, NULL},
+    {"set_protocol", (PyCFunction)tr_set_protocol, METH_O, NULL},
+    {"get_protocol", (PyCFunction)tr_get_protocol, METH_NOARGS, NULL},
+    {"_sendfile", (PyCFunction)tr_sendfile, METH_VARARGS, NULL},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyMemberDef tr_members[] = {
+    {"__weaklistoffset__", T_PYSSIZET, offsetof(Transport, weakrefs), READONLY, NULL},
+    {NULL, 0, 0, 0, NULL},
+};
+
+static PyGetSetDef tr_getset[] = {
+    {"_protocol_paused", (getter)tr_get_protocol_paused, NULL, NULL, NULL},
+    {"_loop", (getter)tr_get_loop, NULL, NULL, NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyType_Slot tr_slots[] = {
+    {Py_tp_dealloc, tr_dealloc}, {Py_tp_traverse, tr_traverse}, {Py_tp_clear, tr_clear},
+    {Py_tp_methods, tr_methods}, {Py_tp_members, tr_members},   {Py_tp_getset, tr_getset},
+    {Py_tp_repr, tr_repr},       {0, NULL},
+};
+
+static PyType_Spec tr_spec = {
+    .name = "aloop._aloop.Transport",
+    .basicsize = sizeof(Transport),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .slots = tr_slots,
+};
+
+/* close(): every transport still open is aborted and let go of without a word to its protocol
+ * (asyncio's close does not call connection_lost either); its socket is closed. */
+static void end_transports(LoopCore *self) {
+  PyObject *it = PyObject_GetIter(self->transports), *tr;
+  while (it && (tr = PyIter_Next(it))) {
+    if (((Transport *)tr)->t) aloop_transport_abort(((Transport *)tr)->t);
+    Py_DECREF(tr);
+  }
+  Py_XDECREF(it);
+  for (int i = 0; i < CLOSE_WAIT_ITERATIONS && PySet_GET_SIZE(self->transports); i++)
+    aloop_run_once(self->loop, CLOSE_WAIT_NS);
+}
+
 /* ---- lifetime --------------------------------------------------------------------------------------- */
 
 static PyObject *core_new(PyTypeObject *type, PyObject *args, PyObject *kwargs) {
@@ -1290,7 +1878,8 @@ static PyObject *core_new(PyTypeObject *type, PyObject *args, PyObject *kwargs) 
   self->readers = PyDict_New();
   self->writers = PyDict_New();
   self->ops = PySet_New(NULL);
-  if (!self->readers || !self->writers || !self->ops) {
+  self->transports = PySet_New(NULL);
+  if (!self->readers || !self->writers || !self->ops || !self->transports) {
     Py_DECREF(self);
     return NULL;
   }
@@ -1346,6 +1935,7 @@ static void free_loop(LoopCore *self) {
   if (!self->loop) return;
   self->closing = 1;
   drain_ops(self);
+  end_transports(self);
   forget_watchers(self, self->readers, 0);
   forget_watchers(self, self->writers, 1);
   aloop_run_once(self->loop, 0); /* the handles still queued drop their references */
@@ -1372,6 +1962,7 @@ static int core_traverse(LoopCore *self, visitproc visit, void *arg) {
   Py_VISIT(self->readers);
   Py_VISIT(self->writers);
   Py_VISIT(self->ops);
+  Py_VISIT(self->transports);
   Py_VISIT(self->exc);
   Py_VISIT(self->task_factory);
   Py_VISIT(self->exception_handler);
@@ -1392,9 +1983,11 @@ static int core_clear(LoopCore *self) {
 static void core_dealloc(LoopCore *self) {
   PyObject_GC_UnTrack(self);
   if (self->weakrefs) PyObject_ClearWeakRefs((PyObject *)self);
-  if (self->loop && self->readers && self->writers && self->ops) free_loop(self);
+  if (self->loop && self->readers && self->writers && self->ops && self->transports)
+    free_loop(self);
   core_clear(self);
   Py_CLEAR(self->ops);
+  Py_CLEAR(self->transports);
   PyTypeObject *tp = Py_TYPE(self);
   tp->tp_free(self);
   Py_DECREF(tp);
@@ -1467,11 +2060,14 @@ static PyMethodDef core_methods[] = {
     {"_sock_recvfrom_into", (PyCFunction)core_sock_recvfrom_into, METH_VARARGS, NULL},
     {"_sock_sendto", (PyCFunction)core_sock_sendto, METH_VARARGS, NULL},
     {"_sock_sendfile", (PyCFunction)core_sock_sendfile, METH_VARARGS, NULL},
+    {"_socket_transport", (PyCFunction)core_socket_transport, METH_VARARGS, NULL},
     {NULL, NULL, 0, NULL},
 };
 
 static PyMemberDef core_members[] = {
     {"_debug", T_BOOL, offsetof(LoopCore, debug), 0, NULL},
+    {"_readers", T_OBJECT, offsetof(LoopCore, readers), READONLY, "fd -> Handle"},
+    {"_writers", T_OBJECT, offsetof(LoopCore, writers), READONLY, "fd -> Handle"},
     {"__weaklistoffset__", T_PYSSIZET, offsetof(LoopCore, weakrefs), READONLY, NULL},
     {"__dictoffset__", T_PYSSIZET, offsetof(LoopCore, dict), READONLY, NULL},
     {NULL, 0, 0, 0, NULL},
@@ -1556,6 +2152,7 @@ static int module_exec(PyObject *m) {
       {"asyncio.log", "logger", &st->logger},
       {"concurrent.futures", "ThreadPoolExecutor", &st->thread_pool},
       {"asyncio.futures", "wrap_future", &st->wrap_future},
+      {"asyncio.protocols", "BufferedProtocol", &st->buffered_protocol_type},
   };
   for (size_t i = 0; i < sizeof wanted / sizeof wanted[0]; i++) {
     PyObject *mod = PyImport_ImportModule(wanted[i].module);
@@ -1566,8 +2163,22 @@ static int module_exec(PyObject *m) {
   }
   st->core_type = (PyTypeObject *)PyType_FromModuleAndSpec(m, &core_spec, NULL);
   st->op_type = (PyTypeObject *)PyType_FromModuleAndSpec(m, &op_spec, NULL);
-  if (!st->core_type || !st->op_type) return -1;
-  if (PyModule_AddObjectRef(m, "LoopCore", (PyObject *)st->core_type) < 0) return -1;
+  st->transport_type = (PyTypeObject *)PyType_FromModuleAndSpec(m, &tr_spec, NULL);
+  if (!st->core_type || !st->op_type || !st->transport_type) return -1;
+  if (PyModule_AddObjectRef(m, "LoopCore", (PyObject *)st->core_type) < 0 ||
+      PyModule_AddObjectRef(m, "Transport", (PyObject *)st->transport_type) < 0)
+    return -1;
+  struct {
+    const char *name;
+    PyObject **slot;
+  } names[] = {
+      {"connection_made", &st->str_connection_made}, {"data_received", &st->str_data_received},
+      {"eof_received", &st->str_eof_received},       {"connection_lost", &st->str_connection_lost},
+      {"pause_writing", &st->str_pause_writing},     {"resume_writing", &st->str_resume_writing},
+      {"get_buffer", &st->str_get_buffer},           {"buffer_updated", &st->str_buffer_updated},
+  };
+  for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+    if (!(*names[i].slot = PyUnicode_InternFromString(names[i].name))) return -1;
   return 0;
 }
 
@@ -1589,8 +2200,10 @@ static int module_traverse(PyObject *m, visitproc visit, void *arg) {
   Py_VISIT(st->logger);
   Py_VISIT(st->thread_pool);
   Py_VISIT(st->wrap_future);
+  Py_VISIT(st->buffered_protocol_type);
   Py_VISIT(st->core_type);
   Py_VISIT(st->op_type);
+  Py_VISIT(st->transport_type);
   return 0;
 }
 
@@ -1612,8 +2225,18 @@ static int module_clear(PyObject *m) {
   Py_CLEAR(st->logger);
   Py_CLEAR(st->thread_pool);
   Py_CLEAR(st->wrap_future);
+  Py_CLEAR(st->buffered_protocol_type);
+  Py_CLEAR(st->str_connection_made);
+  Py_CLEAR(st->str_data_received);
+  Py_CLEAR(st->str_eof_received);
+  Py_CLEAR(st->str_connection_lost);
+  Py_CLEAR(st->str_pause_writing);
+  Py_CLEAR(st->str_resume_writing);
+  Py_CLEAR(st->str_get_buffer);
+  Py_CLEAR(st->str_buffer_updated);
   Py_CLEAR(st->core_type);
   Py_CLEAR(st->op_type);
+  Py_CLEAR(st->transport_type);
   return 0;
 }
 

@@ -473,6 +473,45 @@ START_TEST(test_a_buffered_protocol_gets_every_byte_within_the_room_it_gives) {
 }
 END_TEST
 
+/* A plain protocol that hands the connection to a buffered one partway (as start_tls does, and
+ * asyncio's set_protocol): the second gets every byte the first did not, in order. */
+static const aloop_protocol buffered_proto = {.connection_made = side_made,
+                                              .get_buffer = buffered_get,
+                                              .buffer_updated = buffered_updated,
+                                              .eof_received = note_eof,
+                                              .connection_lost = side_lost};
+
+static void switch_after_a_mebibyte(aloop_transport *t, const void *data, size_t n, void *ctx) {
+  struct buffered *b = ctx; /* its side is its first member: the plain protocol's ctx too */
+  count_pattern(t, data, n, &b->side);
+  if (b->side.received >= (1 << 20)) aloop_transport_set_protocol(t, &buffered_proto, b);
+}
+
+START_TEST(test_set_protocol_hands_a_connection_to_a_buffered_protocol_midway) {
+  int lfd, cfd;
+  int sfd = tcp_connected(&lfd, &cfd);
+  static struct buffered b;
+  memset(&b, 0, sizeof b);
+  init_side(&b.side);
+  b.out = malloc(BUFFERED_TOTAL);
+  for (size_t i = 0; i < BUFFERED_TOTAL; i++) b.out[i] = pattern_at(i);
+  static const aloop_protocol plain = {.connection_made = side_made,
+                                       .data_received = switch_after_a_mebibyte,
+                                       .eof_received = note_eof, .connection_lost = side_lost};
+  ck_assert_ptr_nonnull(aloop_transport_new(L, sfd, &plain, &b));
+  ck_assert_int_eq(aloop_add_writer(L, cfd, buffered_write, &b), 0);
+  wait_lost(&b.side);
+  ck_assert_uint_eq(b.side.received, BUFFERED_TOTAL);
+  ck_assert(b.side.pattern_ok);
+  ck_assert_uint_gt(b.updates, 0); /* the buffered protocol had its share */
+  ck_assert_uint_eq(b.over_room, 0);
+  ck_assert_int_eq(b.side.eofs, 1);
+  free(b.out);
+  close(cfd);
+  aloop_close(L, lfd);
+}
+END_TEST
+
 static void *no_buffer(aloop_transport *t, size_t hint, size_t *n, void *ctx) {
   (void)t, (void)hint, (void)n, (void)ctx;
   return NULL;
@@ -512,5 +551,6 @@ TCase *conformance_transport(void) {
   tcase_add_test(tc, test_paused_reading_holds_data_until_resumed);
   tcase_add_test(tc, test_a_buffered_protocol_gets_every_byte_within_the_room_it_gives);
   tcase_add_test(tc, test_a_buffered_protocol_without_a_buffer_fails_its_connection_in_words);
+  tcase_add_test(tc, test_set_protocol_hands_a_connection_to_a_buffered_protocol_midway);
   return tc;
 }
