@@ -40,6 +40,12 @@
 enum { CLOSE_WAIT_ITERATIONS = 1000 };
 #define CLOSE_WAIT_NS (1000 * 1000LL)
 
+/* asyncio.Handle's slots that the fast path fills and reads (see new_handle). */
+enum { SLOT_CALLBACK, SLOT_ARGS, SLOT_CANCELLED, SLOT_LOOP, SLOT_SOURCE_TRACEBACK, SLOT_REPR,
+       SLOT_CONTEXT, HANDLE_SLOTS };
+static const char *const handle_slot_names[HANDLE_SLOTS] = {
+    "_callback", "_args", "_cancelled", "_loop", "_source_traceback", "_repr", "_context"};
+
 typedef struct {
   PyObject *handle_type; /* asyncio.Handle */
   PyObject *timer_type;  /* asyncio.TimerHandle */
@@ -53,6 +59,11 @@ typedef struct {
   PyObject *logger; /* logging.getLogger("asyncio"), as asyncio's own reports */
   PyObject *thread_pool, *wrap_future; /* concurrent.futures.ThreadPoolExecutor, asyncio's */
   PyObject *buffered_protocol_type; /* asyncio.BufferedProtocol */
+  PyObject *format_callback_source; /* asyncio.format_helpers._format_callback_source */
+  /* Where asyncio.Handle keeps its __slots__ (0: unknown; handles are then made and run through
+   * their Python methods). */
+  Py_ssize_t slot[HANDLE_SLOTS];
+  Py_ssize_t when_slot, scheduled_slot; /* TimerHandle's own (0: timers use __init__) */
   /* the protocol methods transports call, interned once */
   PyObject *str_connection_made, *str_data_received, *str_eof_received, *str_connection_lost,
       *str_pause_writing, *str_resume_writing, *str_get_buffer, *str_buffer_updated;
@@ -67,6 +78,7 @@ typedef struct {
   PyThreadState *saved; /* the thread state given up while the driver waits */
   PyObject *readers;    /* fd -> Handle */
   PyObject *writers;
+  module_state *st;     /* the module's state, kept here for the hot paths */
   PyObject *ops;        /* socket operations in flight (Op objects) */
   PyObject *transports; /* Transports aloop still has (until their connection_lost) */
   PyObject *exc;        /* a BaseException a callback raised past asyncio's handler: re-raised */
@@ -143,7 +155,127 @@ static int handle_cancelled(PyObject *handle) {
   return yes;
 }
 
+/* ---- handles without their Python methods ---------------------------------------------------------
+ * asyncio.Handle and TimerHandle are pure Python in 3.11: __init__ and _run cost more than the rest
+ * of a callback's trip through the loop. Outside debug mode (which keeps asyncio's own methods,
+ * for its source tracebacks), a handle is made by filling its __slots__ directly and run by
+ * reading them: the objects are asyncio's exactly (isinstance, cancel(), repr), without the
+ * interpreter in between. The slots' offsets come from the class's member descriptors; if they
+ * are not what this expects, the Python methods are used. */
+
+static PyObject *core_call_exception_handler(LoopCore *self, PyObject *context);
+
+#define HANDLE_SLOT(st, h, i) (*(PyObject **)((char *)(h) + (st)->slot[i]))
+
+static Py_ssize_t object_slot(PyObject *type, const char *name) {
+  PyObject *d = PyObject_GetAttrString(type, name);
+  int ok = d && Py_IS_TYPE(d, &PyMemberDescr_Type) &&
+           ((PyMemberDescrObject *)d)->d_member->type == T_OBJECT_EX;
+  Py_ssize_t offset = ok ? ((PyMemberDescrObject *)d)->d_member->offset : 0;
+  Py_XDECREF(d);
+  PyErr_Clear();
+  return offset;
+}
+
+static void find_handle_slots(module_state *st) {
+  st->when_slot = object_slot(st->timer_type, "_when");
+  st->scheduled_slot = object_slot(st->timer_type, "_scheduled");
+  if (!st->scheduled_slot) st->when_slot = 0;
+  for (int i = 0; i < HANDLE_SLOTS; i++) {
+    st->slot[i] = object_slot(st->handle_type, handle_slot_names[i]);
+    if (!st->slot[i]) {
+      st->slot[0] = 0;
+      return;
+    }
+  }
+}
+
+static int fast_handles(LoopCore *self) { return !self->debug && self->st->slot[0]; }
+
+static void set_slot(module_state *st, PyObject *h, int i, PyObject *v) {
+  Py_XSETREF(HANDLE_SLOT(st, h, i), Py_NewRef(v));
+}
+
+/* A Handle (or TimerHandle: type) for callback(*args) in context (None: a copy of the current
+ * one), as asyncio's __init__ makes it. */
+static PyObject *new_handle(LoopCore *self, PyTypeObject *type, PyObject *cb, PyObject *args,
+                            PyObject *context) {
+  module_state *st = self->st;
+  PyObject *h = type->tp_alloc(type, 0);
+  if (!h) return NULL;
+  PyObject *ctx = context == Py_None ? PyContext_CopyCurrent() : Py_NewRef(context);
+  if (!ctx) {
+    Py_DECREF(h);
+    return NULL;
+  }
+  set_slot(st, h, SLOT_CALLBACK, cb);
+  set_slot(st, h, SLOT_ARGS, args);
+  set_slot(st, h, SLOT_CANCELLED, Py_False);
+  set_slot(st, h, SLOT_LOOP, (PyObject *)self);
+  set_slot(st, h, SLOT_SOURCE_TRACEBACK, Py_None);
+  set_slot(st, h, SLOT_REPR, Py_None);
+  Py_XSETREF(HANDLE_SLOT(st, h, SLOT_CONTEXT), ctx);
+  return h;
+}
+
+/* What asyncio's Handle._run does when the callback raises: the exception handler hears of it
+ * with the callback's source (SystemExit and KeyboardInterrupt go on up). */
+static void callback_failed(LoopCore *self, PyObject *h, PyObject *cb, PyObject *args) {
+  if (PyErr_ExceptionMatches(PyExc_SystemExit) || PyErr_ExceptionMatches(PyExc_KeyboardInterrupt)) {
+    keep_exception(self);
+    return;
+  }
+  PyObject *type, *value, *tb;
+  PyErr_Fetch(&type, &value, &tb);
+  PyErr_NormalizeException(&type, &value, &tb);
+  if (tb && value) PyException_SetTraceback(value, tb);
+  PyObject *source = PyObject_CallFunctionObjArgs(self->st->format_callback_source, cb, args, NULL);
+  PyObject *context = source ? Py_BuildValue("{sUsOsO}", "message", "", "exception",
+                                             value ? value : Py_None, "handle", h)
+                             : NULL;
+  PyObject *message = source ? PyUnicode_FromFormat("Exception in callback %U", source) : NULL;
+  PyObject *r = context && message && PyDict_SetItemString(context, "message", message) == 0
+                    ? core_call_exception_handler(self, context)
+                    : NULL;
+  if (!r) keep_exception(self); /* the handler's own SystemExit, or no memory */
+  Py_XDECREF(r);
+  Py_XDECREF(message);
+  Py_XDECREF(context);
+  Py_XDECREF(source);
+  Py_XDECREF(type);
+  Py_XDECREF(value);
+  Py_XDECREF(tb);
+}
+
+/* Handle._run, for a handle whose slots hold what new_handle (or asyncio's __init__) put there:
+ * 1 if it ran (or was cancelled), 0 if the slots are not as expected (the caller calls _run). */
+static int run_handle_fast(LoopCore *self, PyObject *h) {
+  module_state *st = self->st;
+  if (HANDLE_SLOT(st, h, SLOT_CANCELLED) == Py_True) return 1;
+  PyObject *cb = HANDLE_SLOT(st, h, SLOT_CALLBACK), *args = HANDLE_SLOT(st, h, SLOT_ARGS),
+           *ctx = HANDLE_SLOT(st, h, SLOT_CONTEXT);
+  if (!cb || !args || !ctx || !PyTuple_CheckExact(args) || !PyContext_CheckExact(ctx)) return 0;
+  Py_INCREF(cb); /* the callback may cancel its own handle, which lets go of them */
+  Py_INCREF(args);
+  Py_INCREF(ctx);
+  PyObject *r = NULL;
+  if (PyContext_Enter(ctx) == 0) {
+    r = PyObject_Vectorcall(cb, &PyTuple_GET_ITEM(args, 0), (size_t)PyTuple_GET_SIZE(args), NULL);
+    if (PyContext_Exit(ctx) < 0) Py_CLEAR(r);
+  }
+  if (r) Py_DECREF(r);
+  else callback_failed(self, h, cb, args);
+  Py_DECREF(cb);
+  Py_DECREF(args);
+  Py_DECREF(ctx);
+  return 1;
+}
+
 static void run_handle(LoopCore *self, PyObject *handle) {
+  if (fast_handles(self) && (Py_IS_TYPE(handle, (PyTypeObject *)self->st->handle_type) ||
+                             Py_IS_TYPE(handle, (PyTypeObject *)self->st->timer_type)) &&
+      run_handle_fast(self, handle))
+    return;
   int cancelled = handle_cancelled(handle);
   if (cancelled == 0) {
     PyObject *r = PyObject_CallMethod(handle, "_run", NULL);
@@ -292,8 +424,10 @@ static PyObject *schedule_soon(LoopCore *self, PyObject *const *args, Py_ssize_t
     Py_DECREF(cargs);
     return NULL;
   }
-  module_state *st = state_of((PyObject *)self);
-  PyObject *h = st ? PyObject_CallFunction(st->handle_type, "OOOO", cb, cargs, self, context) : NULL;
+  module_state *st = self->st;
+  PyObject *h = fast_handles(self)
+                    ? new_handle(self, (PyTypeObject *)st->handle_type, cb, cargs, context)
+                    : PyObject_CallFunction(st->handle_type, "OOOO", cb, cargs, self, context);
   Py_DECREF(cargs);
   if (!h) return NULL;
   if (schedule_handle(self, h, threadsafe) < 0) Py_CLEAR(h);
@@ -324,9 +458,20 @@ static int64_t deadline_ns(double when) {
 static PyObject *schedule_at(LoopCore *self, double when, PyObject *cb, PyObject *cargs,
                              PyObject *context, const char *method) {
   if (check_callback(self, cb, method) < 0) return NULL;
-  module_state *st = state_of((PyObject *)self);
-  if (!st) return NULL;
-  PyObject *h = PyObject_CallFunction(st->timer_type, "dOOOO", when, cb, cargs, self, context);
+  module_state *st = self->st;
+  PyObject *h;
+  if (fast_handles(self) && st->when_slot) {
+    PyObject *w = PyFloat_FromDouble(when);
+    h = w ? new_handle(self, (PyTypeObject *)st->timer_type, cb, cargs, context) : NULL;
+    if (h) {
+      Py_XSETREF(*(PyObject **)((char *)h + st->when_slot), w);
+      Py_XSETREF(*(PyObject **)((char *)h + st->scheduled_slot), Py_NewRef(Py_False));
+    } else {
+      Py_XDECREF(w);
+    }
+  } else {
+    h = PyObject_CallFunction(st->timer_type, "dOOOO", when, cb, cargs, self, context);
+  }
   if (!h) return NULL;
   scheduled *s = new_scheduled(self, h);
   if (!s) {
@@ -1887,6 +2032,12 @@ static PyObject *core_new(PyTypeObject *type, PyObject *args, PyObject *kwargs) 
   aloop_options opts = {.size = sizeof opts, .backend = backend, .error = why,
                         .error_size = sizeof why};
   self->wake[0] = self->wake[1] = -1;
+  PyObject *m = PyType_GetModuleByDef(type, &aloop_module);
+  self->st = m ? PyModule_GetState(m) : NULL;
+  if (!self->st) {
+    Py_DECREF(self);
+    return NULL;
+  }
   self->loop = aloop_new(&opts);
   if (!self->loop) {
     int err = errno;
@@ -2153,6 +2304,7 @@ static int module_exec(PyObject *m) {
       {"concurrent.futures", "ThreadPoolExecutor", &st->thread_pool},
       {"asyncio.futures", "wrap_future", &st->wrap_future},
       {"asyncio.protocols", "BufferedProtocol", &st->buffered_protocol_type},
+      {"asyncio.format_helpers", "_format_callback_source", &st->format_callback_source},
   };
   for (size_t i = 0; i < sizeof wanted / sizeof wanted[0]; i++) {
     PyObject *mod = PyImport_ImportModule(wanted[i].module);
@@ -2161,6 +2313,7 @@ static int module_exec(PyObject *m) {
     Py_DECREF(mod);
     if (!*wanted[i].slot) return -1;
   }
+  find_handle_slots(st);
   st->core_type = (PyTypeObject *)PyType_FromModuleAndSpec(m, &core_spec, NULL);
   st->op_type = (PyTypeObject *)PyType_FromModuleAndSpec(m, &op_spec, NULL);
   st->transport_type = (PyTypeObject *)PyType_FromModuleAndSpec(m, &tr_spec, NULL);
@@ -2201,6 +2354,7 @@ static int module_traverse(PyObject *m, visitproc visit, void *arg) {
   Py_VISIT(st->thread_pool);
   Py_VISIT(st->wrap_future);
   Py_VISIT(st->buffered_protocol_type);
+  Py_VISIT(st->format_callback_source);
   Py_VISIT(st->core_type);
   Py_VISIT(st->op_type);
   Py_VISIT(st->transport_type);
@@ -2226,6 +2380,7 @@ static int module_clear(PyObject *m) {
   Py_CLEAR(st->thread_pool);
   Py_CLEAR(st->wrap_future);
   Py_CLEAR(st->buffered_protocol_type);
+  Py_CLEAR(st->format_callback_source);
   Py_CLEAR(st->str_connection_made);
   Py_CLEAR(st->str_data_received);
   Py_CLEAR(st->str_eof_received);

@@ -14,6 +14,7 @@ enum { KIB = 1024, MIB = 1024 * 1024 };
 static unsigned char pattern_at(uint64_t i) { return (unsigned char)(i * 13 % 251); }
 
 static char dir[64];
+static char serving[64]; /* "driver, mode": every failure message says which run it was */
 
 static void make_file(const char *name, int64_t size, bool sparse) {
   char path[128];
@@ -101,7 +102,7 @@ static struct reply request(int port, const char *req, bool sparse) {
     for (; i < (size_t)n; i++, r.body++) r.bad += (unsigned char)buf[i] != pattern_at(r.body);
   }
   close(fd);
-  ck_assert_msg(in_body, "no complete head: %s", head);
+  ck_assert_msg(in_body, "%s: no complete head for %.40s: %s", serving, req, head);
   ck_assert_int_eq(sscanf(head, "HTTP/1.0 %d", &r.status), 1);
   const char *cl = strstr(head, "Content-Length: ");
   if (cl) r.length = atoll(cl + 16);
@@ -112,16 +113,16 @@ static void expect_file(int port, const char *name, int64_t size, bool sparse) {
   char req[256];
   snprintf(req, sizeof req, "GET /%s HTTP/1.0\r\nHost: test\r\n\r\n", name);
   struct reply r = request(port, req, sparse);
-  ck_assert_int_eq(r.status, 200);
-  ck_assert_int_eq(r.length, size);
-  ck_assert_msg(r.body == (uint64_t)size, "%s: %llu of %lld bytes", name,
+  ck_assert_msg(r.status == 200, "%s: %s: status %d", serving, name, r.status);
+  ck_assert_msg(r.length == size, "%s: %s: Content-Length %lld", serving, name, r.length);
+  ck_assert_msg(r.body == (uint64_t)size, "%s: %s: %llu of %lld bytes", serving, name,
                 (unsigned long long)r.body, (long long)size);
-  ck_assert_uint_eq(r.bad, 0);
+  ck_assert_msg(r.bad == 0, "%s: %s: %llu bad reads", serving, name, (unsigned long long)r.bad);
 }
 
 static void expect_status(int port, const char *req, int status) {
   struct reply r = request(port, req, false);
-  ck_assert_msg(r.status == status, "%s-> %d, not %d", req, r.status, status);
+  ck_assert_msg(r.status == status, "%s: %s-> %d, not %d", serving, req, r.status, status);
   ck_assert_int_eq(r.body, (uint64_t)r.length);
 }
 
@@ -133,13 +134,14 @@ static void go_away_mid_file(int port) {
   static char buf[64 * KIB];
   size_t got = 0;
   for (ssize_t n; got < MIB && (n = read(fd, buf, sizeof buf)) > 0;) got += (size_t)n;
-  ck_assert_uint_ge(got, MIB);
+  ck_assert_msg(got >= MIB, "%s: the huge file stopped after %zu bytes", serving, got);
   struct linger lin = {1, 0};
   setsockopt(fd, SOL_SOCKET, SO_LINGER, &lin, sizeof lin);
   close(fd);
 }
 
 static void serve_on(const char *backend, const char *mode) {
+  snprintf(serving, sizeof serving, "%s, %s", backend, mode ? mode : "native");
   struct program s = start_server(backend, mode);
   expect_file(s.port, "empty", 0, false);
   expect_file(s.port, "one", 1, false);
