@@ -29,6 +29,7 @@ import socket
 import stat
 import ssl
 import sys
+import threading
 import weakref
 from asyncio import base_events, constants, events, selector_events, trsock, unix_events
 from asyncio.log import logger
@@ -63,7 +64,7 @@ _BORROWED = (
 # for Python (datagrams; TLS is asyncio's SSL protocol over aloop's own transport), which run on
 # add_reader/add_writer.
 _BORROWED_SELECTOR = (
-    "_start_serving", "_accept_connection", "_accept_connection2", "_stop_serving",
+    "_start_serving", "_accept_connection", "_accept_connection2",
     "_make_ssl_transport", "_make_datagram_transport",
 )
 # ... and from the Unix loop: Unix sockets and pipes.
@@ -107,8 +108,12 @@ class Loop(_aloop.LoopCore, asyncio.AbstractEventLoop):
             self._signal_handlers.clear()  # the signal module may be gone already
         for sig in list(self._signal_handlers):
             self.remove_signal_handler(sig)
-        for pidfd in self._child_pidfds.values():
+        for pid, pidfd in self._child_pidfds.items():
+            # A child that outlives its loop is still reaped when it exits, as asyncio's watcher
+            # threads do: no zombie is left behind.
             os.close(pidfd)
+            threading.Thread(target=_reap, args=(pid,), name=f"aloop-reap-{pid}",
+                             daemon=True).start()
         self._child_pidfds.clear()
         self._close()
         executor = self._default_executor
@@ -227,7 +232,13 @@ class Loop(_aloop.LoopCore, asyncio.AbstractEventLoop):
             address = await self._resolve(sock, address)
         fut = self.create_future()
         self._sock_connect(sock.fileno(), sock.family, address, fut)
-        return await fut
+        try:
+            return await fut
+        except OSError as exc:
+            if exc.errno is None:
+                raise
+            # asyncio's words for a connection that failed after it started
+            raise OSError(exc.errno, f"Connect call failed {address}") from None
 
     async def getaddrinfo(self, host, port, *, family=0, type=0, proto=0, flags=0):
         """socket.getaddrinfo on the default executor, as asyncio's."""
@@ -374,6 +385,16 @@ class Loop(_aloop.LoopCore, asyncio.AbstractEventLoop):
     def _selector(self):
         return _Watched(self)
 
+    def _stop_serving(self, sock):
+        self._remove_reader(sock.fileno())
+        try:
+            # Stop listening now: io_uring may hold the file until its cancelled poll completes,
+            # and a connection or a new listener on the port must not find it meanwhile.
+            sock.shutdown(socket.SHUT_RD)
+        except OSError:
+            pass
+        sock.close()
+
     # Child processes: asyncio's transport, its exit seen through a pidfd.
 
     async def _make_subprocess_transport(self, protocol, args, shell, stdin, stdout, stderr,
@@ -457,6 +478,13 @@ class _SendfileFallbackProtocol(base_events._SendfileFallbackProtocol):
         transp.set_protocol(self)
         self._write_ready_fut = (transp._loop.create_future() if self._should_resume_writing
                                  else None)
+
+
+def _reap(pid):
+    try:
+        os.waitpid(pid, 0)
+    except ChildProcessError:
+        pass
 
 
 def _use_pidfd():

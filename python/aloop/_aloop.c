@@ -1454,7 +1454,7 @@ typedef struct {
 } Transport;
 
 /* asyncio's LOG_THRESHOLD_FOR_CONNLOST_WRITES: writes to a lost connection are dropped, and
- * after this many each one is logged. */
+ * from this one on each is logged. */
 enum { WRITES_AFTER_LOSS_LOGGED = 5 };
 
 static const aloop_protocol plain_protocol, buffered_protocol;
@@ -1632,7 +1632,7 @@ static void tr_resume(aloop_transport *t, void *ctx) { flow_changed(ctx, 0); }
 static void *tr_get_buffer(aloop_transport *t, size_t sizehint, size_t *n, void *ctx) {
   Transport *self = ctx;
   release_rbuf(self);
-  if (self->core->closing) return NULL;
+  if (self->core->closing || self->lost_exc) return NULL; /* failed once: failing already */
   PyObject *hint = PyLong_FromSize_t(sizehint);
   PyObject *buf = hint ? call_protocol(self, self->st->str_get_buffer, hint) : NULL;
   Py_XDECREF(hint);
@@ -1761,7 +1761,7 @@ static PyObject *tr_write(Transport *self, PyObject *data) {
     return NULL;
   }
   if (err == -ENOMEM) return PyErr_NoMemory();
-  if (err == -EPIPE && ++self->writes_after_loss > WRITES_AFTER_LOSS_LOGGED) {
+  if (err == -EPIPE && ++self->writes_after_loss >= WRITES_AFTER_LOSS_LOGGED) {
     PyObject *r = PyObject_CallMethod(self->st->logger, "warning", "s",
                                       "socket.send() raised exception.");
     if (!r) return NULL;
