@@ -1,18 +1,18 @@
 /* aloop._aloop: the C half of aloop's asyncio event loop. LoopCore wraps one aloop_loop.
  *
  * Why this shape. The Python class is `class Loop(_aloop.LoopCore, asyncio.AbstractEventLoop)`,
- * not a subclass of asyncio.base_events.BaseEventLoop: BaseEventLoop's iteration runs a selector,
- * and its create_connection/create_server/... end in transport factories that raise
- * NotImplementedError, which would put selector-shaped code and half-working methods on the loop.
- * What runs on every iteration, and the calls a program makes all the time, live here, on aloop:
- * the ready queue and timers (aloop_call_soon, aloop_call_at), run_forever and run_until_complete
- * (aloop_run, with the interpreter lock given up while the driver sleeps, and a wake-up socket for
- * signals), readers and writers, calls from other threads, futures and tasks, the exception
- * handler, run_in_executor, and the socket operations (aloop_sock_*: requests io_uring completes
- * in the kernel, never a selector). The rare paths (default_exception_handler's formatting and
- * logging, shutdown_default_executor, async generator shutdown, set_debug) are
- * BaseEventLoop's own pure-Python functions bound onto Loop in __init__.py: they do no I/O of their
- * own and run on the methods defined here, so their semantics and words are asyncio's exactly.
+ * not a subclass of asyncio.base_events.BaseEventLoop, whose iteration runs a selector. What runs
+ * on every iteration, and the calls a program makes all the time, live here, on aloop: the ready
+ * queue and timers (aloop_call_soon, aloop_call_at), run_forever and run_until_complete (aloop_run,
+ * with the interpreter lock given up while the driver sleeps, and a wake-up socket for signals),
+ * readers and writers, calls from other threads, futures and tasks, the exception handler,
+ * run_in_executor, the socket operations (aloop_sock_*: requests io_uring completes in the kernel,
+ * never a selector) and stream transports (aloop transports calling the protocol's methods). The
+ * rest (create_connection's resolution and happy eyeballs, create_server and Server objects, TLS,
+ * datagram endpoints, pipes, child processes, default_exception_handler's formatting and logging,
+ * shutdown_default_executor, async generator shutdown, set_debug) is asyncio's own pure-Python
+ * code bound onto Loop in __init__.py: it runs on the methods defined here, so its semantics and
+ * words are asyncio's exactly.
  *
  * Callbacks are asyncio.Handle / asyncio.TimerHandle objects, so cancel(), cancelled(), when(),
  * the contextvars context and the exception handler reports are asyncio's own. aloop owns one
