@@ -45,6 +45,10 @@ struct aloop__driver {
    * has not been handed yet (the next poll hands them over). While it does, its fd cannot speak
    * for them, so the host must not sleep. NULL: the driver never holds any back. */
   bool (*holds_requests)(aloop_loop *loop, void *state);
+  /* Optional: hand the kernel the requests queued so far, now, without waiting for anything.
+   * The core calls it during a long round of ready callbacks (see run_ready in src/loop.c), so
+   * that what an early callback wrote is not held back until the round ends. */
+  void (*flush)(aloop_loop *loop, void *state);
 
   /* Completion drivers only. op_kinds: the ALOOP__OP_BIT()s of the operations the driver completes
    * itself (the core performs the others on readiness). submit queues one (0, or a negative errno

@@ -1411,6 +1411,16 @@ static int uring_backend_fd(aloop_loop *loop, void *state) {
   return s->deferred ? -ALOOP_EUNAVAIL : s->ring.ring_fd;
 }
 
+/* The core's flush during a long round of callbacks: what is queued goes to the kernel now. An
+ * error is the next poll's to see. */
+static void uring_flush(aloop_loop *loop, void *state) {
+  (void)loop;
+  struct uring_state *s = state;
+  if (s->failed || (!s->nbacklog && !io_uring_sq_ready(&s->ring)) || enable(s) < 0) return;
+  flush_backlog(s);
+  io_uring_submit(&s->ring);
+}
+
 static bool uring_holds_requests(aloop_loop *loop, void *state) {
   (void)loop;
   struct uring_state *s = state;
@@ -1435,6 +1445,7 @@ const struct aloop__driver aloop__driver_io_uring = {
     .detail = uring_detail,
     .backend_fd = uring_backend_fd,
     .holds_requests = uring_holds_requests,
+    .flush = uring_flush,
     .op_kinds = ALOOP__OP_BIT(ALOOP__OP_ACCEPT) | ALOOP__OP_BIT(ALOOP__OP_RECV) |
                 ALOOP__OP_BIT(ALOOP__OP_SEND) | ALOOP__OP_BIT(ALOOP__OP_SENDMSG) |
                 ALOOP__OP_BIT(ALOOP__OP_CONNECT) |

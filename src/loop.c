@@ -9,11 +9,19 @@
 
 #include "core.h"
 
+/* A driver that queues requests and hands them to the kernel at its next poll (io_uring) gets
+ * them flushed this often during a long round of callbacks: an answer written by an early
+ * callback must not wait for a round of slow ones (an application computing for each request)
+ * to end. A round of quick callbacks never gets this far, so batching is kept. */
+enum { FLUSH_AFTER_NS = 1000 * 1000 };
+
 /* Run the ready queue as it is now; what the callbacks schedule goes to a fresh queue. */
 static int run_ready(aloop_loop *loop) {
   struct aloop__handle *h = loop->ready.head;
   aloop__queue_init(&loop->ready);
   int ran = 0;
+  bool flushes = loop->drv->flush && h && h->next; /* one callback: the poll follows at once */
+  int64_t flush_at = flushes ? aloop__now() + FLUSH_AFTER_NS : 0;
   while (h) {
     struct aloop__handle *next = h->next;
     aloop_cb cb = h->cb;
@@ -23,6 +31,13 @@ static int run_ready(aloop_loop *loop) {
     if (!cancelled) {
       cb(loop, arg);
       ran++;
+      if (flushes && next) {
+        int64_t now = aloop__now();
+        if (now >= flush_at) {
+          loop->drv->flush(loop, loop->drv_state);
+          flush_at = now + FLUSH_AFTER_NS;
+        }
+      }
     }
     h = next;
   }

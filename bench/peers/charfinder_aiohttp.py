@@ -27,7 +27,8 @@ import signal
 import sys
 import unicodedata
 
-from peer_args import add_listen_args, format_addr  # beside this file
+# beside this file
+from peer_args import add_listen_args, add_loop_args, format_addr, run_on_loop
 
 NAME = "charfinder-aiohttp"
 BACKLOG = 1024
@@ -186,6 +187,7 @@ def parse_args():
         description="Fluent Python's http_charfinder on aiohttp (reference peer for aloop's "
                     "charfinder benchmark)")
     add_listen_args(p)
+    add_loop_args(p)
     return p.parse_args()
 
 
@@ -222,7 +224,7 @@ def run():
         print(f"{NAME}: aiohttp is not available to {sys.executable} ({e}); "
               "install it with: apt-get install python3-aiohttp", file=sys.stderr, flush=True)
         return 3
-    return asyncio.run(main(args, web))
+    return run_on_loop(args, main(args, web), NAME)
 
 
 if __name__ == "__main__":

@@ -29,7 +29,8 @@ import socket
 import ssl
 import sys
 
-from peer_args import add_listen_args, format_addr  # beside this file
+# beside this file
+from peer_args import add_listen_args, add_loop_args, format_addr, run_on_loop
 
 BACKLOG = 1024
 BUFSIZE = 65536
@@ -40,11 +41,7 @@ def parse_args():
         description="asyncio echo server (reference peer for aloop's echo benchmark)")
     p.add_argument("--mode", choices=("sock", "protocol", "streams"), default="protocol",
                    help="asyncio style to serve with (default: protocol)")
-    p.add_argument("--loop", choices=("asyncio", "uvloop", "aloop"), default="asyncio",
-                   help="event loop implementation (default: asyncio); aloop: aloop's asyncio "
-                        "loop (PYTHONPATH=BUILD/python), on --backend")
-    p.add_argument("--backend", default=None,
-                   help="with --loop aloop: the driver (default: $ALOOP_BACKEND, else auto)")
+    add_loop_args(p)
     p.add_argument("--tls-cert", metavar="FILE",
                    help="serve TLS with this certificate chain (PEM; with --tls-key)")
     p.add_argument("--tls-key", metavar="FILE", help="the certificate's private key (PEM)")
@@ -221,24 +218,7 @@ async def main(args, name):
 def run():
     args = parse_args()
     name = f"echo-{args.loop}"
-    if args.loop == "uvloop":
-        try:
-            import uvloop
-        except ImportError as e:
-            print(f"{name}: uvloop is not available to {sys.executable} ({e}); "
-                  "install it with: apt-get install python3-uvloop", file=sys.stderr, flush=True)
-            return 3
-        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
-    elif args.loop == "aloop":
-        try:
-            import aloop
-        except ImportError as e:
-            print(f"{name}: aloop's Python module is not importable ({e}); set PYTHONPATH to "
-                  "BUILD/python", file=sys.stderr, flush=True)
-            return 3
-        return aloop.run(main(args, name), backend=args.backend)
-    return asyncio.run(main(args, name))
-
+    return run_on_loop(args, main(args, name), name)
 
 if __name__ == "__main__":
     sys.exit(run())

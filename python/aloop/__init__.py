@@ -111,6 +111,7 @@ class Loop(_aloop.LoopCore, asyncio.AbstractEventLoop):
         for pid, pidfd in self._child_pidfds.items():
             # A child that outlives its loop is still reaped when it exits, as asyncio's watcher
             # threads do: no zombie is left behind.
+            self.remove_reader(pidfd)
             os.close(pidfd)
             threading.Thread(target=_reap, args=(pid,), name=f"aloop-reap-{pid}",
                              daemon=True).start()

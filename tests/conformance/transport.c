@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "harness.h"
@@ -540,6 +541,66 @@ START_TEST(test_a_buffered_protocol_without_a_buffer_fails_its_connection_in_wor
 }
 END_TEST
 
+/* ---- a long round of callbacks ---------------------------------------------------------------- */
+
+struct long_round {
+  aloop_transport *t;
+  int peer;
+  bool seen; /* the peer had the early write while the slow callback still ran */
+};
+
+static void write_early(aloop_loop *loop, void *arg) {
+  (void)loop;
+  struct long_round *r = arg;
+  ck_assert_int_eq(aloop_transport_write(r->t, "early", 5), 0);
+}
+
+/* An application computing for a while after the write (5 ms, longer than the driver may hold
+ * requests back). */
+static void compute(aloop_loop *loop, void *arg) {
+  (void)loop, (void)arg;
+  struct timespec start, now;
+  clock_gettime(CLOCK_MONOTONIC, &start);
+  do clock_gettime(CLOCK_MONOTONIC, &now);
+  while ((now.tv_sec - start.tv_sec) * 1000000000L + (now.tv_nsec - start.tv_nsec) < 5 * MS);
+}
+
+/* The next callback of the round watches the peer, giving up after 10 s (a driver that holds
+ * the write until the round ends never delivers it meanwhile). */
+static void watch_peer(aloop_loop *loop, void *arg) {
+  (void)loop;
+  struct long_round *r = arg;
+  char buf[8];
+  for (int i = 0; i < 10000 && !r->seen; i++) {
+    r->seen = recv(r->peer, buf, sizeof buf, MSG_DONTWAIT) == 5;
+    if (!r->seen) usleep(1000);
+  }
+}
+
+/* Requests a driver queues for its next poll (io_uring's sends) reach the kernel during a long
+ * round of callbacks, not when it ends: an answer written early is not held back by the slow
+ * callbacks after it. */
+START_TEST(test_a_write_made_early_in_a_long_round_reaches_the_peer_during_it) {
+  int sv[2];
+  make_socketpair(sv);
+  struct side s;
+  init_side(&s);
+  static const aloop_protocol proto = {.connection_made = side_made, .connection_lost = side_lost};
+  ck_assert_ptr_nonnull(aloop_transport_new(L, sv[1], &proto, &s));
+  for (int i = 0; i < 100 && !s.t; i++) run_at_most(L, 10 * MS);
+  ck_assert_ptr_nonnull(s.t);
+  struct long_round r = {.t = s.t, .peer = sv[0]};
+  ck_assert_int_eq(aloop_call_soon(L, write_early, &r, NULL), 0);
+  ck_assert_int_eq(aloop_call_soon(L, compute, &r, NULL), 0);
+  ck_assert_int_eq(aloop_call_soon(L, watch_peer, &r, NULL), 0);
+  aloop_run_once(L, 0); /* one round: the three callbacks */
+  ck_assert_msg(r.seen, "the write reached the peer only after the round");
+  aloop_transport_abort(s.t);
+  wait_lost(&s);
+  close(sv[0]);
+}
+END_TEST
+
 TCase *conformance_transport(void) {
   TCase *tc = conformance_tcase("transport");
   tcase_add_test(tc, test_a_protocol_echo_moves_every_byte_and_both_sides_close_cleanly);
@@ -552,5 +613,6 @@ TCase *conformance_transport(void) {
   tcase_add_test(tc, test_a_buffered_protocol_gets_every_byte_within_the_room_it_gives);
   tcase_add_test(tc, test_a_buffered_protocol_without_a_buffer_fails_its_connection_in_words);
   tcase_add_test(tc, test_set_protocol_hands_a_connection_to_a_buffered_protocol_midway);
+  tcase_add_test(tc, test_a_write_made_early_in_a_long_round_reaches_the_peer_during_it);
   return tc;
 }
