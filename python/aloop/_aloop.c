@@ -113,11 +113,6 @@ enum op_kind { OP_RECV, OP_RECV_INTO, OP_SENDALL, OP_ACCEPT, OP_CONNECT, OP_RECV
 
 static struct PyModuleDef aloop_module;
 
-static module_state *state_of(PyObject *self) {
-  PyObject *m = PyType_GetModuleByDef(Py_TYPE(self), &aloop_module);
-  return m ? PyModule_GetState(m) : NULL;
-}
-
 /* ---- the interpreter lock around the driver's wait ----------------------------------------- */
 
 static void release_gil(void *arg) { ((LoopCore *)arg)->saved = PyEval_SaveThread(); }
@@ -530,7 +525,7 @@ static PyObject *core_timer_handle_cancelled(LoopCore *self, PyObject *handle) {
 /* ---- futures and tasks ------------------------------------------------------------------------- */
 
 static PyObject *core_create_future(LoopCore *self, PyObject *unused) {
-  module_state *st = state_of((PyObject *)self);
+  module_state *st = self->st;
   if (!st) return NULL;
   PyObject *kw = Py_BuildValue("{sO}", "loop", self);
   PyObject *empty = PyTuple_New(0);
@@ -549,7 +544,7 @@ static PyObject *core_create_task(LoopCore *self, PyObject *args, PyObject *kwar
                                    &context))
     return NULL;
   if (check_closed(self) < 0) return NULL;
-  module_state *st = state_of((PyObject *)self);
+  module_state *st = self->st;
   if (!st) return NULL;
   if (self->task_factory == NULL || self->task_factory == Py_None) {
     PyObject *empty = PyTuple_New(0);
@@ -629,7 +624,7 @@ static PyObject *core_run_in_executor(LoopCore *self, PyObject *const *args, Py_
     PyErr_SetString(PyExc_TypeError, "run_in_executor() takes at least 2 arguments");
     return NULL;
   }
-  module_state *st = state_of((PyObject *)self);
+  module_state *st = self->st;
   if (!st || check_closed(self) < 0 || check_callback(self, args[1], "run_in_executor") < 0)
     return NULL;
   PyObject *ex = args[0] == Py_None ? default_executor(self, st) : (Py_INCREF(args[0]), args[0]);
@@ -648,7 +643,7 @@ static PyObject *core_run_in_executor(LoopCore *self, PyObject *const *args, Py_
 }
 
 static PyObject *core_set_default_executor(LoopCore *self, PyObject *executor) {
-  module_state *st = state_of((PyObject *)self);
+  module_state *st = self->st;
   if (!st) return NULL;
   int ok = PyObject_IsInstance(executor, st->thread_pool);
   if (ok < 0) return NULL;
@@ -717,7 +712,7 @@ static PyObject *call_default_handler(LoopCore *self, module_state *st, PyObject
 /* As asyncio's: the handler set (or the default one) hears the context; its own failure is
  * reported through the default handler, and a failure there is logged. */
 static PyObject *core_call_exception_handler(LoopCore *self, PyObject *context) {
-  module_state *st = state_of((PyObject *)self);
+  module_state *st = self->st;
   if (!st) return NULL;
   PyObject *handler = self->exception_handler;
   if (!handler || handler == Py_None)
@@ -869,7 +864,7 @@ static void leave_run(LoopCore *self, module_state *st, PyObject *old_hooks, PyO
 }
 
 static PyObject *core_run_forever(LoopCore *self, PyObject *unused) {
-  module_state *st = state_of((PyObject *)self);
+  module_state *st = self->st;
   if (!st || check_closed(self) < 0 || check_running(self, st) < 0) return NULL;
   if (call_method_quietly((PyObject *)self, "_set_coroutine_origin_tracking",
                           self->debug ? Py_True : Py_False) < 0)
@@ -926,7 +921,7 @@ static PyObject *wrap_future(LoopCore *self, module_state *st, PyObject *future,
 /* As asyncio's: run until the future (or the task made of a coroutine) is done; an error if the
  * loop was stopped first. */
 static PyObject *core_run_until_complete(LoopCore *self, PyObject *future) {
-  module_state *st = state_of((PyObject *)self);
+  module_state *st = self->st;
   if (!st || check_closed(self) < 0 || check_running(self, st) < 0) return NULL;
   int new_task;
   PyObject *fut = wrap_future(self, st, future, &new_task);
@@ -1033,7 +1028,7 @@ static PyObject *add_watcher(LoopCore *self, PyObject *const *args, Py_ssize_t n
   PyObject *cb, *cargs, *context;
   const char *method = write ? "add_writer" : "add_reader";
   if (split_call(args, nargs, NULL, 1, method, &cb, &cargs, &context) < 0) return NULL;
-  module_state *st = state_of((PyObject *)self);
+  module_state *st = self->st;
   PyObject *h = st ? PyObject_CallFunction(st->handle_type, "OOOO", cb, cargs, self, Py_None) : NULL;
   Py_DECREF(cargs);
   if (!h) return NULL;
@@ -1213,7 +1208,7 @@ static int op_traverse(Op *op, visitproc visit, void *arg) {
 }
 
 static Op *new_op(LoopCore *self, PyObject *fut, int kind) {
-  module_state *st = state_of((PyObject *)self);
+  module_state *st = self->st;
   if (!st) return NULL;
   Op *op = PyObject_GC_New(Op, st->op_type);
   if (!op) return NULL;
@@ -1691,7 +1686,7 @@ static PyObject *core_socket_transport(LoopCore *self, PyObject *args) {
                         &server, &waiter))
     return NULL;
   if (check_closed(self) < 0) return NULL;
-  module_state *st = state_of((PyObject *)self);
+  module_state *st = self->st;
   int fd = st ? fd_of(sock) : -1;
   if (fd < 0) return NULL;
   Transport *tr = PyObject_GC_New(Transport, st->transport_type);
