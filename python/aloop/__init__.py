@@ -289,6 +289,13 @@ class Loop(_aloop.LoopCore, asyncio.AbstractEventLoop):
         return await self._sock_sendfile_fallback(sock, file, offset, count)
 
     async def _sock_sendfile_native(self, sock, file, offset, count):
+        return await self._send_file(
+            file, offset, lambda fd, fut: self._sock_sendfile(sock.fileno(), fd, offset,
+                                                              count or 0, fut))
+
+    async def _send_file(self, file, offset, start):
+        """start(fd, fut) sends the regular file's bytes natively; fut gets the count sent.
+        As asyncio, the file's position ends after the last byte sent."""
         try:
             fd = file.fileno()
             regular = stat.S_ISREG(os.fstat(fd).st_mode)
@@ -297,10 +304,10 @@ class Loop(_aloop.LoopCore, asyncio.AbstractEventLoop):
         if not regular:
             raise asyncio.SendfileNotAvailableError("not a regular file")
         fut = self.create_future()
-        self._sock_sendfile(sock.fileno(), fd, offset, count or 0, fut)
+        start(fd, fut)
         sent = await fut
         if sent > 0:
-            file.seek(offset + sent)  # as asyncio: the position is after what was sent
+            file.seek(offset + sent)
         return sent
 
     # Stream transports: aloop's, in C (_aloop.Transport).
@@ -324,19 +331,8 @@ class Loop(_aloop.LoopCore, asyncio.AbstractEventLoop):
         """aloop_transport_sendfile for a regular file on one of aloop's transports."""
         if not isinstance(transp, _aloop.Transport):
             raise asyncio.SendfileNotAvailableError("not an aloop transport")
-        try:
-            fd = file.fileno()
-            regular = stat.S_ISREG(os.fstat(fd).st_mode)
-        except (AttributeError, io.UnsupportedOperation, OSError):
-            regular = False
-        if not regular:
-            raise asyncio.SendfileNotAvailableError("not a regular file")
-        fut = self.create_future()
-        transp._sendfile(fd, offset, count or 0, fut)
-        sent = await fut
-        if sent > 0:
-            file.seek(offset + sent)
-        return sent
+        return await self._send_file(
+            file, offset, lambda fd, fut: transp._sendfile(fd, offset, count or 0, fut))
 
     async def _sendfile_fallback(self, transp, file, offset, count):
         """asyncio's read-and-write fallback; on aloop's transports with the same protocol swap
