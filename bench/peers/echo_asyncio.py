@@ -65,10 +65,7 @@ def server_context(cert, key):
 
 async def serve_sock(host, port, tls=None):
     loop = asyncio.get_running_loop()
-    resolve = getattr(loop, "getaddrinfo", None)  # a loop without it yet: the blocking call
-    infos = (await resolve(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
-             if resolve else socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
-                                                flags=socket.AI_PASSIVE))
+    infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     family, _, _, _, addr = infos[0]
     lsock = socket.create_server(addr, family=family, backlog=BACKLOG)
     lsock.setblocking(False)
@@ -193,10 +190,7 @@ async def main(args, name):
     loop = asyncio.get_running_loop()
     stopping = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
-        if hasattr(loop, "add_signal_handler"):
-            loop.add_signal_handler(sig, stopping.set)
-        else:  # a loop without it yet: the signal module's handler, run between callbacks
-            signal.signal(sig, lambda *_: loop.call_soon_threadsafe(stopping.set))
+        loop.add_signal_handler(sig, stopping.set)
     try:
         tls = server_context(args.tls_cert, args.tls_key) if args.tls_cert else None
     except (OSError, ssl.SSLError) as e:
@@ -219,6 +213,7 @@ def run():
     args = parse_args()
     name = f"echo-{args.loop}"
     return run_on_loop(args, main(args, name), name)
+
 
 if __name__ == "__main__":
     sys.exit(run())

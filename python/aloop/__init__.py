@@ -31,7 +31,7 @@ import ssl
 import sys
 import threading
 import weakref
-from asyncio import base_events, constants, events, selector_events, trsock, unix_events
+from asyncio import base_events, constants, selector_events, trsock, unix_events
 from asyncio.log import logger
 
 from . import _aloop
