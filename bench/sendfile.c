@@ -11,7 +11,7 @@
  *   aloop io_uring            a splice pair per chunk (file to pipe, pipe to socket) in the kernel
  *   aloop io_uring (no-splice)  sendfile(2) when the socket is writable: what select and libev do
  *   aloop libev, aloop select sendfile(2) when the socket is writable
- *   aloop DRIVER (copy)       ALOOP_SENDFILE=copy: pread into a buffer, then ordinary sends
+ *   aloop DRIVER (copy)       ALOOP_SENDFILE=copy: file reads into a buffer, then ordinary sends
  *   sendfile(2) loop          a blocking socket, sendfile(2) until done, no loop
  *   read/write loop           a blocking socket, read 64 KiB then write it, no loop
  */

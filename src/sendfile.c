@@ -5,7 +5,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <unistd.h>
 
 #include "sendfile.h"
 
@@ -54,17 +53,15 @@ bool aloop__transfer_fall_back(struct aloop__transfer *x, int err) {
   return true;
 }
 
-ssize_t aloop__transfer_read(struct aloop__transfer *x, size_t max) {
-  if (x->done) return 0;
+int aloop__transfer_read_op(struct aloop__transfer *x, struct aloop__op *op, size_t max) {
   if (!x->buf && !(x->buf = malloc(ALOOP__COPY_CHUNK))) return -ENOMEM;
   size_t want = max && max < ALOOP__COPY_CHUNK ? max : ALOOP__COPY_CHUNK;
   if (want > x->left) want = (size_t)x->left;
-  ssize_t n;
-  do n = pread(x->sf.fd, x->buf, want, (off_t)x->sf.offset);
-  while (n < 0 && errno == EINTR);
-  if (n < 0) return -errno;
-  aloop__transfer_sent(x, (size_t)n);
-  return n;
+  *op = (struct aloop__op){.kind = ALOOP__OP_FILE_READ, .fd = x->sf.fd, .len = 1};
+  op->iov = (struct iovec){x->buf, want};
+  op->buf = &op->iov; /* FILE_READ takes an iovec array and its length */
+  op->file_args.offset = x->sf.offset;
+  return 0;
 }
 
 void aloop__transfer_fini(struct aloop__transfer *x) {

@@ -20,7 +20,7 @@ struct aloop__transfer {
   uint64_t left;             /* bytes still to send (UINT64_MAX: up to the end of the file) */
   uint64_t total;            /* bytes sent (or, copying, read and handed on) so far */
   bool done;                 /* count reached, or the file ended */
-  bool copy;                 /* the fallback: pread(2) into buf, then ordinary writes */
+  bool copy;                 /* the fallback: reads of the file into buf, then ordinary writes */
   unsigned char *buf;        /* the fallback's ALOOP__COPY_CHUNK bytes, made on first use */
 };
 
@@ -36,10 +36,13 @@ bool aloop__transfer_sent(struct aloop__transfer *x, size_t n);
  * send this file natively (EINVAL, ENOSYS, EOPNOTSUPP), switch to the fallback and return true,
  * as asyncio falls back when sendfile is not available. */
 bool aloop__transfer_fall_back(struct aloop__transfer *x, int err);
-/* The fallback: read the next chunk (at most `max` bytes; 0: a whole chunk) into x->buf, and count it as sent.
- * Returns its length (0 once done) or a negative errno. The read is pread(2) on the caller's
- * thread: a file in the page cache costs a copy, one on a slow disk blocks the loop meanwhile. */
-ssize_t aloop__transfer_read(struct aloop__transfer *x, size_t max);
+/* The fallback: set op up to read the file's next chunk (at most `max` bytes; 0: a whole chunk)
+ * into x->buf, as a FILE_READ operation, so that no read of the file blocks the loop: the kernel
+ * completes it on io_uring, an executor thread on select and libev (asyncio's fallback reads on
+ * its executor too). The caller sets op->done, starts it, and hands a count it got to
+ * aloop__transfer_sent (0: the file ended). Returns 0, or -ENOMEM for the buffer (made on first
+ * use). Call it only while the transfer is not done. */
+int aloop__transfer_read_op(struct aloop__transfer *x, struct aloop__op *op, size_t max);
 /* Free what the transfer holds; no operation of it may be in flight. */
 void aloop__transfer_fini(struct aloop__transfer *x);
 

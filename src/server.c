@@ -127,6 +127,10 @@ void aloop_server_close(aloop_server *s) {
     if (l->paused) aloop_cancel(s->loop, l->pause_timer);
     if (l->deferred) aloop_cancel(s->loop, l->defer_handle);
     l->paused = l->deferred = l->at_limit = false;
+    /* A completion driver's accept holds the socket until its cancel comes back, and the kernel
+     * would go on queueing connections nobody takes: shutting the listener down refuses them
+     * from now on, on every driver. */
+    shutdown(l->fd, SHUT_RD);
     aloop_close(s->loop, l->fd); /* answers its accept: parked at once, in the kernel later */
     l->fd = -1;
   }

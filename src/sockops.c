@@ -114,14 +114,16 @@ aloop_future *aloop_sock_sendall(aloop_loop *loop, int fd, const void *buf, size
   return start(loop, r, "sock_sendall", sendall_done);
 }
 
-/* sock_sendfile: native chunks (SENDFILE), or in the fallback reads into the transfer's buffer
- * sent with SEND operations; one operation at a time. Operations may complete inside
- * aloop__op_start on a readiness driver, so the next one is started by a loop, never by
- * recursion (a fast reader would otherwise deepen the stack per chunk, in a task's small one). */
+/* sock_sendfile: native chunks (SENDFILE), or in the fallback a read of the file into the
+ * transfer's buffer (FILE_READ) and SEND operations for it; one operation at a time, on r->op.
+ * Operations may complete inside aloop__op_start on a readiness driver, so the next one is
+ * started by a loop, never by recursion (a fast reader would otherwise deepen the stack per
+ * chunk, in a task's small one). */
 struct sendfile_req {
   struct aloop__op op;
   aloop_future *future;
   struct aloop__transfer x;
+  int sock;
   size_t pos, avail;   /* the fallback: the buffer's bytes sent, and read */
   int64_t outcome;     /* set once finished */
   bool finished, running, again;
@@ -145,27 +147,26 @@ static void sendfile_finish(struct sendfile_req *r, int64_t outcome) {
 
 static void sendfile_req_done(aloop_loop *loop, struct aloop__op *op, int32_t res);
 
-/* Start the next operation: a native chunk, the rest of the buffer, or a fresh read of it. */
+/* Start the next operation: a native chunk, the rest of the buffer, or a read of the next one. */
 static void sendfile_next(aloop_loop *loop, struct sendfile_req *r) {
-  int sock = r->op.fd;
   if (aloop__future_cancel_requested(r->future)) { /* between two operations: nothing in flight */
     sendfile_finish(r, -ECANCELED);
     return;
   }
   if (!r->x.copy) {
-    aloop__transfer_op(&r->x, &r->op, sock);
-  } else {
-    if (r->pos == r->avail) {
-      ssize_t n = aloop__transfer_read(&r->x, 0);
-      if (n <= 0) {
-        sendfile_finish(r, n < 0 ? n : (int64_t)r->x.total);
-        return;
-      }
-      r->pos = 0;
-      r->avail = (size_t)n;
-    }
-    r->op = (struct aloop__op){.kind = ALOOP__OP_SEND, .fd = sock, .buf = r->x.buf + r->pos,
+    aloop__transfer_op(&r->x, &r->op, r->sock);
+  } else if (r->pos < r->avail) {
+    r->op = (struct aloop__op){.kind = ALOOP__OP_SEND, .fd = r->sock, .buf = r->x.buf + r->pos,
                                .len = r->avail - r->pos};
+  } else if (r->x.done) {
+    sendfile_finish(r, (int64_t)r->x.total);
+    return;
+  } else {
+    int err = aloop__transfer_read_op(&r->x, &r->op, 0);
+    if (err < 0) {
+      sendfile_finish(r, err);
+      return;
+    }
   }
   r->op.done = sendfile_req_done;
   aloop__op_start(loop, &r->op);
@@ -187,17 +188,18 @@ static void sendfile_run(aloop_loop *loop, struct sendfile_req *r) {
 
 static void sendfile_req_done(aloop_loop *loop, struct aloop__op *op, int32_t res) {
   struct sendfile_req *r = (struct sendfile_req *)op;
-  bool copied = op->kind == ALOOP__OP_SEND;
-  if (res < 0 && !copied && aloop__transfer_fall_back(&r->x, res)) {
+  if (res < 0 && op->kind == ALOOP__OP_SENDFILE && aloop__transfer_fall_back(&r->x, res)) {
     sendfile_run(loop, r);
   } else if (res < 0) {
     sendfile_finish(r, res);
-  } else if (copied) {
+  } else if (op->kind == ALOOP__OP_FILE_READ) {
+    aloop__transfer_sent(&r->x, (size_t)res); /* 0: the file ended */
+    r->pos = 0;
+    r->avail = (size_t)res;
+    sendfile_run(loop, r);
+  } else if (op->kind == ALOOP__OP_SEND) {
     r->pos += (size_t)res;
-    if (r->pos == r->avail && r->x.done)
-      sendfile_finish(r, (int64_t)r->x.total);
-    else
-      sendfile_run(loop, r);
+    sendfile_run(loop, r);
   } else if (aloop__transfer_sent(&r->x, (size_t)res)) {
     sendfile_finish(r, (int64_t)r->x.total);
   } else {
@@ -227,7 +229,7 @@ aloop_future *aloop_sock_sendfile(aloop_loop *loop, int sock, int fd, off_t offs
     return f;
   }
   r->future = aloop_future_ref(f);
-  r->op.fd = sock;
+  r->sock = sock;
   aloop__future_set_work(f, cancel_sendfile, r);
   sendfile_run(loop, r);
   return f;

@@ -606,9 +606,12 @@ aloop_transport *aloop_transport_new(aloop_loop *loop, int fd, const aloop_proto
  * without pause_writing (the protocol is not the one writing). */
 struct tsendfile {
   struct aloop__transfer x;
+  struct aloop__op read; /* the copy's read of the file's next chunk into x.buf */
+  aloop_transport *t;
   aloop_future *future; /* the transfer's reference; NULL once it is done */
   bool started;         /* the queue had drained */
   bool in_flight;       /* a native operation is on wop: x.sf is the kernel's until it completes */
+  bool reading;         /* `read` is in flight: x.buf is the kernel's (or a thread's) until then */
   bool stepping;        /* sendfile_step is on the stack: it goes round again instead */
   bool again;
 };
@@ -626,7 +629,7 @@ static int copy_out(aloop_transport *t, const void *data, size_t n) {
 
 static void sendfile_free(aloop_transport *t) {
   struct tsendfile *sf = t->sendfile;
-  if (!sf || sf->future || sf->in_flight || sf->stepping) return; /* still in use */
+  if (!sf || sf->future || sf->in_flight || sf->reading || sf->stepping) return; /* in use */
   t->sendfile = NULL;
   aloop__transfer_fini(&sf->x);
   free(sf);
@@ -673,28 +676,46 @@ static void on_sendfile_chunk(aloop_loop *loop, struct aloop__op *op, int32_t re
   maybe_finish(t);
 }
 
-/* The copy: refill the queue from the file once it is down to the low mark. Returns whether to go
- * round again (a send that completed at once left room). */
-static bool sendfile_copy(aloop_transport *t, struct tsendfile *sf) {
+static void on_file_read(aloop_loop *loop, struct aloop__op *op, int32_t res) {
+  (void)loop;
+  struct tsendfile *sf = (struct tsendfile *)((char *)op - offsetof(struct tsendfile, read));
+  aloop_transport *t = sf->t;
+  sf->reading = false;
+  if (!sf->future) { /* ended meanwhile (aborted): the read was all that held it */
+    sendfile_free(t);
+  } else if (res == -ECANCELED || aloop__future_cancel_requested(sf->future)) {
+    sendfile_end(t, -ECANCELED, NULL); /* what is queued still goes out */
+  } else if (res < 0) {
+    sendfile_end(t, res, "reading the file");
+  } else {
+    aloop__transfer_sent(&sf->x, (size_t)res);
+    if (res > 0 && copy_out(t, sf->x.buf, (size_t)res) < 0) {
+      fail(t, -ENOMEM);
+    } else if (!t->aborting) { /* the TLS layer may have failed the connection */
+      start_sending(t);
+      sendfile_step(t);
+    }
+  }
+  maybe_finish(t);
+}
+
+/* The copy: refill the queue from the file once it is down to the low mark, one read at a time.
+ * The read completes later (on_file_read queues its bytes and comes back here). */
+static void sendfile_copy(aloop_transport *t, struct tsendfile *sf) {
+  if (sf->reading) return;
   if (sf->x.done) {
     if (!t->wq && !t->sending) sendfile_end(t, (int64_t)sf->x.total, NULL);
-    return false;
+    return;
   }
-  if (t->wq_bytes > t->low) return false; /* on_sent comes back */
-  while (t->wq_bytes < t->high && !sf->x.done) {
-    ssize_t n = aloop__transfer_read(&sf->x, t->high - t->wq_bytes);
-    if (n < 0) {
-      sendfile_end(t, n, "reading the file");
-      return false;
-    }
-    if (n > 0 && copy_out(t, sf->x.buf, (size_t)n) < 0) {
-      fail(t, -ENOMEM);
-      return false;
-    }
-    if (t->aborting) return false; /* the TLS layer failed the connection */
+  if (t->wq_bytes > t->low) return; /* on_sent comes back */
+  int err = aloop__transfer_read_op(&sf->x, &sf->read, t->high - t->wq_bytes);
+  if (err < 0) {
+    sendfile_end(t, err, "reading the file");
+    return;
   }
-  start_sending(t); /* may complete at once on a readiness driver */
-  return !t->sending;
+  sf->read.done = on_file_read;
+  sf->reading = true;
+  aloop__op_start(t->loop, &sf->read); /* may complete at once (a failure): then it steps again */
 }
 
 /* Send what comes next: wait for the queue to drain, then a native chunk or a copy. Runs as a loop
@@ -713,7 +734,7 @@ static void sendfile_step(aloop_transport *t) {
     if (!sf->started && (t->wq || t->sending)) break; /* on_sent comes back */
     sf->started = true;
     if (sf->x.copy) {
-      sf->again |= sendfile_copy(t, sf);
+      sendfile_copy(t, sf);
     } else if (!t->sending) {
       aloop__transfer_op(&sf->x, &t->wop, t->fd);
       t->wop.done = on_sendfile_chunk;
@@ -728,8 +749,11 @@ static void sendfile_step(aloop_transport *t) {
 static void sendfile_cancel(aloop_future *f, void *arg) {
   (void)f;
   aloop_transport *t = arg;
-  if (t->sendfile->in_flight)
+  struct tsendfile *sf = t->sendfile;
+  if (sf->in_flight)
     aloop__op_cancel(t->loop, &t->wop); /* on_sendfile_chunk ends it */
+  else if (sf->reading)
+    aloop__op_cancel(t->loop, &sf->read); /* on_file_read ends it */
   else
     sendfile_end(t, -ECANCELED, NULL); /* what is queued still goes out */
   maybe_finish(t);
@@ -761,6 +785,7 @@ aloop_future *aloop_transport_sendfile(aloop_transport *t, int fd, off_t offset,
     return f;
   }
   sf->future = aloop_future_ref(f);
+  sf->t = t;
   t->sendfile = sf;
   aloop__future_set_work(f, sendfile_cancel, t);
   sendfile_step(t);

@@ -34,8 +34,8 @@ ALOOP_API aloop_future *aloop_sock_sendall(aloop_loop *loop, int fd, const void 
  * sent to the connected stream socket sock, as asyncio's loop.sock_sendfile: the total sent,
  * fewer than count only if the file ended first, or the error that stopped it (the count sent
  * before it is lost, as with sendall), with words. Native where the kernel can (sendfile(2);
- * io_uring: splice through a pipe), else read with pread(2) and sent (ALOOP_SENDFILE=copy forces
- * that). The file's position is neither used nor changed; both fds stay the caller's. Nothing
+ * io_uring: splice through a pipe), else read as aloop_file_read does (io_uring: the kernel's
+ * read; select, libev: the executor) and sent (ALOOP_SENDFILE=copy forces that). The file's position is neither used nor changed; both fds stay the caller's. Nothing
  * else may send on sock meanwhile. A SIGPIPE disposition still at its default becomes "ignore"
  * (sendfile(2) and splice(2) have no MSG_NOSIGNAL): a peer that went away gives -EPIPE. */
 ALOOP_API aloop_future *aloop_sock_sendfile(aloop_loop *loop, int sock, int fd, off_t offset,

@@ -74,8 +74,10 @@ ALOOP_API int aloop_transport_writev(aloop_transport *t, const struct iovec *iov
  *     Reading goes on as usual.
  *   - A socket transport sends natively (sendfile(2) on select and libev; splice through a pipe
  *     on io_uring, where ALOOP_IO_URING=no-splice falls back to sendfile(2)); a pipe transport,
- *     or a file the kernel cannot send natively, is read into a 64 KiB buffer with pread(2) and
- *     written as writes are, never more than the high mark queued at once.
+ *     or a file the kernel cannot send natively, is read into a 64 KiB buffer and written as
+ *     writes are, never more than the high mark queued at once. The reads are aloop_file_read's
+ *     (io_uring: the kernel's; select, libev: the executor's), so a slow disk never blocks the
+ *     loop.
  *     ALOOP_SENDFILE=copy forces that path everywhere.
  *   - aloop_transport_close lets it finish, then closes (like queued writes); abort, or the
  *     connection failing (the peer reset it or went away), fails it with the connection's error

@@ -149,6 +149,26 @@ START_TEST(test_wait_closed_waits_for_the_last_connection_after_close) {
 }
 END_TEST
 
+/* A closed server stops listening at once, not when the loop next runs: a completion driver's
+ * cancelled accept holds the socket until its completion is reaped, and a connect in between
+ * would be taken by a listener nobody serves. */
+START_TEST(test_a_closed_server_refuses_connections_before_the_loop_runs_again) {
+  aloop_server *s = serve(&echo, "127.0.0.1");
+  int port = aloop_server_port(s);
+  for (int i = 0; i < 3; i++) aloop_run_once(L, 0); /* the accept is waiting (in the kernel) */
+  aloop_server_close(s);
+  int probe = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  struct sockaddr_in a = loopback(port);
+  int rc = connect(probe, (struct sockaddr *)&a, sizeof a);
+  int err = errno;
+  close(probe);
+  ck_assert_msg(rc == -1 && err == ECONNREFUSED,
+                "a connect right after aloop_server_close: %s", rc == 0 ? "accepted" : strerror(err));
+  close_and_wait(s);
+  ck_assert_int_eq(made, 0);
+}
+END_TEST
+
 START_TEST(test_cancelling_serve_forever_closes_the_server) {
   aloop_server *s = serve(&echo, "127.0.0.1");
   aloop_future *forever = aloop_server_serve_forever(s);
@@ -431,6 +451,7 @@ TCase *conformance_server(void) {
   TCase *tc = conformance_tcase("server");
   tcase_add_test(tc, test_a_server_echoes_for_a_thousand_clients_at_once);
   tcase_add_test(tc, test_wait_closed_waits_for_the_last_connection_after_close);
+  tcase_add_test(tc, test_a_closed_server_refuses_connections_before_the_loop_runs_again);
   tcase_add_test(tc, test_cancelling_serve_forever_closes_the_server);
   tcase_add_test(tc, test_shutdown_aborts_what_is_still_open_after_a_grace_period);
   tcase_add_test(tc, test_freeing_a_server_with_a_connection_open_aborts_it_and_wait_closed_completes);

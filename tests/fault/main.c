@@ -77,7 +77,7 @@ static const struct {
                  {"tasks", scenario_tasks},       {"sockops", scenario_sockops},
                  {"transport", scenario_transport}, {"server", scenario_server},
                  {"streams", scenario_streams},   {"file", scenario_file},
-                 {"streams", scenario_streams},   {"sendfile", scenario_sendfile},
+                 {"sendfile", scenario_sendfile},
                  {"cf_http", scenario_cf_http},
                  {"cf_line", scenario_cf_line},   {"cf_tcp", scenario_cf_tcp}};
 
