@@ -8,7 +8,11 @@
  * before 5.6) the same syscalls run on the loop's executor (ALOOP_EXECUTOR_THREADS threads,
  * shared with aloop_run_in_executor and aloop_getaddrinfo): each operation costs two thread
  * hand-offs and a wake-up of the loop, and at most ALOOP_EXECUTOR_THREADS run at once, the rest
- * wait their turn. aloop_file_native says which applies.
+ * wait their turn. One exception: a read at an offset that the page cache holds whole (or up to
+ * the file's end) is made at once on the loop's thread with preadv2(RWF_NOWAIT), which never
+ * waits for the disk, and its future is done before the call returns; what is not cached goes to
+ * the executor (ALOOP_FILE_NOWAIT=0 sends every read there). aloop_file_native says which
+ * applies.
  *
  * Each function returns a future (one reference for the caller; see future.h), or NULL without
  * memory. Its outcome is the syscall's: >= 0 (an fd, a count, 0), or a negative errno whose

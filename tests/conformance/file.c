@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include "harness.h"
@@ -35,6 +36,14 @@ static void remove_dir(void) {
 }
 
 static int64_t complete(aloop_future *f) { return run_within(f, 60 * SEC); }
+
+/* The two ways a read at an offset runs where the executor serves file operations: at once when
+ * the page cache holds it all (RWF_NOWAIT), else on a thread; ALOOP_FILE_NOWAIT=0 forces the
+ * thread. Tests that read run both ways (_i: 0, 1). */
+static void read_mode(int i) {
+  if (i) setenv("ALOOP_FILE_NOWAIT", "0", 1);
+  else unsetenv("ALOOP_FILE_NOWAIT");
+}
 
 /* Outcome and message of a future that must fail: the message is checked to hold `words`. */
 static void expect_error(aloop_future *f, int code, const char *words, const char *more) {
@@ -151,6 +160,7 @@ static int64_t copy_size(void) {
 }
 
 START_TEST(test_a_256_mib_copy_with_64_operations_in_flight_matches_its_checksum) {
+  read_mode(_i);
   make_dir();
   char src[PATH_MAX], dst[PATH_MAX];
   path_in_dir(src, sizeof src, "src");
@@ -180,6 +190,7 @@ END_TEST
 /* ---- offsets, vectors, the file position ------------------------------------------------------ */
 
 START_TEST(test_reads_and_writes_at_offsets_leave_the_file_position_alone) {
+  read_mode(_i);
   make_dir();
   int fd = open_now("data", O_RDWR | O_CREAT | O_TRUNC);
   ck_assert_int_eq(complete(aloop_file_write(L, fd, "hello", 5, 0)), 5);
@@ -212,7 +223,35 @@ START_TEST(test_reads_and_writes_at_offsets_leave_the_file_position_alone) {
 }
 END_TEST
 
+/* Where the executor serves file operations, a read the page cache holds is done before
+ * aloop_file_read returns, with no thread; forced onto the executor it is not. (Only where this
+ * filesystem takes RWF_NOWAIT, which the test asks it first.) */
+START_TEST(test_a_cached_read_needs_no_thread_where_the_executor_serves_files) {
+  make_dir();
+  int fd = open_now("data", O_RDWR | O_CREAT | O_TRUNC);
+  char text[] = "in the page cache", buf[sizeof text];
+  ck_assert_int_eq(pwrite(fd, text, sizeof text, 0), (ssize_t)sizeof text);
+  struct iovec iov = {buf, sizeof buf};
+  bool nowait = preadv2(fd, &iov, 1, 0, RWF_NOWAIT) == (ssize_t)sizeof buf;
+  for (int forced = 0; forced < 2; forced++) {
+    read_mode(forced);
+    memset(buf, 0, sizeof buf);
+    aloop_future *f = aloop_file_read(L, fd, buf, sizeof buf, 0);
+    ck_assert_ptr_nonnull(f);
+    if (!aloop_file_native(L) && nowait)
+      ck_assert_msg(aloop_future_done(f) == !forced, "%s: the read is %sdone at once",
+                    forced ? "ALOOP_FILE_NOWAIT=0" : "cached", aloop_future_done(f) ? "" : "not ");
+    ck_assert_int_eq(complete(f), (int64_t)sizeof buf);
+    ck_assert_str_eq(buf, text);
+  }
+  read_mode(0);
+  close_now(fd);
+  remove_dir();
+}
+END_TEST
+
 START_TEST(test_fsync_and_stat_report_what_was_written) {
+  read_mode(_i);
   make_dir();
   int fd = open_now("data", O_WRONLY | O_CREAT | O_TRUNC);
   static char block[12345];
@@ -246,6 +285,7 @@ END_TEST
 /* ---- errors ------------------------------------------------------------------------------------ */
 
 START_TEST(test_errors_carry_the_errno_and_say_what_failed_in_words) {
+  read_mode(_i);
   make_dir();
   char missing[PATH_MAX], data[PATH_MAX], words[PATH_MAX + 32];
   path_in_dir(missing, sizeof missing, "missing");
@@ -366,10 +406,11 @@ END_TEST
 
 TCase *conformance_file(void) {
   TCase *tc = conformance_tcase("file");
-  tcase_add_test(tc, test_a_256_mib_copy_with_64_operations_in_flight_matches_its_checksum);
-  tcase_add_test(tc, test_reads_and_writes_at_offsets_leave_the_file_position_alone);
-  tcase_add_test(tc, test_fsync_and_stat_report_what_was_written);
-  tcase_add_test(tc, test_errors_carry_the_errno_and_say_what_failed_in_words);
+  tcase_add_loop_test(tc, test_a_256_mib_copy_with_64_operations_in_flight_matches_its_checksum, 0, 2);
+  tcase_add_loop_test(tc, test_reads_and_writes_at_offsets_leave_the_file_position_alone, 0, 2);
+  tcase_add_loop_test(tc, test_fsync_and_stat_report_what_was_written, 0, 2);
+  tcase_add_loop_test(tc, test_errors_carry_the_errno_and_say_what_failed_in_words, 0, 2);
+  tcase_add_test(tc, test_a_cached_read_needs_no_thread_where_the_executor_serves_files);
   tcase_add_test(tc, test_cancelling_reads_of_a_fifo_in_flight_ends_or_drains_them);
   tcase_add_test(tc, test_a_cancelled_open_leaves_no_fd_behind);
   return tc;

@@ -1,5 +1,5 @@
 /* Sending files: aloop_transport_sendfile and aloop_sock_sendfile over loopback TCP, each test
- * both ways, natively (sendfile(2), or io_uring's splices) and by the copy (ALOOP_SENDFILE=copy):
+ * every way: natively (sendfile(2), or io_uring's splices) and by the copy (ALOOP_SENDFILE=copy),
  * files of 0 bytes to 1 GiB (sparse) arrive whole, byte for byte; offsets and counts; queued
  * writes go first and writes wait for the end; a peer that goes away mid-transfer, abort and
  * close during one; a pipe transport (always the copy); what is refused. */
@@ -19,13 +19,19 @@ enum { KIB = 1024, MIB = 1024 * 1024 };
 #define LEN(a) (sizeof(a) / sizeof((a)[0]))
 #define GIB (INT64_C(1024) * MIB)
 
-/* The two paths every test runs: ALOOP_SENDFILE is read when a transfer starts. */
-static const char *const modes[] = {NULL, "copy"};
+/* The paths every test runs: native, and the copy with its reads made at once from the page
+ * cache where they can be and on the executor where not (ALOOP_FILE_NOWAIT=0 forces that on
+ * select and libev). ALOOP_SENDFILE is read when a transfer starts, ALOOP_FILE_NOWAIT per read. */
+static const char *const modes[] = {NULL, "copy", "copy, no nowait"};
 static void set_mode(const char *mode) {
   if (mode)
-    setenv("ALOOP_SENDFILE", mode, 1);
+    setenv("ALOOP_SENDFILE", "copy", 1);
   else
     unsetenv("ALOOP_SENDFILE");
+  if (mode && strcmp(mode, "copy"))
+    setenv("ALOOP_FILE_NOWAIT", "0", 1);
+  else
+    unsetenv("ALOOP_FILE_NOWAIT");
 }
 
 /* ---- files -------------------------------------------------------------------------------------
