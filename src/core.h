@@ -168,7 +168,10 @@ int aloop__fds_init(aloop_loop *loop);
 void aloop__fds_fini(aloop_loop *loop);
 void aloop__fds_apply_changes(aloop_loop *loop);
 void aloop__fds_dispatch(aloop_loop *loop);
+/* A reader of the loop's own on fd (not counted as the user's, not removable by
+ * aloop_remove_reader); unwatch drops it again (aloop_close drops it too). */
 int aloop__fd_watch_internal(aloop_loop *loop, int fd, aloop_io_cb reader, void *arg);
+void aloop__fd_unwatch_internal(aloop_loop *loop, int fd);
 
 /* wakeup.c */
 int aloop__wakeup_init(aloop_loop *loop);

@@ -170,6 +170,14 @@ int aloop__fd_watch_internal(aloop_loop *loop, int fd, aloop_io_cb reader, void 
   return add_watcher(loop, fd, ALOOP__READ, reader, arg);
 }
 
+void aloop__fd_unwatch_internal(aloop_loop *loop, int fd) {
+  struct aloop__fd *f = fd_find(loop, fd);
+  if (!f || !f->internal) return;
+  f->reader = NULL;
+  f->internal = false;
+  aloop__fd_update_interest(loop, fd, f, true);
+}
+
 
 void aloop__fds_apply_changes(aloop_loop *loop) {
   struct aloop__fd_table *t = &loop->fds;

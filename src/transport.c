@@ -541,18 +541,28 @@ static void made(aloop_loop *loop, void *arg) {
 /* A pipe's kind: a FIFO a completion driver can read and write itself, or a tty or other
  * character device it leaves to readiness; -EINVAL for what is neither (a regular file is
  * always "ready" and never ends by blocking: it is file I/O, not a pipe). */
-static int file_kind(int fd) {
-  struct stat st;
-  if (fstat(fd, &st) < 0) return -errno;
-  if (S_ISFIFO(st.st_mode)) return ALOOP__FILE_PIPE;
-  if (S_ISCHR(st.st_mode)) return ALOOP__FILE_OTHER;
-  if (S_ISSOCK(st.st_mode)) return ALOOP__FILE_OTHER; /* one end of a socketpair given as a pipe */
+static int file_kind(int fd, struct stat *st) {
+  if (fstat(fd, st) < 0) return -errno;
+  if (S_ISFIFO(st->st_mode)) return ALOOP__FILE_PIPE;
+  if (S_ISCHR(st->st_mode)) return ALOOP__FILE_OTHER;
+  if (S_ISSOCK(st->st_mode)) return ALOOP__FILE_OTHER; /* one end of a socketpair given as a pipe */
   return -EINVAL;
+}
+
+/* A write pipe's end turned readable: its reader went away (a pipe's write end reports an error
+ * then; a socket given as a pipe, its peer's close or bytes). As asyncio's write pipe does, the
+ * transport ends now rather than at its next write: connection_lost gets 0 if nothing was
+ * waiting to be written, -EPIPE if something was (those bytes are lost). */
+static void on_reader_gone(aloop_loop *loop, int fd, void *arg) {
+  aloop_transport *t = arg;
+  aloop__fd_unwatch_internal(loop, fd); /* once: the condition stays until the fd is closed */
+  if (!t->aborting) lose(t, t->wq || t->sending || t->sendfile ? -EPIPE : 0);
 }
 
 static aloop_transport *pipe_transport(aloop_loop *loop, int fd, const aloop_protocol *proto,
                                        void *ctx, bool reads) {
-  int kind = file_kind(fd);
+  struct stat st;
+  int kind = file_kind(fd, &st);
   int flags = kind < 0 ? -1 : fcntl(fd, F_GETFL);
   if (kind < 0 || flags < 0 || fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0) {
     int err = kind < 0 ? -kind : errno;
@@ -567,6 +577,9 @@ static aloop_transport *pipe_transport(aloop_loop *loop, int fd, const aloop_pro
   t->native_send = aloop__op_native(loop, ALOOP__OP_SENDMSG) && kind == ALOOP__FILE_PIPE;
   t->no_reads = !reads;
   t->no_writes = reads;
+  /* Not a tty's: readable there means typed input. Without the watch (an fd the driver cannot
+   * hold) the reader's going is still found, at the next write. */
+  if (!reads && !S_ISCHR(st.st_mode)) aloop__fd_watch_internal(loop, fd, on_reader_gone, t);
   return t;
 }
 

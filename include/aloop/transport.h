@@ -50,7 +50,9 @@ ALOOP_API aloop_transport *aloop_transport_new(aloop_loop *loop, int fd, const a
  * connect_read_pipe / connect_write_pipe): read(2) and write(2), with the same flow control, end
  * of stream and close as a socket's. One direction each: a read pipe's writes and a write pipe's
  * reads answer -EBADF; write_eof on a write pipe closes it once its queue is written (the reader
- * then sees the end). A reader that goes away fails the next write: connection_lost gets -EPIPE.
+ * then sees the end). A write pipe notices its reader going away at once, as asyncio's does:
+ * connection_lost gets 0 if nothing was waiting to be written, else -EPIPE (a tty is not watched:
+ * there the next write fails with -EPIPE).
  * The transport owns fd and makes it non-blocking; the first write pipe makes the process ignore
  * SIGPIPE if its disposition is still the default (else a vanished reader would kill it).
  * -EINVAL (as errno, fd closed) for a regular file or a directory. */

@@ -69,8 +69,7 @@ _BORROWED_SELECTOR = (
 )
 # ... and from the Unix loop: Unix sockets and pipes.
 _BORROWED_UNIX = (
-    "create_unix_connection", "create_unix_server", "_make_read_pipe_transport",
-    "_make_write_pipe_transport", "_child_watcher_callback",
+    "create_unix_connection", "create_unix_server", "_child_watcher_callback",
 )
 
 
@@ -326,6 +325,19 @@ class Loop(_aloop.LoopCore, asyncio.AbstractEventLoop):
                 extra["peername"] = None
         base_events._set_nodelay(sock)
         return self._socket_transport(sock, protocol, extra, server, waiter)
+
+    # Pipe transports: aloop's pipe transports (read(2)/write(2), in the kernel on io_uring), the
+    # same C type; asyncio's connect_read_pipe/connect_write_pipe and subprocesses call these.
+
+    def _make_read_pipe_transport(self, pipe, protocol, waiter=None, extra=None):
+        extra = dict(extra) if extra else {}
+        extra["pipe"] = pipe
+        return self._pipe_transport(pipe, protocol, extra, waiter, False)
+
+    def _make_write_pipe_transport(self, pipe, protocol, waiter=None, extra=None):
+        extra = dict(extra) if extra else {}
+        extra["pipe"] = pipe
+        return self._pipe_transport(pipe, protocol, extra, waiter, True)
 
     async def _sendfile_native(self, transp, file, offset, count):
         """aloop_transport_sendfile for a regular file on one of aloop's transports."""

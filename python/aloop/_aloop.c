@@ -1443,10 +1443,13 @@ typedef struct {
   PyObject *lost_exc; /* why a protocol method made it abort: connection_lost's argument */
   Py_buffer rbuf;     /* a BufferedProtocol's last buffer, held while a read may land in it */
   char has_rbuf, buffered, made, closing, eof_written, paused, protocol_paused;
+  char kind;            /* SOCKET_TRANSPORT, READ_PIPE or WRITE_PIPE */
   Py_ssize_t high, low; /* as set_write_buffer_limits was given them */
   int writes_after_loss;
   PyObject *weakrefs;
 } Transport;
+
+enum { SOCKET_TRANSPORT, READ_PIPE, WRITE_PIPE };
 
 /* asyncio's LOG_THRESHOLD_FOR_CONNLOST_WRITES: writes to a lost connection are dropped, and
  * from this one on each is logged. */
@@ -1566,6 +1569,7 @@ static bool tr_eof(aloop_transport *t, void *ctx) {
     abort_after_failure(self, "Fatal error: protocol.eof_received() call failed.");
     return true;
   }
+  if (self->kind != SOCKET_TRANSPORT) keep_open = 0; /* a pipe ends at its end, as asyncio's */
   if (!keep_open) self->closing = 1; /* aloop closes it */
   return keep_open;
 }
@@ -1677,17 +1681,14 @@ static int take_protocol(Transport *self, PyObject *protocol) {
   return 0;
 }
 
-/* _socket_transport(sock, protocol, extra, server, waiter): a Transport over the connected,
- * non-blocking stream socket sock (kept; aloop works on a duplicate of its fd). connection_made
- * runs on the next iteration, then waiter (a future, or None) gets None. */
-static PyObject *core_socket_transport(LoopCore *self, PyObject *args) {
-  PyObject *sock, *protocol, *extra, *server, *waiter;
-  if (!PyArg_ParseTuple(args, "OOO!OO:_socket_transport", &sock, &protocol, &PyDict_Type, &extra,
-                        &server, &waiter))
-    return NULL;
+/* A Transport of `kind` over a duplicate of obj's fd (obj: a socket, or a pipe object; kept, and
+ * closed after connection_lost as asyncio closes its own). connection_made runs on the next
+ * iteration, then waiter (a future, or None) gets None. */
+static PyObject *new_transport(LoopCore *self, int kind, PyObject *obj, PyObject *protocol,
+                               PyObject *extra, PyObject *server, PyObject *waiter) {
   if (check_closed(self) < 0) return NULL;
   module_state *st = self->st;
-  int fd = st ? fd_of(sock) : -1;
+  int fd = st ? fd_of(obj) : -1;
   if (fd < 0) return NULL;
   Transport *tr = PyObject_GC_New(Transport, st->transport_type);
   if (!tr) return NULL;
@@ -1696,12 +1697,13 @@ static PyObject *core_socket_transport(LoopCore *self, PyObject *args) {
   tr->t = NULL;
   tr->protocol = NULL;
   tr->extra = Py_NewRef(extra);
-  tr->sock = Py_NewRef(sock);
+  tr->sock = Py_NewRef(obj);
   tr->server = Py_NewRef(server);
   tr->waiter = waiter == Py_None ? NULL : Py_NewRef(waiter);
   tr->lost_exc = NULL;
   tr->has_rbuf = tr->made = tr->closing = tr->eof_written = tr->paused = 0;
   tr->protocol_paused = 0;
+  tr->kind = (char)kind;
   tr->high = ALOOP_WRITE_HIGH_DEFAULT;
   tr->low = ALOOP_WRITE_HIGH_DEFAULT / 4;
   tr->writes_after_loss = 0;
@@ -1716,10 +1718,19 @@ static PyObject *core_socket_transport(LoopCore *self, PyObject *args) {
     Py_DECREF(tr);
     return PyErr_SetFromErrno(PyExc_OSError);
   }
-  tr->t = aloop_transport_new(self->loop, dup, tr->buffered ? &buffered_protocol : &plain_protocol,
-                              tr);
+  const aloop_protocol *proto = tr->buffered ? &buffered_protocol : &plain_protocol;
+  if (kind == READ_PIPE)
+    tr->t = aloop_connect_read_pipe(self->loop, dup, proto, tr);
+  else if (kind == WRITE_PIPE)
+    tr->t = aloop_connect_write_pipe(self->loop, dup, proto, tr);
+  else
+    tr->t = aloop_transport_new(self->loop, dup, proto, tr);
   if (!tr->t) {
     Py_DECREF(tr);
+    if (errno == EINVAL && kind != SOCKET_TRANSPORT) /* asyncio's two messages */
+      return PyErr_Format(PyExc_ValueError, kind == READ_PIPE
+                              ? "Pipe transport is for pipes/sockets only."
+                              : "Pipe transport is only for pipes, sockets and character devices");
     return PyErr_SetFromErrno(PyExc_OSError);
   }
   Py_INCREF(tr); /* aloop's, until connection_lost (which follows an abort too) */
@@ -1735,11 +1746,34 @@ static PyObject *core_socket_transport(LoopCore *self, PyObject *args) {
   return (PyObject *)tr;
 }
 
+/* _socket_transport(sock, protocol, extra, server, waiter): over the connected, non-blocking
+ * stream socket sock. */
+static PyObject *core_socket_transport(LoopCore *self, PyObject *args) {
+  PyObject *sock, *protocol, *extra, *server, *waiter;
+  if (!PyArg_ParseTuple(args, "OOO!OO:_socket_transport", &sock, &protocol, &PyDict_Type, &extra,
+                        &server, &waiter))
+    return NULL;
+  return new_transport(self, SOCKET_TRANSPORT, sock, protocol, extra, server, waiter);
+}
+
+/* _pipe_transport(pipe, protocol, extra, waiter, writes): asyncio's read or write pipe transport
+ * (a pipe, FIFO, socket or character device; ValueError for anything else) over
+ * aloop_connect_read_pipe / aloop_connect_write_pipe. */
+static PyObject *core_pipe_transport(LoopCore *self, PyObject *args) {
+  PyObject *pipe, *protocol, *extra, *waiter;
+  int writes;
+  if (!PyArg_ParseTuple(args, "OOO!Op:_pipe_transport", &pipe, &protocol, &PyDict_Type, &extra,
+                        &waiter, &writes))
+    return NULL;
+  return new_transport(self, writes ? WRITE_PIPE : READ_PIPE, pipe, protocol, extra, Py_None,
+                       waiter);
+}
+
 static PyObject *tr_write(Transport *self, PyObject *data) {
   if (!PyBytes_Check(data) && !PyByteArray_Check(data) && !PyMemoryView_Check(data))
     return PyErr_Format(PyExc_TypeError, "data argument must be a bytes-like object, not '%.200s'",
                         Py_TYPE(data)->tp_name);
-  if (self->eof_written) {
+  if (self->eof_written && self->kind == SOCKET_TRANSPORT) {
     PyErr_SetString(PyExc_RuntimeError, "Cannot call write() after write_eof()");
     return NULL;
   }
@@ -1757,8 +1791,10 @@ static PyObject *tr_write(Transport *self, PyObject *data) {
   }
   if (err == -ENOMEM) return PyErr_NoMemory();
   if (err == -EPIPE && ++self->writes_after_loss >= WRITES_AFTER_LOSS_LOGGED) {
-    PyObject *r = PyObject_CallMethod(self->st->logger, "warning", "s",
-                                      "socket.send() raised exception.");
+    PyObject *r = PyObject_CallMethod(
+        self->st->logger, "warning", "s",
+        self->kind == SOCKET_TRANSPORT ? "socket.send() raised exception."
+                                       : "pipe closed by peer or os.write(pipe, data) raised exception.");
     if (!r) return NULL;
     Py_DECREF(r);
   }
@@ -1782,6 +1818,7 @@ static PyObject *tr_writelines(Transport *self, PyObject *list) {
 static PyObject *tr_write_eof(Transport *self, PyObject *unused) {
   if (self->closing || self->eof_written || !self->t) Py_RETURN_NONE;
   self->eof_written = 1;
+  if (self->kind != SOCKET_TRANSPORT) self->closing = 1; /* a pipe closes once its queue is out */
   int err = aloop_transport_write_eof(self->t);
   if (err == -EBUSY) {
     self->eof_written = 0;
@@ -2207,6 +2244,7 @@ static PyMethodDef core_methods[] = {
     {"_sock_sendto", (PyCFunction)core_sock_sendto, METH_VARARGS, NULL},
     {"_sock_sendfile", (PyCFunction)core_sock_sendfile, METH_VARARGS, NULL},
     {"_socket_transport", (PyCFunction)core_socket_transport, METH_VARARGS, NULL},
+    {"_pipe_transport", (PyCFunction)core_pipe_transport, METH_VARARGS, NULL},
     {NULL, NULL, 0, NULL},
 };
 

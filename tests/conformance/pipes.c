@@ -177,6 +177,34 @@ START_TEST(test_a_write_pipe_whose_reader_went_away_ends_with_epipe_and_the_proc
 }
 END_TEST
 
+/* The reader goes away while the write pipe is idle, then while bytes wait in its queue: the
+ * transport ends at once, with no write to find it out (0, then -EPIPE), as asyncio's does. */
+START_TEST(test_a_write_pipe_ends_as_soon_as_its_reader_goes_away) {
+  for (int queued = 0; queued < 2; queued++) {
+    int fds[2];
+    make_pipe(fds);
+    struct ends e = {0};
+    aloop_transport *t = aloop_connect_write_pipe(L, fds[1], &ends_proto, &e);
+    ck_assert_ptr_nonnull(t);
+    static char fill[1 << 16];
+    size_t written = 0;
+    if (queued) /* more than a pipe holds (64 KiB), so some stays in the queue */
+      while (written < (1 << 20)) {
+        ck_assert_int_eq(aloop_transport_write(t, fill, sizeof fill), 0);
+        written += sizeof fill;
+      }
+    for (int i = 0; i < 5; i++) aloop_run_once(L, 0); /* made; the pipe fills */
+    ck_assert_int_eq(e.lost, 0);
+    if (queued) ck_assert_uint_gt(aloop_transport_get_write_buffer_size(t), 0);
+    close(fds[0]);
+    ck_assert_int_eq(run_at_most(L, 30 * SEC), 1);
+    ck_assert_int_eq(e.lost, 1);
+    ck_assert_msg(e.err == (queued ? -EPIPE : 0), "%s: connection_lost got %d",
+                  queued ? "bytes queued" : "idle", e.err);
+  }
+}
+END_TEST
+
 START_TEST(test_one_direction_each_and_only_pipes_ttys_and_sockets) {
   int fds[2];
   make_pipe(fds);
@@ -278,6 +306,7 @@ TCase *conformance_pipes(void) {
   tcase_add_test(tc, test_64_mib_through_a_pipe_to_a_slow_reader_with_bounded_buffers);
   tcase_add_test(tc, test_a_read_pipe_gets_the_bytes_then_the_end_when_the_writer_closes);
   tcase_add_test(tc, test_a_write_pipe_whose_reader_went_away_ends_with_epipe_and_the_process_lives);
+  tcase_add_test(tc, test_a_write_pipe_ends_as_soon_as_its_reader_goes_away);
   tcase_add_test(tc, test_one_direction_each_and_only_pipes_ttys_and_sockets);
   tcase_add_test(tc, test_streams_carry_lines_through_a_pipe_one_direction_each);
   tcase_add_test(tc, test_a_stream_reads_lines_from_a_pty_as_from_stdin);

@@ -26,6 +26,8 @@ TIMEOUT = 10.0
 def pytest_configure(config):
     config.addinivalue_line("markers", "uvloop_differs(why): uvloop is known to differ from "
                             "asyncio here; its run is an expected failure, asyncio's and aloop's not")
+    config.addinivalue_line("markers", "uvloop_crashes(why): uvloop aborts the process here; its "
+                            "run is skipped (shown as such), asyncio's and aloop's run")
 
 
 def pytest_collection_modifyitems(config, items):
@@ -34,6 +36,9 @@ def pytest_collection_modifyitems(config, items):
         callspec = getattr(item, "callspec", None)
         if mark and callspec and callspec.id.startswith("uvloop"):
             item.add_marker(pytest.mark.xfail(reason=f"uvloop: {mark.args[0]}", strict=False))
+        crash = item.get_closest_marker("uvloop_crashes")
+        if crash and callspec and callspec.id.startswith("uvloop"):
+            item.add_marker(pytest.mark.skip(reason=f"uvloop aborts: {crash.args[0]}"))
 
 
 def loop_kinds():

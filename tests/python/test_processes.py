@@ -427,6 +427,43 @@ def test_write_pipe_with_nothing_pending_when_the_reader_closes_gets_connection_
     assert run(loop, main()) == (None, ["made", "lost"], True)
 
 
+@pytest.mark.uvloop_differs("a write after write_eof on a pipe raises RuntimeError")
+def test_a_write_pipe_after_write_eof_is_closing_and_drops_further_writes(loop):
+    r, w = os.pipe()
+    wfile = open(w, "wb", buffering=0)
+    rfile = open(r, "rb", buffering=0)
+
+    async def main():
+        transport, proto = await loop.connect_write_pipe(lambda: PipeProtocol(loop), wfile)
+        assert transport.can_write_eof()
+        transport.write(b"before")
+        transport.write_eof()
+        closing = transport.is_closing()
+        transport.write(b"after")  # dropped, as on asyncio's pipe: no error
+        exc = await proto.lost
+        return closing, exc, proto.events, os.read(rfile.fileno(), 100)  # all there is by now
+
+    try:
+        assert run(loop, main()) == (True, None, ["made", "lost"], b"before")
+    finally:
+        rfile.close()
+
+
+@pytest.mark.uvloop_crashes("connect_read_pipe/connect_write_pipe on a regular file")
+@pytest.mark.parametrize("writes", [False, True], ids=["read", "write"])
+def test_a_pipe_transport_over_a_regular_file_is_refused(loop, tmp_path, writes):
+    path = tmp_path / "regular"
+    path.write_bytes(b"not a pipe")
+
+    async def main():
+        with open(path, "r+b", buffering=0) as f:
+            connect = loop.connect_write_pipe if writes else loop.connect_read_pipe
+            with pytest.raises(ValueError, match="Pipe transport is (for|only for) pipes"):
+                await connect(asyncio.Protocol, f)
+
+    run(loop, main())
+
+
 def test_stream_reader_readline_over_a_read_pipe(loop):
     r, w = os.pipe()
     rfile = open(r, "rb", buffering=0)
