@@ -332,6 +332,28 @@ static aloop_datagram_transport *transport_new(aloop_loop *loop, int fd,
   return t;
 }
 
+aloop_datagram_transport *aloop_datagram_transport_new(aloop_loop *loop, int sock,
+                                                       const aloop_datagram_protocol *proto,
+                                                       void *ctx) {
+  int type = 0;
+  socklen_t len = sizeof type;
+  int flags = -1, err = 0;
+  if (getsockopt(sock, SOL_SOCKET, SO_TYPE, &type, &len) < 0)
+    err = errno;
+  else if (type != SOCK_DGRAM)
+    err = EINVAL;
+  else if ((flags = fcntl(sock, F_GETFL)) < 0 || fcntl(sock, F_SETFL, flags | O_NONBLOCK) < 0)
+    err = errno;
+  if (err) {
+    close(sock);
+    errno = err;
+    return NULL;
+  }
+  aloop_datagram_transport *t = transport_new(loop, sock, proto, ctx);
+  if (!t) errno = ENOMEM;
+  return t;
+}
+
 /* ---- create_datagram_endpoint ----------------------------------------------------------------- */
 
 struct endpoint_req {

@@ -86,6 +86,14 @@ ALOOP_API aloop_future *aloop_create_datagram_endpoint(aloop_loop *loop,
                                                        const aloop_datagram_protocol *proto,
                                                        void *ctx,
                                                        const aloop_datagram_options *opts);
+/* A transport over sock, a datagram socket already bound or connected as wanted (made
+ * non-blocking; the transport's from now on), at once: what create_datagram_endpoint does with
+ * use_sock, for a caller that made the socket itself and cannot wait for a future (as
+ * aloop_transport_new for streams). connection_made runs on the next iteration. NULL with errno
+ * (EINVAL: not a datagram socket; ENOMEM), sock closed. */
+ALOOP_API aloop_datagram_transport *aloop_datagram_transport_new(aloop_loop *loop, int sock,
+                                                                 const aloop_datagram_protocol *proto,
+                                                                 void *ctx);
 
 /* Send one datagram (copied as needed) to `to`, or to the connected peer if to is NULL. Never
  * waits: with nothing queued it is sent at once, else queued behind the others. Returns 0 (also

@@ -65,7 +65,7 @@ _BORROWED = (
 # add_reader/add_writer.
 _BORROWED_SELECTOR = (
     "_start_serving", "_accept_connection", "_accept_connection2",
-    "_make_ssl_transport", "_make_datagram_transport",
+    "_make_ssl_transport",
 )
 # ... and from the Unix loop: Unix sockets and pipes.
 _BORROWED_UNIX = (
@@ -311,7 +311,9 @@ class Loop(_aloop.LoopCore, asyncio.AbstractEventLoop):
 
     # Stream transports: aloop's, in C (_aloop.Transport).
 
-    def _make_socket_transport(self, sock, protocol, waiter=None, *, extra=None, server=None):
+    @staticmethod
+    def _socket_extra(sock, extra):
+        """What asyncio's socket transports put in get_extra_info."""
         extra = dict(extra) if extra else {}
         extra["socket"] = trsock.TransportSocket(sock)
         try:
@@ -323,8 +325,17 @@ class Loop(_aloop.LoopCore, asyncio.AbstractEventLoop):
                 extra["peername"] = sock.getpeername()
             except OSError:
                 extra["peername"] = None
+        return extra
+
+    def _make_socket_transport(self, sock, protocol, waiter=None, *, extra=None, server=None):
+        extra = self._socket_extra(sock, extra)
         base_events._set_nodelay(sock)
         return self._socket_transport(sock, protocol, extra, server, waiter)
+
+    def _make_datagram_transport(self, sock, protocol, address=None, waiter=None, extra=None):
+        """aloop's datagram transport (_aloop.DatagramTransport), for create_datagram_endpoint."""
+        return self._datagram_transport(sock, protocol, address, self._socket_extra(sock, extra),
+                                        waiter)
 
     # Pipe transports: aloop's pipe transports (read(2)/write(2), in the kernel on io_uring), the
     # same C type; asyncio's connect_read_pipe/connect_write_pipe and subprocesses call these.

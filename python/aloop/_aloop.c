@@ -66,10 +66,11 @@ typedef struct {
   Py_ssize_t when_slot, scheduled_slot; /* TimerHandle's own (0: timers use __init__) */
   /* the protocol methods transports call, interned once */
   PyObject *str_connection_made, *str_data_received, *str_eof_received, *str_connection_lost,
-      *str_pause_writing, *str_resume_writing, *str_get_buffer, *str_buffer_updated;
+      *str_pause_writing, *str_resume_writing, *str_get_buffer, *str_buffer_updated,
+      *str_datagram_received, *str_error_received;
   PyTypeObject *core_type;
   PyTypeObject *op_type;
-  PyTypeObject *transport_type;
+  PyTypeObject *transport_type, *datagram_type;
 } module_state;
 
 typedef struct {
@@ -1439,6 +1440,8 @@ typedef struct {
   LoopCore *core;
   module_state *st;
   aloop_transport *t; /* NULL once connection_lost has run */
+  aloop_datagram_transport *d; /* the same, for a DatagramTransport (t is then NULL) */
+  PyObject *address; /* a DatagramTransport's connected peer as asyncio has it, or None */
   PyObject *protocol, *extra, *sock, *server, *waiter;
   PyObject *lost_exc; /* why a protocol method made it abort: connection_lost's argument */
   Py_buffer rbuf;     /* a BufferedProtocol's last buffer, held while a read may land in it */
@@ -1449,13 +1452,14 @@ typedef struct {
   PyObject *weakrefs;
 } Transport;
 
-enum { SOCKET_TRANSPORT, READ_PIPE, WRITE_PIPE };
+enum { SOCKET_TRANSPORT, READ_PIPE, WRITE_PIPE, DATAGRAM };
 
 /* asyncio's LOG_THRESHOLD_FOR_CONNLOST_WRITES: writes to a lost connection are dropped, and
  * from this one on each is logged. */
 enum { WRITES_AFTER_LOSS_LOGGED = 5 };
 
 static const aloop_protocol plain_protocol, buffered_protocol;
+static const aloop_datagram_protocol datagram_protocol;
 
 static void release_rbuf(Transport *self) {
   if (self->has_rbuf) PyBuffer_Release(&self->rbuf);
@@ -1574,11 +1578,10 @@ static bool tr_eof(aloop_transport *t, void *ctx) {
   return keep_open;
 }
 
-static void tr_lost(aloop_transport *t, int err, void *ctx) {
-  Transport *self = ctx;
-  self->t = NULL;
+/* connection_lost (or the waiter's failure) once aloop let go (t or d already NULL); then the
+ * socket or pipe is closed and aloop's reference dropped. */
+static void transport_lost(Transport *self, int err) {
   self->closing = 1;
-  release_rbuf(self);
   PyObject *exc = self->lost_exc;
   self->lost_exc = NULL;
   if (!exc) exc = err < 0 ? error_from(err) : Py_NewRef(Py_None);
@@ -1609,6 +1612,13 @@ static void tr_lost(aloop_transport *t, int err, void *ctx) {
   if (PySet_Discard(self->core->transports, (PyObject *)self) < 0)
     PyErr_WriteUnraisable((PyObject *)self);
   Py_DECREF(self); /* aloop's */
+}
+
+static void tr_lost(aloop_transport *t, int err, void *ctx) {
+  Transport *self = ctx;
+  self->t = NULL;
+  release_rbuf(self);
+  transport_lost(self, err);
 }
 
 static void flow_changed(Transport *self, int paused) {
@@ -1685,16 +1695,20 @@ static int take_protocol(Transport *self, PyObject *protocol) {
  * closed after connection_lost as asyncio closes its own). connection_made runs on the next
  * iteration, then waiter (a future, or None) gets None. */
 static PyObject *new_transport(LoopCore *self, int kind, PyObject *obj, PyObject *protocol,
-                               PyObject *extra, PyObject *server, PyObject *waiter) {
+                               PyObject *extra, PyObject *server, PyObject *waiter,
+                               PyObject *address) {
   if (check_closed(self) < 0) return NULL;
   module_state *st = self->st;
   int fd = st ? fd_of(obj) : -1;
   if (fd < 0) return NULL;
-  Transport *tr = PyObject_GC_New(Transport, st->transport_type);
+  Transport *tr =
+      PyObject_GC_New(Transport, kind == DATAGRAM ? st->datagram_type : st->transport_type);
   if (!tr) return NULL;
   tr->core = (LoopCore *)Py_NewRef(self);
   tr->st = st;
   tr->t = NULL;
+  tr->d = NULL;
+  tr->address = Py_NewRef(Py_None);
   tr->protocol = NULL;
   tr->extra = Py_NewRef(extra);
   tr->sock = Py_NewRef(obj);
@@ -1709,6 +1723,7 @@ static PyObject *new_transport(LoopCore *self, int kind, PyObject *obj, PyObject
   tr->writes_after_loss = 0;
   tr->weakrefs = NULL;
   PyObject_GC_Track(tr);
+  if (kind == DATAGRAM) Py_SETREF(tr->address, Py_NewRef(address));
   if (take_protocol(tr, protocol) < 0) {
     Py_DECREF(tr);
     return NULL;
@@ -1719,15 +1734,17 @@ static PyObject *new_transport(LoopCore *self, int kind, PyObject *obj, PyObject
     return PyErr_SetFromErrno(PyExc_OSError);
   }
   const aloop_protocol *proto = tr->buffered ? &buffered_protocol : &plain_protocol;
-  if (kind == READ_PIPE)
+  if (kind == DATAGRAM)
+    tr->d = aloop_datagram_transport_new(self->loop, dup, &datagram_protocol, tr);
+  else if (kind == READ_PIPE)
     tr->t = aloop_connect_read_pipe(self->loop, dup, proto, tr);
   else if (kind == WRITE_PIPE)
     tr->t = aloop_connect_write_pipe(self->loop, dup, proto, tr);
   else
     tr->t = aloop_transport_new(self->loop, dup, proto, tr);
-  if (!tr->t) {
+  if (!tr->t && !tr->d) {
     Py_DECREF(tr);
-    if (errno == EINVAL && kind != SOCKET_TRANSPORT) /* asyncio's two messages */
+    if (errno == EINVAL && (kind == READ_PIPE || kind == WRITE_PIPE)) /* asyncio's messages */
       return PyErr_Format(PyExc_ValueError, kind == READ_PIPE
                               ? "Pipe transport is for pipes/sockets only."
                               : "Pipe transport is only for pipes, sockets and character devices");
@@ -1738,7 +1755,10 @@ static PyObject *new_transport(LoopCore *self, int kind, PyObject *obj, PyObject
   if (PySet_Add(self->transports, (PyObject *)tr) < 0 ||
       (server != Py_None && !(attached = PyObject_CallMethod(server, "_attach", NULL)))) {
     Py_SETREF(tr->server, Py_NewRef(Py_None)); /* not attached: no _detach */
-    aloop_transport_abort(tr->t);
+    if (tr->d)
+      aloop_datagram_abort(tr->d);
+    else
+      aloop_transport_abort(tr->t);
     Py_DECREF(tr);
     return NULL;
   }
@@ -1753,7 +1773,18 @@ static PyObject *core_socket_transport(LoopCore *self, PyObject *args) {
   if (!PyArg_ParseTuple(args, "OOO!OO:_socket_transport", &sock, &protocol, &PyDict_Type, &extra,
                         &server, &waiter))
     return NULL;
-  return new_transport(self, SOCKET_TRANSPORT, sock, protocol, extra, server, waiter);
+  return new_transport(self, SOCKET_TRANSPORT, sock, protocol, extra, server, waiter, Py_None);
+}
+
+/* _datagram_transport(sock, protocol, address, extra, waiter): asyncio's datagram transport over
+ * aloop_datagram_transport_new (address: the connected peer as asyncio's create_datagram_endpoint
+ * gives it, or None). */
+static PyObject *core_datagram_transport(LoopCore *self, PyObject *args) {
+  PyObject *sock, *protocol, *address, *extra, *waiter;
+  if (!PyArg_ParseTuple(args, "OOOO!O:_datagram_transport", &sock, &protocol, &address,
+                        &PyDict_Type, &extra, &waiter))
+    return NULL;
+  return new_transport(self, DATAGRAM, sock, protocol, extra, Py_None, waiter, address);
 }
 
 /* _pipe_transport(pipe, protocol, extra, waiter, writes): asyncio's read or write pipe transport
@@ -1766,7 +1797,7 @@ static PyObject *core_pipe_transport(LoopCore *self, PyObject *args) {
                         &waiter, &writes))
     return NULL;
   return new_transport(self, writes ? WRITE_PIPE : READ_PIPE, pipe, protocol, extra, Py_None,
-                       waiter);
+                       waiter, Py_None);
 }
 
 static PyObject *tr_write(Transport *self, PyObject *data) {
@@ -1888,6 +1919,8 @@ static PyObject *tr_set_write_buffer_limits(Transport *self, PyObject *args, PyO
   self->low = low;
   if (self->t)
     aloop_transport_set_write_buffer_limits(self->t, high ? (size_t)high : 1, (size_t)low);
+  if (self->d)
+    aloop_datagram_set_write_buffer_limits(self->d, high ? (size_t)high : 1, (size_t)low);
   Py_RETURN_NONE;
 }
 
@@ -1948,7 +1981,7 @@ static PyObject *tr_get_protocol_paused(Transport *self, void *unused) {
 }
 
 static PyObject *tr_get_loop(Transport *self, void *unused) {
-  return Py_NewRef(self->t ? (PyObject *)self->core : Py_None);
+  return Py_NewRef(self->t || self->d ? (PyObject *)self->core : Py_None);
 }
 
 static int tr_traverse(Transport *self, visitproc visit, void *arg) {
@@ -1960,6 +1993,7 @@ static int tr_traverse(Transport *self, visitproc visit, void *arg) {
   Py_VISIT(self->server);
   Py_VISIT(self->waiter);
   Py_VISIT(self->lost_exc);
+  Py_VISIT(self->address);
   return 0;
 }
 
@@ -1970,6 +2004,7 @@ static int tr_clear(Transport *self) {
   Py_CLEAR(self->server);
   Py_CLEAR(self->waiter);
   Py_CLEAR(self->lost_exc);
+  Py_CLEAR(self->address);
   return 0;
 }
 
@@ -2031,12 +2066,171 @@ static PyType_Spec tr_spec = {
     .slots = tr_slots,
 };
 
+/* ---- datagram transports --------------------------------------------------------------------
+ * asyncio's datagram transport over an aloop_datagram_transport (one multishot recvmsg on
+ * io_uring, a bounded batch per wake-up on select and libev), the same struct as Transport with
+ * d in place of t. */
+
+static void dg_made(aloop_datagram_transport *d, void *ctx) {
+  Transport *self = ctx;
+  if (self->core->closing) return;
+  self->made = 1;
+  PyObject *r = call_protocol(self, self->st->str_connection_made, (PyObject *)self);
+  if (!r) protocol_failed(self, "Exception in callback protocol.connection_made()", 0);
+  Py_XDECREF(r);
+  set_waiter(self, NULL);
+}
+
+static void dg_received(aloop_datagram_transport *d, const void *data, size_t n,
+                        const aloop_sockaddr *from, void *ctx) {
+  Transport *self = ctx;
+  if (self->core->closing) return;
+  PyObject *bytes = PyBytes_FromStringAndSize(data, (Py_ssize_t)n);
+  PyObject *addr = bytes ? address_of(from) : NULL;
+  PyObject *r = addr ? PyObject_CallMethodObjArgs(self->protocol, self->st->str_datagram_received,
+                                                  bytes, addr, NULL)
+                     : NULL;
+  Py_XDECREF(bytes);
+  Py_XDECREF(addr);
+  if (!r) protocol_failed(self, "Exception in callback protocol.datagram_received()", 0);
+  Py_XDECREF(r);
+}
+
+static void dg_error(aloop_datagram_transport *d, int err, void *ctx) {
+  Transport *self = ctx;
+  if (self->core->closing) return;
+  PyObject *exc = error_from(err);
+  PyObject *r = exc ? call_protocol(self, self->st->str_error_received, exc) : NULL;
+  Py_XDECREF(exc);
+  if (!r) protocol_failed(self, "Exception in callback protocol.error_received()", 0);
+  Py_XDECREF(r);
+}
+
+static void dg_lost(aloop_datagram_transport *d, int err, void *ctx) {
+  Transport *self = ctx;
+  self->d = NULL;
+  transport_lost(self, err);
+}
+
+static void dg_pause(aloop_datagram_transport *d, void *ctx) { flow_changed(ctx, 1); }
+static void dg_resume(aloop_datagram_transport *d, void *ctx) { flow_changed(ctx, 0); }
+
+static const aloop_datagram_protocol datagram_protocol = {
+    .connection_made = dg_made, .datagram_received = dg_received, .error_received = dg_error,
+    .connection_lost = dg_lost, .pause_writing = dg_pause,        .resume_writing = dg_resume};
+
+/* asyncio's sendto: an empty datagram is not sent; on a connected endpoint the address must be
+ * None or the peer's; after the connection is lost, writes are dropped and logged as asyncio's. */
+static PyObject *dg_sendto(Transport *self, PyObject *args) {
+  PyObject *data, *addr = Py_None;
+  if (!PyArg_ParseTuple(args, "O|O:sendto", &data, &addr)) return NULL;
+  if (!PyBytes_Check(data) && !PyByteArray_Check(data) && !PyMemoryView_Check(data))
+    return PyErr_Format(PyExc_TypeError, "data argument must be a bytes-like object, not '%.200s'",
+                        Py_TYPE(data)->tp_name);
+  Py_ssize_t len = PyObject_Length(data);
+  if (len < 0) return NULL;
+  if (len == 0) Py_RETURN_NONE;
+  if (self->address != Py_None && addr != Py_None) {
+    int same = PyObject_RichCompareBool(addr, self->address, Py_EQ);
+    if (same < 0) return NULL;
+    if (!same)
+      return PyErr_Format(PyExc_ValueError, "Invalid address: must be None or %S", self->address);
+    addr = Py_None;
+  }
+  if (!self->d || aloop_datagram_is_closing(self->d)) {
+    if (self->address != Py_None && ++self->writes_after_loss >= WRITES_AFTER_LOSS_LOGGED) {
+      PyObject *r = PyObject_CallMethod(self->st->logger, "warning", "s",
+                                        "socket.send() raised exception.");
+      if (!r) return NULL;
+      Py_DECREF(r);
+    }
+    Py_RETURN_NONE;
+  }
+  aloop_sockaddr to, *top = NULL;
+  if (addr != Py_None) {
+    aloop_sockaddr self_addr;
+    if (aloop_datagram_sockname(self->d, &self_addr) < 0) self_addr.addr.ss_family = AF_INET;
+    if (parse_address(self_addr.addr.ss_family, addr, &to.addr, &to.len) < 0) return NULL;
+    top = &to;
+  }
+  Py_buffer view;
+  if (PyObject_GetBuffer(data, &view, PyBUF_SIMPLE) < 0) return NULL;
+  int err = aloop_datagram_sendto(self->d, view.buf, (size_t)view.len, top);
+  PyBuffer_Release(&view);
+  if (err == -ENOMEM) return PyErr_NoMemory();
+  if (err < 0) {
+    PyObject *exc = error_from(err); /* asyncio: the socket's own error, to error_received */
+    PyObject *r = exc ? call_protocol(self, self->st->str_error_received, exc) : NULL;
+    Py_XDECREF(exc);
+    if (!r) return NULL;
+    Py_DECREF(r);
+  }
+  Py_RETURN_NONE;
+}
+
+static PyObject *dg_close(Transport *self, PyObject *unused) {
+  if (self->closing || !self->d) Py_RETURN_NONE;
+  self->closing = 1;
+  aloop_datagram_close(self->d);
+  Py_RETURN_NONE;
+}
+
+static PyObject *dg_abort(Transport *self, PyObject *unused) {
+  self->closing = 1;
+  if (self->d) aloop_datagram_abort(self->d);
+  Py_RETURN_NONE;
+}
+
+static PyObject *dg_is_closing(Transport *self, PyObject *unused) {
+  return PyBool_FromLong(self->closing || !self->d);
+}
+
+static PyObject *dg_get_write_buffer_size(Transport *self, PyObject *unused) {
+  return PyLong_FromSize_t(self->d ? aloop_datagram_get_write_buffer_size(self->d) : 0);
+}
+
+static PyObject *dg_repr(Transport *self) {
+  return PyUnicode_FromFormat("<aloop DatagramTransport fd=%d%s>",
+                              self->d ? aloop_datagram_fd(self->d) : -1,
+                              self->d ? "" : " closed");
+}
+
+static PyMethodDef dg_methods[] = {
+    {"sendto", (PyCFunction)dg_sendto, METH_VARARGS, NULL},
+    {"close", (PyCFunction)dg_close, METH_NOARGS, NULL},
+    {"abort", (PyCFunction)dg_abort, METH_NOARGS, NULL},
+    {"is_closing", (PyCFunction)dg_is_closing, METH_NOARGS, NULL},
+    {"set_write_buffer_limits", (PyCFunction)(void (*)(void))tr_set_write_buffer_limits,
+     METH_VARARGS | METH_KEYWORDS, NULL},
+    {"get_write_buffer_limits", (PyCFunction)tr_get_write_buffer_limits, METH_NOARGS, NULL},
+    {"get_write_buffer_size", (PyCFunction)dg_get_write_buffer_size, METH_NOARGS, NULL},
+    {"get_extra_info", (PyCFunction)(void (*)(void))tr_get_extra_info,
+     METH_VARARGS | METH_KEYWORDS, NULL},
+    {"set_protocol", (PyCFunction)tr_set_protocol, METH_O, NULL},
+    {"get_protocol", (PyCFunction)tr_get_protocol, METH_NOARGS, NULL},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyType_Slot dg_slots[] = {
+    {Py_tp_dealloc, tr_dealloc}, {Py_tp_traverse, tr_traverse}, {Py_tp_clear, tr_clear},
+    {Py_tp_methods, dg_methods}, {Py_tp_members, tr_members},   {Py_tp_getset, tr_getset},
+    {Py_tp_repr, dg_repr},       {0, NULL},
+};
+
+static PyType_Spec dg_spec = {
+    .name = "aloop._aloop.DatagramTransport",
+    .basicsize = sizeof(Transport),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .slots = dg_slots,
+};
+
 /* close(): every transport still open is aborted and let go of without a word to its protocol
  * (asyncio's close does not call connection_lost either); its socket is closed. */
 static void end_transports(LoopCore *self) {
   PyObject *it = PyObject_GetIter(self->transports), *tr;
   while (it && (tr = PyIter_Next(it))) {
     if (((Transport *)tr)->t) aloop_transport_abort(((Transport *)tr)->t);
+    if (((Transport *)tr)->d) aloop_datagram_abort(((Transport *)tr)->d);
     Py_DECREF(tr);
   }
   Py_XDECREF(it);
@@ -2245,6 +2439,7 @@ static PyMethodDef core_methods[] = {
     {"_sock_sendfile", (PyCFunction)core_sock_sendfile, METH_VARARGS, NULL},
     {"_socket_transport", (PyCFunction)core_socket_transport, METH_VARARGS, NULL},
     {"_pipe_transport", (PyCFunction)core_pipe_transport, METH_VARARGS, NULL},
+    {"_datagram_transport", (PyCFunction)core_datagram_transport, METH_VARARGS, NULL},
     {NULL, NULL, 0, NULL},
 };
 
@@ -2350,9 +2545,11 @@ static int module_exec(PyObject *m) {
   st->core_type = (PyTypeObject *)PyType_FromModuleAndSpec(m, &core_spec, NULL);
   st->op_type = (PyTypeObject *)PyType_FromModuleAndSpec(m, &op_spec, NULL);
   st->transport_type = (PyTypeObject *)PyType_FromModuleAndSpec(m, &tr_spec, NULL);
-  if (!st->core_type || !st->op_type || !st->transport_type) return -1;
+  st->datagram_type = (PyTypeObject *)PyType_FromModuleAndSpec(m, &dg_spec, NULL);
+  if (!st->core_type || !st->op_type || !st->transport_type || !st->datagram_type) return -1;
   if (PyModule_AddObjectRef(m, "LoopCore", (PyObject *)st->core_type) < 0 ||
-      PyModule_AddObjectRef(m, "Transport", (PyObject *)st->transport_type) < 0)
+      PyModule_AddObjectRef(m, "Transport", (PyObject *)st->transport_type) < 0 ||
+      PyModule_AddObjectRef(m, "DatagramTransport", (PyObject *)st->datagram_type) < 0)
     return -1;
   struct {
     const char *name;
@@ -2362,6 +2559,8 @@ static int module_exec(PyObject *m) {
       {"eof_received", &st->str_eof_received},       {"connection_lost", &st->str_connection_lost},
       {"pause_writing", &st->str_pause_writing},     {"resume_writing", &st->str_resume_writing},
       {"get_buffer", &st->str_get_buffer},           {"buffer_updated", &st->str_buffer_updated},
+      {"datagram_received", &st->str_datagram_received},
+      {"error_received", &st->str_error_received},
   };
   for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
     if (!(*names[i].slot = PyUnicode_InternFromString(names[i].name))) return -1;
@@ -2391,6 +2590,7 @@ static int module_traverse(PyObject *m, visitproc visit, void *arg) {
   Py_VISIT(st->core_type);
   Py_VISIT(st->op_type);
   Py_VISIT(st->transport_type);
+  Py_VISIT(st->datagram_type);
   return 0;
 }
 
@@ -2417,6 +2617,8 @@ static int module_clear(PyObject *m) {
   Py_CLEAR(st->str_connection_made);
   Py_CLEAR(st->str_data_received);
   Py_CLEAR(st->str_eof_received);
+  Py_CLEAR(st->str_datagram_received);
+  Py_CLEAR(st->str_error_received);
   Py_CLEAR(st->str_connection_lost);
   Py_CLEAR(st->str_pause_writing);
   Py_CLEAR(st->str_resume_writing);
@@ -2425,6 +2627,7 @@ static int module_clear(PyObject *m) {
   Py_CLEAR(st->core_type);
   Py_CLEAR(st->op_type);
   Py_CLEAR(st->transport_type);
+  Py_CLEAR(st->datagram_type);
   return 0;
 }
 

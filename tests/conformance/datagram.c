@@ -466,6 +466,35 @@ START_TEST(test_unix_datagrams_between_bound_paths_and_over_a_socketpair) {
 }
 END_TEST
 
+/* aloop_datagram_transport_new: a socket the caller made becomes a transport at once (no
+ * future); a stream socket is refused with EINVAL and closed. */
+START_TEST(test_a_transport_made_at_once_over_a_given_socket) {
+  int sv[2];
+  ck_assert_int_eq(socketpair(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0, sv), 0);
+  struct peer a = {0}, b = {.last = malloc(ALOOP_DATAGRAM_MAX)};
+  aloop_datagram_transport *ta = aloop_datagram_transport_new(L, sv[0], &peer_proto, &a);
+  aloop_datagram_transport *tb = aloop_datagram_transport_new(L, sv[1], &peer_proto, &b);
+  ck_assert_ptr_nonnull(ta);
+  ck_assert_ptr_nonnull(tb);
+  ck_assert_int_eq(fcntl(sv[0], F_GETFL) & O_NONBLOCK, O_NONBLOCK);
+  ck_assert_int_eq(aloop_datagram_sendto(ta, "now", 3, NULL), 0); /* before connection_made too */
+  ck_assert(run_until(is_made, &a, 10 * SEC) && run_until(is_made, &b, 10 * SEC));
+  ck_assert_ptr_eq(a.t, ta);
+  wait_received(&b, 1);
+  ck_assert_uint_eq(b.last_len, 3);
+  ck_assert(memcmp(b.last, "now", 3) == 0);
+  close_peer(&a);
+  close_peer(&b);
+
+  int stream = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  ck_assert_int_ge(stream, 0);
+  errno = 0;
+  ck_assert_ptr_null(aloop_datagram_transport_new(L, stream, &peer_proto, &a));
+  ck_assert_int_eq(errno, EINVAL);
+  ck_assert_int_eq(fcntl(stream, F_GETFD), -1); /* closed */
+}
+END_TEST
+
 START_TEST(test_ipv6_loopback_datagrams_where_the_kernel_has_ipv6) {
   int fd = socket(AF_INET6, SOCK_DGRAM | SOCK_CLOEXEC, 0);
   struct sockaddr_in6 a = {.sin6_family = AF_INET6, .sin6_addr = IN6ADDR_LOOPBACK_INIT};
@@ -631,6 +660,7 @@ TCase *conformance_datagram(void) {
   tcase_add_test(tc, test_an_icmp_refusal_reaches_error_received_and_the_transport_stays_open);
   tcase_add_test(tc, test_options_that_contradict_each_other_fail_and_a_given_socket_is_closed);
   tcase_add_test(tc, test_unix_datagrams_between_bound_paths_and_over_a_socketpair);
+  tcase_add_test(tc, test_a_transport_made_at_once_over_a_given_socket);
   tcase_add_test(tc, test_ipv6_loopback_datagrams_where_the_kernel_has_ipv6);
   tcase_add_test(tc, test_a_peer_that_stops_reading_pauses_writing_and_reading_resumes_it);
   tcase_add_test(tc, test_close_sends_the_queued_datagrams_first);
