@@ -333,6 +333,42 @@ static int watch_child(aloop_process *p) {
   return watch_by_sigchld(p);
 }
 
+/* ---- a child started elsewhere ---------------------------------------------------------------- */
+
+struct pidfd_wait {
+  struct aloop__op op;
+  aloop_future *future;
+  siginfo_t info;
+};
+
+static void pidfd_waited(aloop_loop *loop, struct aloop__op *op, int32_t res) {
+  (void)loop;
+  struct pidfd_wait *w = (struct pidfd_wait *)op;
+  int64_t outcome = res < 0 ? res : status_of(&w->info);
+  aloop__future_finish(w->future, outcome, NULL);
+  aloop_future_release(w->future);
+  free(w);
+}
+
+static void cancel_pidfd_wait(aloop_future *f, void *arg) {
+  aloop__op_cancel(aloop_future_loop(f), arg);
+}
+
+aloop_future *aloop_pidfd_wait(aloop_loop *loop, int pidfd) {
+  struct pidfd_wait *w = calloc(1, sizeof *w);
+  aloop_future *f = w ? aloop_future_new(loop, "pidfd_wait") : NULL;
+  if (!f) {
+    free(w);
+    return NULL;
+  }
+  w->future = aloop_future_ref(f);
+  w->op = (struct aloop__op){.kind = ALOOP__OP_WAITID, .fd = pidfd, .buf = &w->info,
+                             .done = pidfd_waited};
+  aloop__future_set_work(f, cancel_pidfd_wait, &w->op);
+  aloop__op_start(loop, &w->op);
+  return f;
+}
+
 /* ---- the process object ----------------------------------------------------------------------- */
 
 /* The end of p: the close future hears the wait status (or that the child's fate is unknown). */

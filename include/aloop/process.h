@@ -172,6 +172,15 @@ ALOOP_API aloop_future *aloop_process_communicate(aloop_process *p, const void *
                                                   aloop_process_output *out,
                                                   aloop_process_output *err);
 
+/* For a child started some other way (fork(2), posix_spawn, a language runtime's subprocess
+ * module): a future done when the child behind pidfd (from pidfd_open(2); it stays the caller's,
+ * open until the future is done, then closed with aloop_close) has exited, reaping it as waitid(P_PIDFD, WEXITED) does. The
+ * same operation that watches aloop's own children: io_uring hands the wait to the kernel (6.7+),
+ * select and libev wait for the pidfd to become readable. Outcome: the wait status, as
+ * aloop_process_wait's; -ECHILD if someone else reaped the child (or it is not this process's);
+ * -EINVAL where waitid lacks P_PIDFD (Linux 5.3); -ECANCELED. NULL: ENOMEM. */
+ALOOP_API aloop_future *aloop_pidfd_wait(aloop_loop *loop, int pidfd);
+
 /* End the process object. If the child is still running it is killed (SIGKILL), as asyncio's
  * subprocess transport does on close; it is reaped all the same, and pending waits complete.
  * With a protocol: the pipes are closed (stdin's queue flushed first), and connection_lost

@@ -21,6 +21,7 @@ handler, no thread) where the kernel has pidfds.
 
 import asyncio
 import errno
+import functools
 import io
 import os
 import selectors
@@ -107,15 +108,14 @@ class Loop(_aloop.LoopCore, asyncio.AbstractEventLoop):
             self._signal_handlers.clear()  # the signal module may be gone already
         for sig in list(self._signal_handlers):
             self.remove_signal_handler(sig)
-        for pid, pidfd in self._child_pidfds.items():
+        children, self._child_pidfds = self._child_pidfds, {}
+        self._close()  # cancels the waits of children still running
+        for pid, pidfd in children.items():
             # A child that outlives its loop is still reaped when it exits, as asyncio's watcher
             # threads do: no zombie is left behind.
-            self.remove_reader(pidfd)
             os.close(pidfd)
             threading.Thread(target=_reap, args=(pid,), name=f"aloop-reap-{pid}",
                              daemon=True).start()
-        self._child_pidfds.clear()
-        self._close()
         executor = self._default_executor
         if executor is not None:
             self._default_executor = None
@@ -441,13 +441,16 @@ class Loop(_aloop.LoopCore, asyncio.AbstractEventLoop):
     def _watch_child(self, pid, transp):
         pidfd = os.pidfd_open(pid)
         self._child_pidfds[pid] = pidfd
-        self.add_reader(pidfd, self._child_exited, pid, transp)
+        waited = self.create_future()
+        waited.add_done_callback(functools.partial(self._child_exited, pid, transp))
+        self._pidfd_wait(pidfd, waited)  # aloop_pidfd_wait: reaps it (io_uring: in the kernel)
 
-    def _child_exited(self, pid, transp):
-        self.remove_reader(self._child_pidfds[pid])
-        os.close(self._child_pidfds.pop(pid))
+    def _child_exited(self, pid, transp, waited):
+        if waited.cancelled():
+            return  # the loop closed first: close() reaps it
+        self._close_fd(self._child_pidfds.pop(pid))
         try:
-            _, status = os.waitpid(pid, 0)  # it has exited: this does not wait
+            status = waited.result()
         except ChildProcessError:
             # Reaped by someone else (Popen.poll in close(), or the application): Popen may know.
             code = transp._proc.returncode if transp._proc is not None else None

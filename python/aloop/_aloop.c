@@ -110,7 +110,7 @@ typedef struct {
 } Op;
 
 enum op_kind { OP_RECV, OP_RECV_INTO, OP_SENDALL, OP_ACCEPT, OP_CONNECT, OP_RECVFROM, OP_SENDTO,
-               OP_SENDFILE };
+               OP_SENDFILE, OP_PIDFD_WAIT };
 
 static struct PyModuleDef aloop_module;
 
@@ -1121,6 +1121,7 @@ static PyObject *op_result(Op *op, int64_t n) {
   case OP_RECV_INTO:
   case OP_SENDTO:
   case OP_SENDFILE:
+  case OP_PIDFD_WAIT: /* the wait status */
     return PyLong_FromLongLong(n);
   case OP_RECVFROM: {
     PyObject *addr = address_of(&op->from);
@@ -1247,6 +1248,32 @@ static PyObject *start_op(LoopCore *self, Op *op, aloop_future *af) {
   if (!r) return NULL;
   Py_DECREF(r);
   Py_RETURN_NONE;
+}
+
+/* _close_fd(fd): aloop_close, for an fd the loop worked on (a pidfd), so that the driver forgets
+ * it even if its number comes back at once. */
+static PyObject *core_close_fd(LoopCore *self, PyObject *arg) {
+  long fd = PyLong_AsLong(arg);
+  if (fd == -1 && PyErr_Occurred()) return NULL;
+  if (fd < 0 || fd > INT_MAX) return PyErr_Format(PyExc_ValueError, "bad file descriptor %ld", fd);
+  if (check_closed(self) < 0) return NULL;
+  int err = aloop_close(self->loop, (int)fd);
+  if (err < 0) {
+    errno = -err;
+    return PyErr_SetFromErrno(PyExc_OSError);
+  }
+  Py_RETURN_NONE;
+}
+
+/* _pidfd_wait(pidfd, fut): fut gets the wait status once the child behind pidfd has exited and
+ * has been reaped (aloop_pidfd_wait: the kernel's waitid on io_uring), or ChildProcessError. */
+static PyObject *core_pidfd_wait(LoopCore *self, PyObject *args) {
+  int pidfd;
+  PyObject *fut;
+  if (!PyArg_ParseTuple(args, "iO:_pidfd_wait", &pidfd, &fut)) return NULL;
+  if (check_closed(self) < 0) return NULL;
+  Op *op = new_op(self, fut, OP_PIDFD_WAIT);
+  return op ? start_op(self, op, aloop_pidfd_wait(self->loop, pidfd)) : NULL;
 }
 
 static PyObject *core_sock_recv(LoopCore *self, PyObject *args) {
@@ -2440,6 +2467,8 @@ static PyMethodDef core_methods[] = {
     {"_socket_transport", (PyCFunction)core_socket_transport, METH_VARARGS, NULL},
     {"_pipe_transport", (PyCFunction)core_pipe_transport, METH_VARARGS, NULL},
     {"_datagram_transport", (PyCFunction)core_datagram_transport, METH_VARARGS, NULL},
+    {"_pidfd_wait", (PyCFunction)core_pidfd_wait, METH_VARARGS, NULL},
+    {"_close_fd", (PyCFunction)core_close_fd, METH_O, NULL},
     {NULL, NULL, 0, NULL},
 };
 

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -502,6 +503,66 @@ START_TEST(test_communicate_with_a_child_that_does_not_read_its_input) {
 }
 END_TEST
 
+/* ---- children started elsewhere ---------------------------------------------------------------- */
+
+static pid_t fork_child(int how) { /* how: an exit code, or -1: wait to be killed */
+  pid_t pid = fork();
+  ck_assert_int_ge(pid, 0);
+  if (pid == 0) {
+    if (how < 0) pause();
+    _exit(how < 0 ? 0 : how);
+  }
+  return pid;
+}
+
+static int pidfd_of(pid_t pid) {
+  int fd = (int)syscall(SYS_pidfd_open, pid, 0);
+  ck_assert_msg(fd >= 0, "pidfd_open: %s", strerror(errno));
+  return fd;
+}
+
+/* aloop_pidfd_wait: an exit code and a signal come back as wait statuses and the child is reaped
+ * (waitpid finds nothing left); a process that is not our child is -ECHILD; a cancelled wait
+ * ends with -ECANCELED and leaves the child to its parent. */
+START_TEST(test_pidfd_wait_reaps_a_child_started_elsewhere) {
+  pid_t pid = fork_child(7);
+  int pidfd = pidfd_of(pid);
+  int64_t status = run_within(aloop_pidfd_wait(L, pidfd), 30 * SEC);
+  ck_assert_msg(status >= 0 && WIFEXITED(status) && WEXITSTATUS(status) == 7, "status %lld",
+                (long long)status);
+  ck_assert_int_eq(waitpid(pid, NULL, WNOHANG), -1); /* reaped already */
+  ck_assert_int_eq(errno, ECHILD);
+  aloop_close(L, pidfd); /* the loop worked on it */
+
+  pid = fork_child(-1);
+  pidfd = pidfd_of(pid);
+  aloop_future *f = aloop_pidfd_wait(L, pidfd);
+  ck_assert_ptr_nonnull(f);
+  aloop_run_once(L, 0);
+  ck_assert(!aloop_future_done(f));
+  kill(pid, SIGKILL);
+  status = run_within(f, 30 * SEC);
+  ck_assert_msg(status >= 0 && WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL, "status %lld",
+                (long long)status);
+  aloop_close(L, pidfd); /* the loop worked on it */
+
+  pidfd = pidfd_of(getppid()); /* not a child of ours */
+  ck_assert_int_eq(run_within(aloop_pidfd_wait(L, pidfd), 30 * SEC), -ECHILD);
+  aloop_close(L, pidfd); /* the loop worked on it */
+
+  pid = fork_child(-1);
+  pidfd = pidfd_of(pid);
+  f = aloop_pidfd_wait(L, pidfd);
+  aloop_run_once(L, 0);
+  ck_assert_int_eq(aloop_future_cancel(f), 0);
+  ck_assert_int_eq(run_within(f, 30 * SEC), -ECANCELED);
+  kill(pid, SIGKILL);
+  int raw;
+  ck_assert_int_eq(waitpid(pid, &raw, 0), pid); /* still ours to reap */
+  aloop_close(L, pidfd); /* the loop worked on it */
+}
+END_TEST
+
 TCase *conformance_process(void) {
   TCase *tc = conformance_tcase("process");
   /* Index 0: pidfds; 1: the SIGCHLD fallback. */
@@ -521,5 +582,6 @@ TCase *conformance_process(void) {
   tcase_add_loop_test(tc, test_an_fd_given_as_stdout_receives_the_output, 0, 2);
   tcase_add_loop_test(tc, test_communicate_writes_input_and_collects_both_outputs, 0, 2);
   tcase_add_loop_test(tc, test_communicate_with_a_child_that_does_not_read_its_input, 0, 2);
+  tcase_add_test(tc, test_pidfd_wait_reaps_a_child_started_elsewhere);
   return tc;
 }
