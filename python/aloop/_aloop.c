@@ -1888,21 +1888,26 @@ static PyObject *tr_write_eof(Transport *self, PyObject *unused) {
 
 static PyObject *tr_can_write_eof(Transport *self, PyObject *unused) { Py_RETURN_TRUE; }
 
+/* close, abort, is_closing and get_write_buffer_size serve both types: t or d is set. */
 static PyObject *tr_close(Transport *self, PyObject *unused) {
-  if (self->closing || !self->t) Py_RETURN_NONE;
+  if (self->closing || (!self->t && !self->d)) Py_RETURN_NONE;
   self->closing = 1;
-  aloop_transport_close(self->t);
+  if (self->d)
+    aloop_datagram_close(self->d);
+  else
+    aloop_transport_close(self->t);
   Py_RETURN_NONE;
 }
 
 static PyObject *tr_abort(Transport *self, PyObject *unused) {
   self->closing = 1;
   if (self->t) aloop_transport_abort(self->t);
+  if (self->d) aloop_datagram_abort(self->d);
   Py_RETURN_NONE;
 }
 
 static PyObject *tr_is_closing(Transport *self, PyObject *unused) {
-  return PyBool_FromLong(self->closing || !self->t);
+  return PyBool_FromLong(self->closing || (!self->t && !self->d));
 }
 
 static PyObject *tr_is_reading(Transport *self, PyObject *unused) {
@@ -1956,6 +1961,7 @@ static PyObject *tr_get_write_buffer_limits(Transport *self, PyObject *unused) {
 }
 
 static PyObject *tr_get_write_buffer_size(Transport *self, PyObject *unused) {
+  if (self->d) return PyLong_FromSize_t(aloop_datagram_get_write_buffer_size(self->d));
   return PyLong_FromSize_t(self->t ? aloop_transport_get_write_buffer_size(self->t) : 0);
 }
 
@@ -2046,26 +2052,30 @@ static void tr_dealloc(Transport *self) {
   Py_DECREF(tp);
 }
 
+/* What every transport type has (BaseTransport's and the write side's flow control). */
+#define BASE_TRANSPORT_METHODS \
+    {"close", (PyCFunction)tr_close, METH_NOARGS, NULL}, \
+    {"abort", (PyCFunction)tr_abort, METH_NOARGS, NULL}, \
+    {"is_closing", (PyCFunction)tr_is_closing, METH_NOARGS, NULL}, \
+    {"set_write_buffer_limits", (PyCFunction)(void (*)(void))tr_set_write_buffer_limits, \
+     METH_VARARGS | METH_KEYWORDS, NULL}, \
+    {"get_write_buffer_limits", (PyCFunction)tr_get_write_buffer_limits, METH_NOARGS, NULL}, \
+    {"get_write_buffer_size", (PyCFunction)tr_get_write_buffer_size, METH_NOARGS, NULL}, \
+    {"get_extra_info", (PyCFunction)(void (*)(void))tr_get_extra_info, \
+     METH_VARARGS | METH_KEYWORDS, NULL}, \
+    {"set_protocol", (PyCFunction)tr_set_protocol, METH_O, NULL}, \
+    {"get_protocol", (PyCFunction)tr_get_protocol, METH_NOARGS, NULL},
+
 static PyMethodDef tr_methods[] = {
     {"write", (PyCFunction)tr_write, METH_O, NULL},
     {"writelines", (PyCFunction)tr_writelines, METH_O, NULL},
     {"write_eof", (PyCFunction)tr_write_eof, METH_NOARGS, NULL},
     {"can_write_eof", (PyCFunction)tr_can_write_eof, METH_NOARGS, NULL},
-    {"close", (PyCFunction)tr_close, METH_NOARGS, NULL},
-    {"abort", (PyCFunction)tr_abort, METH_NOARGS, NULL},
-    {"is_closing", (PyCFunction)tr_is_closing, METH_NOARGS, NULL},
     {"is_reading", (PyCFunction)tr_is_reading, METH_NOARGS, NULL},
     {"pause_reading", (PyCFunction)tr_pause_reading, METH_NOARGS, NULL},
     {"resume_reading", (PyCFunction)tr_resume_reading, METH_NOARGS, NULL},
-    {"set_write_buffer_limits", (PyCFunction)(void (*)(void))tr_set_write_buffer_limits,
-     METH_VARARGS | METH_KEYWORDS, NULL},
-    {"get_write_buffer_limits", (PyCFunction)tr_get_write_buffer_limits, METH_NOARGS, NULL},
-    {"get_write_buffer_size", (PyCFunction)tr_get_write_buffer_size, METH_NOARGS, NULL},
-    {"get_extra_info", (PyCFunction)(void (*)(void))tr_get_extra_info,
-     METH_VARARGS | METH_KEYWORDS, NULL},
-    {"set_protocol", (PyCFunction)tr_set_protocol, METH_O, NULL},
-    {"get_protocol", (PyCFunction)tr_get_protocol, METH_NOARGS, NULL},
     {"_sendfile", (PyCFunction)tr_sendfile, METH_VARARGS, NULL},
+    BASE_TRANSPORT_METHODS
     {NULL, NULL, 0, NULL},
 };
 
@@ -2195,27 +2205,6 @@ static PyObject *dg_sendto(Transport *self, PyObject *args) {
   Py_RETURN_NONE;
 }
 
-static PyObject *dg_close(Transport *self, PyObject *unused) {
-  if (self->closing || !self->d) Py_RETURN_NONE;
-  self->closing = 1;
-  aloop_datagram_close(self->d);
-  Py_RETURN_NONE;
-}
-
-static PyObject *dg_abort(Transport *self, PyObject *unused) {
-  self->closing = 1;
-  if (self->d) aloop_datagram_abort(self->d);
-  Py_RETURN_NONE;
-}
-
-static PyObject *dg_is_closing(Transport *self, PyObject *unused) {
-  return PyBool_FromLong(self->closing || !self->d);
-}
-
-static PyObject *dg_get_write_buffer_size(Transport *self, PyObject *unused) {
-  return PyLong_FromSize_t(self->d ? aloop_datagram_get_write_buffer_size(self->d) : 0);
-}
-
 static PyObject *dg_repr(Transport *self) {
   return PyUnicode_FromFormat("<aloop DatagramTransport fd=%d%s>",
                               self->d ? aloop_datagram_fd(self->d) : -1,
@@ -2224,17 +2213,7 @@ static PyObject *dg_repr(Transport *self) {
 
 static PyMethodDef dg_methods[] = {
     {"sendto", (PyCFunction)dg_sendto, METH_VARARGS, NULL},
-    {"close", (PyCFunction)dg_close, METH_NOARGS, NULL},
-    {"abort", (PyCFunction)dg_abort, METH_NOARGS, NULL},
-    {"is_closing", (PyCFunction)dg_is_closing, METH_NOARGS, NULL},
-    {"set_write_buffer_limits", (PyCFunction)(void (*)(void))tr_set_write_buffer_limits,
-     METH_VARARGS | METH_KEYWORDS, NULL},
-    {"get_write_buffer_limits", (PyCFunction)tr_get_write_buffer_limits, METH_NOARGS, NULL},
-    {"get_write_buffer_size", (PyCFunction)dg_get_write_buffer_size, METH_NOARGS, NULL},
-    {"get_extra_info", (PyCFunction)(void (*)(void))tr_get_extra_info,
-     METH_VARARGS | METH_KEYWORDS, NULL},
-    {"set_protocol", (PyCFunction)tr_set_protocol, METH_O, NULL},
-    {"get_protocol", (PyCFunction)tr_get_protocol, METH_NOARGS, NULL},
+    BASE_TRANSPORT_METHODS
     {NULL, NULL, 0, NULL},
 };
 
