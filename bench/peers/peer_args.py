@@ -37,25 +37,28 @@ def add_loop_args(parser):
                         help="with --loop aloop: the driver (default: $ALOOP_BACKEND, else auto)")
 
 
+def _import_loop(module, name, hint):
+    """The loop's module, or None (said in words on stderr) when it cannot be imported."""
+    try:
+        return __import__(module)
+    except ImportError as e:
+        print(f"{name}: {module} is not importable by {sys.executable} ({e}); {hint}",
+              file=sys.stderr, flush=True)
+        return None
+
+
 def run_on_loop(args, main, name):
     """asyncio.run(main) on the loop args.loop names: main's result, or 3 (said in words on
     stderr) when that loop is not installed."""
-    if args.loop == "uvloop":
-        try:
-            import uvloop
-        except ImportError as e:
-            print(f"{name}: uvloop is not available to {sys.executable} ({e}); "
-                  "install it with: apt-get install python3-uvloop", file=sys.stderr, flush=True)
-            main.close()
-            return 3
-        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
-    elif args.loop == "aloop":
-        try:
-            import aloop
-        except ImportError as e:
-            print(f"{name}: aloop's Python module is not importable ({e}); set PYTHONPATH to "
-                  "BUILD/python", file=sys.stderr, flush=True)
-            main.close()
-            return 3
-        return aloop.run(main, backend=args.backend)
+    if args.loop == "asyncio":
+        return asyncio.run(main)
+    hint = ("install it with: apt-get install python3-uvloop" if args.loop == "uvloop"
+            else "set PYTHONPATH to BUILD/python")
+    module = _import_loop(args.loop, name, hint)
+    if module is None:
+        main.close()
+        return 3
+    if args.loop == "aloop":
+        return module.run(main, backend=args.backend)
+    asyncio.set_event_loop_policy(module.EventLoopPolicy())
     return asyncio.run(main)

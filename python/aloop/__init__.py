@@ -341,14 +341,10 @@ class Loop(_aloop.LoopCore, asyncio.AbstractEventLoop):
     # same C type; asyncio's connect_read_pipe/connect_write_pipe and subprocesses call these.
 
     def _make_read_pipe_transport(self, pipe, protocol, waiter=None, extra=None):
-        extra = dict(extra) if extra else {}
-        extra["pipe"] = pipe
-        return self._pipe_transport(pipe, protocol, extra, waiter, False)
+        return self._pipe_transport(pipe, protocol, {**(extra or {}), "pipe": pipe}, waiter, False)
 
     def _make_write_pipe_transport(self, pipe, protocol, waiter=None, extra=None):
-        extra = dict(extra) if extra else {}
-        extra["pipe"] = pipe
-        return self._pipe_transport(pipe, protocol, extra, waiter, True)
+        return self._pipe_transport(pipe, protocol, {**(extra or {}), "pipe": pipe}, waiter, True)
 
     async def _sendfile_native(self, transp, file, offset, count):
         """aloop_transport_sendfile for a regular file on one of aloop's transports."""
